@@ -1,0 +1,43 @@
+# `make demo` and `make test` set everything up idempotently, then run.
+# A second run skips what is already done (stamp files in .venv).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.simpool-installed
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint bench clean fashion-mnist
+
+setup: $(STAMP) fashion-mnist
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+# Fashion-MNIST from Debian's package when apt is there (root or sudo); otherwise a notice.
+fashion-mnist:
+	@if [ -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" -eq 0 ] && echo "" || echo "sudo -n" ); \
+	  ($$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+	    || echo "note: could not install dataset-fashion-mnist; pass --fashion-mnist-dir to commands that need it"; \
+	else echo "note: apt-get not found; install Fashion-MNIST IDX files and pass --fashion-mnist-dir"; fi
+
+demo: setup
+	$(VENV)/bin/simpool demo
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check simpool tests benchmarks
+	$(VENV)/bin/ruff format --check simpool tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/pool_overhead.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

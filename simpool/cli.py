@@ -1,0 +1,67 @@
+"""``simpool ...``: a thin layer of subcommands over functions that tests call directly.
+
+A registry maps each subcommand to the module that implements it; that module defines
+``add_arguments(parser)`` and ``run(args) -> int`` (and may define ``EXAMPLE``). Only the module of
+the chosen subcommand is imported. ``simpool eval <protocol>`` and ``simpool bench <action>`` are
+nested registries of the same shape (see :func:`dispatch`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name: (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("simpool.demo", "train a tiny SimPool ViT on Fashion-MNIST, print accuracy, save attention maps"),
+    "resources": ("simpool.analysis.resources", "parameters and GMACs, baseline and any pool (paper Table 8)"),
+    "train": ("simpool.train.cli", "supervised training from a YAML recipe (timm machinery, torchrun DDP)"),
+    "train-dino": ("simpool.train.dino_cli", "DINO self-supervised pre-training from a YAML recipe"),
+    "eval": ("simpool.evaluate.cli", "evaluation protocols: `simpool eval PROTOCOL --help`"),
+    "attention": ("simpool.visualize.cli", "attention maps, masks, boxes, grids and an HTML gallery"),
+    "landscape": ("simpool.pooling.landscape", "Table 1: the pooling landscape as instances of Algorithm 1"),
+    "tournament": ("simpool.pooling.tournament", "train every pool on the bench and rank them"),
+    "bench": ("simpool.data.bench_cli", "the SimPool bench: `simpool bench export --help`"),
+    "convert": ("simpool.models.convert", "convert a checkpoint (ours or official) to a clean safetensors file"),
+}
+
+
+def dispatch(prog: str, description: str, registry: dict[str, tuple[str, str]], argv: list[str]) -> int:
+    """Parse ``argv`` against ``registry``, importing only the chosen subcommand's module, and run it."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, epilog=f"Run `{prog} COMMAND --help` for its options and an example."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name, (module_name, help_text) in registry.items():
+        if name != chosen:
+            subparsers.add_parser(name, help=help_text)
+            continue
+        module = importlib.import_module(module_name)
+        if getattr(module, "NESTED", False):  # the module dispatches its own sub-registry
+            return int(module.main(argv[argv.index(name) + 1 :], f"{prog} {name}") or 0)
+        sub = subparsers.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=getattr(module, "EXAMPLE", None),
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    args = parser.parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch(
+        "simpool",
+        "Attention-based global pooling for vision models (SimPool, ICCV 2023).",
+        COMMANDS,
+        sys.argv[1:] if argv is None else list(argv),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Build or convert timm models so that their final pooling is any simpool pool."""
+
+from .attention import attention_maps
+from .checkpoint import load_checkpoint, save_checkpoint
+from .factory import create_model, pool_slot, replace_pool
+from .families import FAMILIES, family_of
+
+__all__ = [
+    "FAMILIES",
+    "attention_maps",
+    "create_model",
+    "family_of",
+    "load_checkpoint",
+    "pool_slot",
+    "replace_pool",
+    "save_checkpoint",
+]

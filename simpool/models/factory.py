@@ -1,0 +1,108 @@
+"""``create_model`` and ``replace_pool``: timm models whose final pooling is any simpool pool."""
+
+from __future__ import annotations
+
+import types
+
+import timm
+from torch import nn
+
+from ..pooling import create_pool
+from .families import Family, family_of, family_of_name, get_path, install
+from .slot import PoolSlot, max_over_vectors
+
+DEFAULT_POOLS = ("default",)
+
+
+def create_model(
+    model_name: str,
+    pool: str = "simpool",
+    pool_kwargs: dict | None = None,
+    num_classes: int = 1000,
+    **timm_kwargs,
+) -> nn.Module:
+    """A timm model whose final pooling is the named simpool pool.
+
+    Args:
+        model_name: a timm model of the ResNet, ConvNeXt or ViT/DeiT families (``resnet50``,
+            ``convnext_small``, ``vit_small_patch16_224``, ...).
+        pool: a name of ``simpool.list_pools()``, or ``"default"`` for timm's own pooling (GAP for
+            CNNs, the CLS token for ViTs): the paper's baseline. Any other pool builds a ViT without
+            its CLS token and without the position-embedding slot for it.
+        pool_kwargs: arguments of the pool. For ``"simpool"`` without ``gamma``, the paper's default
+            of the family is used: 2 for CNNs, 1.25 for transformers (pass ``gamma=None`` for none).
+        num_classes: classifier outputs; 0 for no classifier (``model(x)`` returns pooled features).
+        **timm_kwargs: passed to ``timm.create_model`` (``pretrained``, ``img_size``, ``drop_path_rate``...).
+
+    Raises:
+        ValueError: an unknown pool, or a model outside the supported families.
+
+    Example:
+        >>> model = create_model("resnet18", pool="simpool", num_classes=10)
+    """
+    family = family_of_name(model_name)
+    if pool in DEFAULT_POOLS:
+        return timm.create_model(model_name, num_classes=num_classes, **timm_kwargs)
+    clash = sorted(set(family.build_kwargs) & set(timm_kwargs))
+    if clash:
+        raise ValueError(f"{clash} are set by create_model for pool={pool!r}; remove them from the arguments")
+    model = timm.create_model(model_name, num_classes=num_classes, **family.build_kwargs, **timm_kwargs)
+    kwargs = dict(pool_kwargs or {})
+    if pool == "simpool":
+        kwargs.setdefault("gamma", family.default_gamma)
+    pool_module = create_pool(pool, model.num_features, **kwargs)
+    if family.init_pool is not None:
+        family.init_pool(pool_module)
+    like = next(model.parameters())
+    return replace_pool(model, pool_module.to(device=like.device, dtype=like.dtype))
+
+
+def replace_pool(model: nn.Module, pool: nn.Module | str, **pool_kwargs) -> nn.Module:
+    """Make ``pool`` the final pooling of an existing timm model, in place; returns the model.
+
+    ``pool`` is a pool module or a registered name (built for ``model.num_features`` channels with
+    ``pool_kwargs``). ``model.reset_classifier(num_classes)`` keeps the pool afterwards.
+    On a ViT built with a CLS token the token stays in the encoder and the pool ignores it; build
+    with ``create_model`` to have no CLS token at all.
+    """
+    family = family_of(model)
+    if isinstance(pool, str):
+        pool = create_pool(pool, model.num_features, **pool_kwargs)
+    elif pool_kwargs:
+        raise ValueError("pool_kwargs are only used with a pool name")
+    out_features = getattr(pool, "out_features", model.num_features)
+    if out_features != model.num_features:
+        raise ValueError(
+            f"{type(pool).__name__} gives {out_features} features but {type(model).__name__}'s head "
+            f"expects {model.num_features}"
+        )
+    install(family, model, pool)
+    _hook_classifier(family, model, pool)
+    model.reset_classifier = types.MethodType(_reset_classifier, model)
+    return model
+
+
+def pool_slot(model: nn.Module) -> PoolSlot | None:
+    """The slot holding the model's simpool pool, or None for a model with timm's own pooling."""
+    for module in model.modules():
+        if isinstance(module, PoolSlot):
+            return module
+    return None
+
+
+def _hook_classifier(family: Family, model: nn.Module, pool: nn.Module) -> None:
+    classifier = get_path(model, family.classifier_path)
+    if getattr(pool, "num_vectors", 1) > 1 and not getattr(classifier, "_simpool_max_over_vectors", False):
+        classifier.register_forward_hook(max_over_vectors)
+        classifier._simpool_max_over_vectors = True
+
+
+def _reset_classifier(self: nn.Module, num_classes: int, global_pool: str | None = None, **kwargs) -> None:
+    """timm's ``reset_classifier`` for a model with a simpool pool: a new classifier, the same pool."""
+    if global_pool is not None:
+        raise ValueError("this model's pool is a simpool pool: change it with simpool.replace_pool(model, pool)")
+    family = family_of(self)
+    slot = pool_slot(self)
+    type(self).reset_classifier(self, num_classes, global_pool=family.reset_pool_arg, **kwargs)
+    install(family, self, slot.pool)
+    _hook_classifier(family, self, slot.pool)

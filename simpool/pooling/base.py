@@ -1,0 +1,64 @@
+"""What every pool shares: the input-layout rule and the attention layout of the contract.
+
+A pool takes a feature map ``(B, C, H, W)`` or a token sequence ``(B, N, C)``; the number of
+dimensions decides. It returns ``(B, C_out)`` (or ``(B, k, C_out)`` with ``num_vectors = k > 1``)
+and, on request, its attention over locations: ``(B, H, W)`` for maps, ``(B, N)`` for tokens, with
+a dimension for heads or vectors after ``B`` when there are several.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def as_tokens(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int] | None]:
+    """View features as tokens ``(B, N, C)``, remembering the grid of a map input.
+
+    A channels-last map gives a contiguous view for free; a channels-first one a strided view.
+    """
+    if x.ndim == 4:
+        B, C, H, W = x.shape  # batch, channels, height, width
+        return x.flatten(2).transpose(1, 2), (H, W)  # (B, C, N) -> (B, N, C)
+    if x.ndim == 3:
+        return x, None
+    raise ValueError(f"expected features of shape (B, C, H, W) or (B, N, C), got {tuple(x.shape)}")
+
+
+def attention_layout(attention: torch.Tensor, grid: tuple[int, int] | None) -> torch.Tensor:
+    """Put ``(B, M, N)`` attention (M heads or vectors) in the contract's layout.
+
+    ``M == 1`` is dropped: ``(B, N)`` or ``(B, H, W)``; otherwise ``(B, M, N)`` or ``(B, M, H, W)``.
+    """
+    B, M, N = attention.shape  # batch, heads or vectors, locations
+    if M == 1:
+        attention = attention[:, 0]  # (B, N)
+    if grid is not None:
+        attention = attention.unflatten(-1, grid)  # (..., N) -> (..., H, W)
+    return attention
+
+
+def uniform_attention(x: torch.Tensor) -> torch.Tensor:
+    """The implied weights of plain averaging, ``1/N`` at every location, as ``(B, 1, N)``."""
+    tokens, _ = as_tokens(x)
+    B, N, _ = tokens.shape
+    return tokens.new_full((B, 1, N), 1.0 / N)
+
+
+class Pool(nn.Module):
+    """Base of every simpool pool: the contract attributes and timm's duck-typed pool API.
+
+    Subclasses set ``out_features`` and implement ``forward(x, return_attention=False)``.
+    ``pool_type``, ``feat_mult()`` and ``is_identity()`` let timm heads treat the pool like
+    their own ``SelectAdaptivePool2d``.
+    """
+
+    pool_type: str = ""
+    num_vectors: int = 1
+    out_features: int
+
+    def feat_mult(self) -> int:
+        return 1
+
+    def is_identity(self) -> bool:
+        return False

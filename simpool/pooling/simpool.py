@@ -1,0 +1,230 @@
+"""SimPool (Psomas et al., "Keep It SimPool", ICCV 2023): Algorithm 2, computed without the key matrix.
+
+Paper notation, features ``X`` of ``d`` channels at ``p`` locations:
+
+    u0 = pi_A(X) = X 1_p / p                                  (12)  GAP initialisation
+    q  = W_Q u0                                               (13)  query
+    K  = W_K LN(X)                                            (14), (B52)  keys
+    a  = softmax(K^T q / sqrt(d))   over the p locations      (15)  attention
+    V  = LN(X) - min LN(X)                                    (16), (B53)  values, shifted >= 0
+    u  = f_alpha^{-1}(f_alpha(V) a),  f_alpha(x) = x^gamma    (17), (8)    gamma = (1 - alpha) / 2
+
+``K`` is never materialised: ``K^T q = LN(X) (W_K^T q)``, a matrix-vector product per image, and
+the key bias adds one constant to every score of an image, which the softmax ignores. The direct
+formula is kept in :func:`simpool_direct` as the reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Pool, as_tokens, attention_layout
+from .registry import register_pool
+
+MIN_OVER = ("sample", "batch", "channel")
+SHIFT_EPS = 1e-6  # added after the min shift, as both the official code and timm do: keeps x^gamma differentiable
+
+
+def _check(dim: int, num_heads: int, gamma: float | None, min_over: str) -> None:
+    if num_heads < 1 or dim % num_heads:
+        raise ValueError(f"dim={dim} must be a positive multiple of num_heads={num_heads}")
+    if gamma is not None and not gamma > 0:
+        raise ValueError(f"gamma must be positive or None, got {gamma}")
+    if min_over not in MIN_OVER:
+        raise ValueError(f"min_over must be one of {MIN_OVER}, got {min_over!r}")
+
+
+def _value_min(values: torch.Tensor, min_over: str) -> torch.Tensor:
+    """``min LN(X)`` of (16)/(B53) over the elements that ``min_over`` names, broadcastable to ``values``."""
+    if min_over == "sample":  # the paper: all elements of one image
+        return values.amin(dim=(1, 2), keepdim=True)  # (B, 1, 1)
+    if min_over == "batch":  # the official code: one scalar for the whole batch
+        return values.amin()  # ()
+    return values.amin(dim=1, keepdim=True)  # timm: per image and channel, (B, 1, C)
+
+
+def _weighted_sum(attention: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Per head, the attention-weighted sum of that head's channels: ``(B, h, N), (B, N, C) -> (B, C)``."""
+    B, h, N = attention.shape  # batch, heads, locations
+    C = values.shape[-1]
+    if h == 1:
+        return torch.bmm(attention, values).view(B, C)  # (B, 1, N) x (B, N, C) -> (B, C)
+    per_head = values.view(B, N, h, C // h)  # (B, N, h, D)
+    return torch.einsum("bhn,bnhd->bhd", attention, per_head).reshape(B, C)  # (B, h, D) -> (B, C)
+
+
+def _power(x: torch.Tensor, exponent: float) -> torch.Tensor:
+    if exponent == 1.0:
+        return x
+    if exponent == 2.0:
+        return x * x  # one multiply instead of exp(2 log x); same backward
+    if exponent == 0.5:
+        return x.sqrt()
+    return x.pow(exponent)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    # LayerNorm statistics, the softmax and x^gamma run in float32 for half-precision inputs:
+    # (x - min)^gamma with gamma up to 5 leaves fp16's range, and bf16 keeps 8 bits of mantissa.
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def _no_autocast(x: torch.Tensor):
+    device_type = x.device.type
+    if device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def simpool(
+    x: torch.Tensor,
+    norm_weight: torch.Tensor | None,
+    norm_bias: torch.Tensor | None,
+    q_weight: torch.Tensor,
+    k_weight: torch.Tensor,
+    q_bias: torch.Tensor | None = None,
+    beta: torch.Tensor | None = None,
+    num_heads: int = 1,
+    gamma: float | None = None,
+    min_over: str = "sample",
+    norm_eps: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SimPool as a pure function (Algorithm 2), the efficient way.
+
+    Args:
+        x: features ``(B, C, H, W)`` or tokens ``(B, N, C)``.
+        norm_weight, norm_bias: LayerNorm affine parameters (``C``) or None.
+        q_weight, k_weight: ``W_Q``, ``W_K`` of shape ``(C, C)`` (``nn.Linear`` layout).
+        q_bias: optional query bias. A key bias needs no argument: it shifts all scores of an
+            image by one constant, so the attention does not depend on it.
+        beta: optional learnable offset added to the output (the official ``use_beta``).
+        num_heads: heads splitting the channels; each head's attention pools its channels.
+        gamma: exponent of ``f_alpha``; None is the plain attention-weighted average of ``LN(X)``.
+        min_over: where the value's minimum is taken, see :class:`SimPool`.
+        norm_eps: LayerNorm epsilon.
+
+    Returns:
+        ``(pooled, attention)``: ``(B, C)`` and ``(B, num_heads, N)``.
+    """
+    tokens, _ = as_tokens(x)
+    B, N, C = tokens.shape  # batch, locations, channels
+    h = num_heads
+    D = C // h  # channels per head
+    dtype = _compute_dtype(x)
+    with _no_autocast(x):
+        tokens = tokens.to(dtype)
+        u0 = tokens.mean(dim=1)  # (B, C)                                       (12)
+        q = F.linear(u0, q_weight.to(dtype), None if q_bias is None else q_bias.to(dtype))  # (B, C)    (13)
+        w_k = k_weight.to(dtype).view(h, D, C)  # (C, C) -> (h, D, C)
+        # W_K^T q per head, scaled: scores = LN(X) r equals K^T q / sqrt(D) without forming K.
+        r = torch.einsum("bhd,hdc->bhc", q.view(B, h, D), w_k) * D**-0.5  # (B, h, C)
+        weight = None if norm_weight is None else norm_weight.to(dtype)
+        bias = None if norm_bias is None else norm_bias.to(dtype)
+        values = F.layer_norm(tokens, (C,), weight, bias, norm_eps)  # LN(X): (B, N, C)
+        scores = torch.bmm(values, r.transpose(1, 2))  # (B, N, C) x (B, C, h) -> (B, N, h)   (14)
+        attention = scores.softmax(dim=1).transpose(1, 2)  # over locations: (B, h, N)           (15)
+        if gamma is None:
+            pooled = _weighted_sum(attention, values)  # (B, C)
+        else:
+            shifted = values - _value_min(values, min_over) + SHIFT_EPS  # V >= eps: (B, N, C)   (16)
+            pooled = _power(_weighted_sum(attention, _power(shifted, gamma)), 1.0 / gamma)  # (B, C) (17)
+        if beta is not None:
+            pooled = pooled + beta.to(dtype)
+    return pooled.to(x.dtype), attention.to(x.dtype)
+
+
+def simpool_direct(pool: SimPool, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same numbers by the direct formula, materialising ``K = W_K LN(X)`` (reference and cost baseline)."""
+    tokens, _ = as_tokens(x)
+    B, N, C = tokens.shape  # batch, locations, channels
+    h, D = pool.num_heads, C // pool.num_heads
+    u0 = tokens.mean(dim=1)  # (B, C)
+    values = pool.norm(tokens)  # (B, N, C)
+    q = pool.q(u0).view(B, h, D, 1)  # (B, h, D, 1)
+    keys = pool.k(values).view(B, N, h, D).transpose(1, 2)  # (B, h, N, D)
+    attention = torch.softmax((keys @ q).squeeze(-1) * D**-0.5, dim=-1)  # (B, h, N)
+    if pool.gamma is not None:
+        values = (values - _value_min(values, pool.min_over) + SHIFT_EPS) ** pool.gamma
+    pooled = (attention.unsqueeze(-1) * values.view(B, N, h, D).transpose(1, 2)).sum(2)  # (B, h, D)
+    pooled = pooled.reshape(B, C)
+    if pool.gamma is not None:
+        pooled = pooled ** (1.0 / pool.gamma)
+    if pool.beta is not None:
+        pooled = pooled + pool.beta
+    return pooled, attention
+
+
+@register_pool("simpool")
+class SimPool(Pool):
+    """SimPool: GAP query, cross-attention over locations, generalized-mean pooling of the values.
+
+    ``u = f_alpha^{-1}(f_alpha(V) a)`` with ``a = softmax(LN(X)^T W_K^T W_Q GAP(X) / sqrt(d))`` and
+    ``V = LN(X) - min LN(X)`` (paper eqs. (12)-(17), (B52)-(B53), Algorithm 2).
+
+    Args:
+        dim: channels ``d`` of the features.
+        num_heads: heads ``m`` (the paper and every official model use 1).
+        gamma: ``gamma = (1 - alpha) / 2`` of ``f_alpha(x) = x^gamma``; the paper uses 2 for CNNs and
+            1.25 for transformers. None pools ``LN(X)`` by a plain weighted average (no shift).
+        qkv_bias: biases on ``W_Q`` and ``W_K``.
+        norm_eps: LayerNorm epsilon: 1e-6 as the official code; timm's ``SimPool2d`` uses 1e-5.
+        min_over: where ``min LN(X)`` of the value (16) is taken:
+            ``"sample"`` (the paper, default): over all elements of one image's features, so an
+            image's output never depends on the rest of the batch;
+            ``"batch"`` (the official code): one minimum over the whole batch;
+            ``"channel"`` (timm's ``SimPool2d``): per image and channel, over locations.
+            In every mode ``1e-6`` is added after the shift and the shift is not added back, as in
+            both implementations.
+        use_beta: a learnable scalar ``beta`` (init 0) added to the output, as the official
+            self-supervised ViT does. Unlike the official code it is also created without gamma.
+
+    Parameter names are timm's ``SimPool2d``'s (``norm``, ``q``, ``k``), so weights interchange.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 1,
+        gamma: float | None = None,
+        qkv_bias: bool = False,
+        norm_eps: float = 1e-6,
+        min_over: str = "sample",
+        use_beta: bool = False,
+    ):
+        super().__init__()
+        _check(dim, num_heads, gamma, min_over)
+        self.dim = self.out_features = dim
+        self.num_heads = num_heads
+        self.gamma = None if gamma is None else float(gamma)
+        self.min_over = min_over
+        self.norm = nn.LayerNorm(dim, eps=norm_eps)
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.k = nn.Linear(dim, dim, bias=qkv_bias)
+        self.beta = nn.Parameter(torch.zeros(1)) if use_beta else None
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        if x.shape[-1 if x.ndim == 3 else 1] != self.dim:
+            raise ValueError(f"SimPool(dim={self.dim}) got features of shape {tuple(x.shape)}")
+        pooled, attention = simpool(
+            x,
+            self.norm.weight,
+            self.norm.bias,
+            self.q.weight,
+            self.k.weight,
+            q_bias=self.q.bias,
+            beta=self.beta,
+            num_heads=self.num_heads,
+            gamma=self.gamma,
+            min_over=self.min_over,
+            norm_eps=self.norm.eps,
+        )
+        if return_attention:
+            return pooled, attention_layout(attention, x.shape[-2:] if x.ndim == 4 else None)
+        return pooled
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, num_heads={self.num_heads}, gamma={self.gamma}, min_over={self.min_over!r}"

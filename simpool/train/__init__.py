@@ -1,0 +1,1 @@
+"""Supervised and DINO training, distributed set-up, checkpoints."""

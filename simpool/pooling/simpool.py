@@ -226,5 +226,10 @@ class SimPool(Pool):
             return pooled, attention_layout(attention, x.shape[-2:] if x.ndim == 4 else None)
         return pooled
 
+    def keys(self, x: torch.Tensor) -> torch.Tensor:
+        """The keys ``K = W_K LN(X)`` of (B52) as tokens ``(B, N, C)``, materialised on demand (e.g. for LOST)."""
+        tokens, _ = as_tokens(x)
+        return self.k(self.norm(tokens))  # (B, N, C)
+
     def extra_repr(self) -> str:
         return f"dim={self.dim}, num_heads={self.num_heads}, gamma={self.gamma}, min_over={self.min_over!r}"

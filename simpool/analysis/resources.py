@@ -23,8 +23,9 @@ from ..models import create_model, pool_slot
 from ..pooling import SimPool, simpool_direct
 
 aten = torch.ops.aten
+# FlopCounterMode looks a counted op up by its overload packet (and decomposes ops it does not know)
 _SDPA_OPS = [
-    getattr(aten, name).default
+    op
     for name in (
         "_scaled_dot_product_flash_attention_for_cpu",
         "_scaled_dot_product_flash_attention",
@@ -32,6 +33,7 @@ _SDPA_OPS = [
         "_scaled_dot_product_cudnn_attention",
     )
     if hasattr(aten, name)
+    for op in (getattr(aten, name), getattr(aten, name).default)
 ]
 
 

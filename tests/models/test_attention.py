@@ -1,0 +1,72 @@
+"""attention_maps: the pool's map and the CLS token's, against independent computations."""
+
+import pytest
+import torch
+
+from simpool import attention_maps, create_model
+from simpool.models import pool_slot
+
+VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3)
+
+
+@pytest.fixture
+def images():
+    torch.manual_seed(1)
+    return torch.randn(2, 3, 32, 32)
+
+
+def test_pool_source_is_simpools_attention_on_the_features(images):
+    torch.manual_seed(0)
+    model = create_model("resnet18", num_classes=3).eval()
+    maps = attention_maps(model, images, source="pool")
+    _, expected = pool_slot(model).pool(model.forward_features(images), return_attention=True)
+    assert maps.shape == (2, 1, 1)  # 32 px through a stride-32 ResNet
+    torch.testing.assert_close(maps, expected)
+    big = torch.randn(1, 3, 96, 160)
+    assert attention_maps(model, big).shape == (1, 3, 5)
+
+
+def test_pool_source_on_vit_tokens_is_on_the_patch_grid(images):
+    torch.manual_seed(0)
+    model = create_model("vit_tiny_patch16_224", **VIT).eval()
+    maps = attention_maps(model, images)  # auto: the pool's
+    _, expected = pool_slot(model).pool(model.forward_features(images), return_attention=True)  # (B, N)
+    torch.testing.assert_close(maps, expected.reshape(2, 4, 4))
+    torch.testing.assert_close(maps.sum((1, 2)), torch.ones(2))
+    assert not pool_slot(model).record_attention  # recording switched off again
+
+
+def _reference_cls_attention(model, images, block):
+    """The attention matrix of the unfused timm path, read at its dropout: (B, heads, T, T)."""
+    attn = model.blocks[block].attn
+    attn.fused_attn = False
+    seen = {}
+    handle = attn.attn_drop.register_forward_hook(lambda module, args, out: seen.setdefault("a", args[0]))
+    model.forward_features(images)
+    handle.remove()
+    return seen["a"]
+
+
+def test_cls_sources_match_timms_attention_matrix(images):
+    torch.manual_seed(0)
+    model = create_model("vit_tiny_patch16_224", pool="default", **VIT).eval()
+    with torch.no_grad():
+        reference = _reference_cls_attention(model, images, -1)[:, :, 0, 1:]  # CLS row, to patches: (B, heads, N)
+        first = _reference_cls_attention(model, images, 0)[:, :, 0, 1:]
+    torch.testing.assert_close(attention_maps(model, images), reference.mean(1).reshape(2, 4, 4))
+    torch.testing.assert_close(attention_maps(model, images, "cls"), reference.mean(1).reshape(2, 4, 4))
+    torch.testing.assert_close(attention_maps(model, images, "cls_block", block=0), first.mean(1).reshape(2, 4, 4))
+    torch.testing.assert_close(attention_maps(model, images, "cls_head", head=1), reference[:, 1].reshape(2, 4, 4))
+
+
+def test_sources_that_do_not_apply_are_errors(images):
+    vit = create_model("vit_tiny_patch16_224", **VIT).eval()
+    with pytest.raises(ValueError, match="no CLS token"):
+        attention_maps(vit, images, source="cls")
+    cnn = create_model("resnet18", pool="default", num_classes=3).eval()
+    with pytest.raises(ValueError, match="no attention"):
+        attention_maps(cnn, images, source="pool")
+    with pytest.raises(ValueError, match="valid sources"):
+        attention_maps(cnn, images, source="gradcam")
+    with pytest.raises(ValueError, match="head index"):
+        attention_maps(create_model("vit_tiny_patch16_224", pool="default", **VIT), images, source="cls_head")

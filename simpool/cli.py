@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults and keeps multi-line examples as written."""
+
+
 def dispatch(prog: str, description: str, registry: dict[str, tuple[str, str]], argv: list[str]) -> int:
     """Parse ``argv`` against ``registry``, importing only the chosen subcommand's module, and run it."""
     parser = argparse.ArgumentParser(
@@ -46,7 +50,7 @@ def dispatch(prog: str, description: str, registry: dict[str, tuple[str, str]], 
             help=help_text,
             description=help_text,
             epilog=getattr(module, "EXAMPLE", None),
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=_Formatter,
         )
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)

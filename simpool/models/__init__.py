@@ -4,12 +4,16 @@ from .attention import attention_maps
 from .checkpoint import load_checkpoint, save_checkpoint
 from .factory import create_model, pool_slot, replace_pool
 from .families import FAMILIES, family_of
+from .official import build_official, create_official_model, list_official
 
 __all__ = [
     "FAMILIES",
     "attention_maps",
+    "build_official",
+    "create_official_model",
     "create_model",
     "family_of",
+    "list_official",
     "load_checkpoint",
     "pool_slot",
     "replace_pool",

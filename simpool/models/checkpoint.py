@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -14,11 +16,24 @@ from ..utils import atomic_write_bytes
 
 STATE_KEYS = ("state_dict", "model", "teacher", "student")
 
+# Plain-data classes that official checkpoints pickle beside their tensors (timm's saver and DINO
+# store the training ``args`` as an ``argparse.Namespace``). Unpickling one sets attributes only.
+SAFE_GLOBALS = (argparse.Namespace,)
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The globals a torch file would import, found by scanning its pickle without running it."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a torch zip or legacy file: the load error says enough
+        return []
+
 
 def read_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint: safetensors, or a torch file read with ``weights_only=True``.
 
-    A file whose unpickling would need anything but tensors and plain containers is refused.
+    A file whose unpickling would need anything but tensors, plain containers and an
+    ``argparse.Namespace`` (the ``args`` of timm's and DINO's checkpoints) is refused: nothing in it runs.
     ``key`` picks an entry of a checkpoint dict (``state_dict_ema``, ``teacher``, ...); by default
     the first of ``state_dict``, ``model``, ``teacher``, ``student`` that is present, else the dict.
     """
@@ -28,11 +43,14 @@ def read_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str
     if path.suffix == ".safetensors":
         return load_file(str(path))
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError) as error:
+        unsafe = [name for name in _unsafe_globals(path) if name != "argparse.Namespace"]
+        reason = f"it would import {unsafe}" if unsafe else str(error).splitlines()[0]
         raise ValueError(
             f"refusing to load {path}: it is not a safetensors file nor a torch file of plain tensors "
-            f"(weights_only=True rejected it: {str(error).splitlines()[0]})"
+            f"(torch.load(weights_only=True) rejected it: {reason})"
         ) from error
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path} holds a {type(checkpoint).__name__}, not a dict of tensors")
@@ -48,27 +66,71 @@ def read_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str
     return state
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike, key: str | None = None, strict: bool = True) -> dict:
-    """Load weights into ``model``; missing or unexpected keys are reported by name.
+def load_checkpoint(
+    model: nn.Module,
+    path: str | os.PathLike,
+    key: str | None = None,
+    strict: bool = True,
+    layout: str | None = None,
+) -> dict:
+    """Load our own or an official SimPool checkpoint into ``model``.
+
+    The key layout is detected (or named by ``layout``, see ``simpool.models.official.LAYOUTS``)
+    and renamed to ours: the supervised timm fork (``state_dict``, or ``key="state_dict_ema"``),
+    DINO (``teacher`` by default, ``key="student"``) and the pre-release names. Build the model
+    for an official file with ``simpool.models.official.create_official_model``, which wires the
+    norms around the pool as the official code did.
 
     Returns:
-        ``{"missing": [...], "unexpected": [...]}``.
+        ``{"missing": [...], "unexpected": [...], "layout": str, "notices": [...]}``; each notice
+        (tensors deliberately ignored, e.g. split-batch-norm ``aux_bn``) is also issued as a warning.
 
     Raises:
         ValueError: a tensor's shape differs (naming it and both shapes), or, with ``strict``, keys
-            are missing or unexpected.
+            are missing or unexpected (named).
     """
-    state = read_state_dict(path, key)
+    from .official import convert_state_dict
+
+    state, layout, notices = convert_state_dict(read_state_dict(path, key), layout)
+    report = load_state(model, state, notices=notices, source=str(path), strict=strict)
+    return {**report, "layout": layout}
+
+
+def _pool_gamma(model: nn.Module, prefix: str):
+    pool = model.get_submodule(prefix) if prefix else model
+    return getattr(pool, "gamma", None)
+
+
+def load_state(
+    model: nn.Module, state: dict, notices: list[str] | tuple = (), source: str = "state dict", strict: bool = True
+) -> dict:
+    """Load a state dict already in our key names; the checks and reports of :func:`load_checkpoint`."""
+    notices = list(notices)
     own = model.state_dict()
+    for name in [k for k in state if k.endswith("pool.beta") and k not in own]:
+        prefix = name[: -len(".beta")]
+        if prefix + ".norm.weight" in own and _pool_gamma(model, prefix) is None:
+            # the official SimPool adds beta only with gamma, and its loader drops unknown keys
+            notices.append(f"ignored {name}: the official SimPool uses beta only with a gamma")
+            state = {k: v for k, v in state.items() if k != name}
     for name, value in state.items():
         if name in own and own[name].shape != value.shape:
             raise ValueError(f"{name}: checkpoint has shape {tuple(value.shape)}, model has {tuple(own[name].shape)}")
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if strict and (missing or unexpected):
-        raise ValueError(f"checkpoint {path} does not fit the model: missing {missing}, unexpected {unexpected}")
+        hint = ""
+        if any(k.endswith("pool.beta") for k in unexpected):
+            hint = " (the checkpoint's SimPool has a beta: build the pool with use_beta=True)"
+        elif any(k.endswith("norm.weight") and ("fc_norm" in k or k.startswith("norm.")) for k in missing + unexpected):
+            hint = " (an official checkpoint? build its model with simpool.models.official.create_official_model)"
+        raise ValueError(
+            f"checkpoint {source} does not fit the model: missing {missing}, unexpected {unexpected}{hint}"
+        )
+    for notice in notices:
+        warnings.warn(f"{source}: {notice}", stacklevel=3)
     model.load_state_dict(state, strict=False)
-    return {"missing": missing, "unexpected": unexpected}
+    return {"missing": missing, "unexpected": unexpected, "notices": notices}
 
 
 def save_checkpoint(model: nn.Module | dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:

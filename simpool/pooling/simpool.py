@@ -9,9 +9,8 @@ Paper notation, features ``X`` of ``d`` channels at ``p`` locations:
     V  = LN(X) - min LN(X)                                    (16), (B53)  values, shifted >= 0
     u  = f_alpha^{-1}(f_alpha(V) a),  f_alpha(x) = x^gamma    (17), (8)    gamma = (1 - alpha) / 2
 
-``K`` is never materialised: ``K^T q = LN(X) (W_K^T q)``, a matrix-vector product per image, and
-the key bias adds one constant to every score of an image, which the softmax ignores. The direct
-formula is kept in :func:`simpool_direct` as the reference.
+``K`` is never materialised: ``K^T q = LN(X) (W_K^T q) + q . b_K``, a matrix-vector product per
+image. The direct formula is kept in :func:`simpool_direct` as the reference.
 """
 
 from __future__ import annotations
@@ -47,6 +46,23 @@ def _value_min(values: torch.Tensor, min_over: str) -> torch.Tensor:
     return values.amin(dim=1, keepdim=True)  # timm: per image and channel, (B, 1, C)
 
 
+def _argmin(values: torch.Tensor, min_over: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The minimum of :func:`_value_min` and where it is, as flat indices into each group.
+
+    Groups: ``(B, N*C)`` rows for "sample", one row of all elements for "batch", ``(B*C, N)`` rows
+    for "channel" (through a ``(B, C, N)`` view).
+    """
+    B, N, C = values.shape  # batch, locations, channels
+    if min_over == "sample":
+        m, index = values.reshape(B, N * C).min(dim=1)  # (B,), (B,)
+        return m.view(B, 1, 1), index
+    if min_over == "batch":
+        m, index = values.reshape(-1).min(dim=0)  # (), ()
+        return m, index
+    m, index = values.min(dim=1)  # per image and channel: (B, C), (B, C)
+    return m.view(B, 1, C), index
+
+
 def _weighted_sum(attention: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """Per head, the attention-weighted sum of that head's channels: ``(B, h, N), (B, N, C) -> (B, C)``."""
     B, h, N = attention.shape  # batch, heads, locations
@@ -55,6 +71,83 @@ def _weighted_sum(attention: torch.Tensor, values: torch.Tensor) -> torch.Tensor
         return torch.bmm(attention, values).view(B, C)  # (B, 1, N) x (B, N, C) -> (B, C)
     per_head = values.view(B, N, h, C // h)  # (B, N, h, D)
     return torch.einsum("bhn,bnhd->bhd", attention, per_head).reshape(B, C)  # (B, h, D) -> (B, C)
+
+
+def _outer(attention: torch.Tensor, pooled_grad: torch.Tensor) -> torch.Tensor:
+    """``P[b, n, c] = a[b, head(c), n] * g[b, c]``: ``(B, h, N), (B, C) -> (B, N, C)``."""
+    B, h, N = attention.shape  # batch, heads, locations
+    C = pooled_grad.shape[-1]
+    if h == 1:
+        return torch.bmm(attention.transpose(1, 2), pooled_grad.view(B, 1, C))  # (B, N, 1) x (B, 1, C) -> (B, N, C)
+    per_head = pooled_grad.view(B, h, 1, C // h)  # (B, h, 1, D)
+    return (attention.unsqueeze(-1) * per_head).permute(0, 2, 1, 3).reshape(B, N, C)  # (B, h, N, D) -> (B, N, C)
+
+
+def _attention_grad(pooled_grad: torch.Tensor, powered: torch.Tensor, h: int) -> torch.Tensor:
+    """``d a[b, h, n] = sum_{c in head h} g[b, c] V^gamma[b, n, c]``: ``(B, C), (B, N, C) -> (B, h, N)``."""
+    B, N, C = powered.shape  # batch, locations, channels
+    if h == 1:
+        return torch.bmm(pooled_grad.view(B, 1, C), powered.transpose(1, 2))  # (B, 1, C) x (B, C, N) -> (B, 1, N)
+    return torch.einsum("bhd,bnhd->bhn", pooled_grad.view(B, h, C // h), powered.view(B, N, h, C // h))
+
+
+class _GeneralizedMean(torch.autograd.Function):
+    """``u = (sum_n a_n (V_n)^gamma)^(1/gamma)`` with ``V = Y - min Y + eps``, forward and backward fused.
+
+    Autograd's own graph keeps ``V``, ``V^gamma`` and a full-size mask for the minimum, and evaluates
+    ``x^(gamma-1)`` again in the backward pass. Here the forward keeps ``V^gamma`` only, the
+    backward recomputes ``V`` in one pass and gets ``V^(gamma-1) = V^gamma / V`` by a division, and
+    the minimum's gradient goes to its argmin by a scatter (one subgradient where elements tie).
+    """
+
+    @staticmethod
+    def forward(ctx, values, attention, gamma: float, min_over: str):
+        m, index = _argmin(values, min_over)
+        shifted = values - (m - SHIFT_EPS)  # V >= eps: (B, N, C)                          (16)
+        powered = _power_(shifted, gamma)  # V^gamma, in place for gamma != 1
+        pooled_power = _weighted_sum(attention, powered)  # (B, C)
+        pooled = _power(pooled_power, 1.0 / gamma)  # (B, C)                              (17)
+        ctx.save_for_backward(values, attention, powered, m, index, pooled_power, pooled)
+        ctx.gamma, ctx.min_over = gamma, min_over
+        return pooled
+
+    @staticmethod
+    def backward(ctx, grad):
+        values, attention, powered, m, index, pooled_power, pooled = ctx.saved_tensors
+        gamma, h = ctx.gamma, attention.shape[1]
+        # d u / d z = u / (gamma z), with z the pooled power: (B, C)
+        grad_power = grad * pooled / (gamma * pooled_power)
+        grad_attention = _attention_grad(grad_power, powered, h) if ctx.needs_input_grad[1] else None
+        grad_values = None
+        if ctx.needs_input_grad[0]:
+            grad_values = _outer(attention, grad_power * gamma)  # (B, N, C)
+            if gamma != 1.0:  # gamma V^(gamma-1) = gamma V^gamma / V
+                shifted = values - (m - SHIFT_EPS)
+                grad_values.mul_(shifted if gamma == 2.0 else powered / shifted)
+            _add_min_grad(grad_values, index, ctx.min_over)
+        return grad_values, grad_attention, None, None
+
+
+def _add_min_grad(grad_values: torch.Tensor, index: torch.Tensor, min_over: str) -> None:
+    """The gradient through ``- min Y`` goes, summed over its group, to the minimum's position."""
+    B, N, C = grad_values.shape  # batch, locations, channels
+    if min_over == "sample":
+        total = grad_values.sum(dim=(1, 2))  # (B,)
+        grad_values.view(B, N * C).scatter_add_(1, index.view(B, 1), -total.view(B, 1))
+    elif min_over == "batch":
+        grad_values.view(-1)[index] -= grad_values.sum()
+    else:
+        total = grad_values.sum(dim=1)  # (B, C)
+        grad_values.scatter_add_(1, index.view(B, 1, C), -total.view(B, 1, C))
+
+
+def _power_(x: torch.Tensor, exponent: float) -> torch.Tensor:
+    """``x^exponent`` in place (x is a temporary)."""
+    if exponent == 1.0:
+        return x
+    if exponent == 2.0:
+        return x.square_()
+    return x.pow_(exponent)
 
 
 def _power(x: torch.Tensor, exponent: float) -> torch.Tensor:
@@ -87,6 +180,7 @@ def simpool(
     q_weight: torch.Tensor,
     k_weight: torch.Tensor,
     q_bias: torch.Tensor | None = None,
+    k_bias: torch.Tensor | None = None,
     beta: torch.Tensor | None = None,
     num_heads: int = 1,
     gamma: float | None = None,
@@ -99,8 +193,8 @@ def simpool(
         x: features ``(B, C, H, W)`` or tokens ``(B, N, C)``.
         norm_weight, norm_bias: LayerNorm affine parameters (``C``) or None.
         q_weight, k_weight: ``W_Q``, ``W_K`` of shape ``(C, C)`` (``nn.Linear`` layout).
-        q_bias: optional query bias. A key bias needs no argument: it shifts all scores of an
-            image by one constant, so the attention does not depend on it.
+        q_bias, k_bias: optional biases. The key bias adds ``q . b_K`` to every score of an image, a
+            constant that the softmax ignores; it is kept so that the scores equal ``K^T q`` exactly.
         beta: optional learnable offset added to the output (the official ``use_beta``).
         num_heads: heads splitting the channels; each head's attention pools its channels.
         gamma: exponent of ``f_alpha``; None is the plain attention-weighted average of ``LN(X)``.
@@ -126,12 +220,14 @@ def simpool(
         bias = None if norm_bias is None else norm_bias.to(dtype)
         values = F.layer_norm(tokens, (C,), weight, bias, norm_eps)  # LN(X): (B, N, C)
         scores = torch.bmm(values, r.transpose(1, 2))  # (B, N, C) x (B, C, h) -> (B, N, h)   (14)
+        if k_bias is not None:
+            offset = (q.view(B, h, D) * k_bias.to(dtype).view(h, D)).sum(-1) * D**-0.5  # q . b_K: (B, h)
+            scores = scores + offset.unsqueeze(1)  # (B, N, h)
         attention = scores.softmax(dim=1).transpose(1, 2)  # over locations: (B, h, N)           (15)
         if gamma is None:
             pooled = _weighted_sum(attention, values)  # (B, C)
         else:
-            shifted = values - _value_min(values, min_over) + SHIFT_EPS  # V >= eps: (B, N, C)   (16)
-            pooled = _power(_weighted_sum(attention, _power(shifted, gamma)), 1.0 / gamma)  # (B, C) (17)
+            pooled = _GeneralizedMean.apply(values, attention, gamma, min_over)  # (B, C)         (16)-(17)
         if beta is not None:
             pooled = pooled + beta.to(dtype)
     return pooled.to(x.dtype), attention.to(x.dtype)
@@ -216,6 +312,7 @@ class SimPool(Pool):
             self.q.weight,
             self.k.weight,
             q_bias=self.q.bias,
+            k_bias=self.k.bias,
             beta=self.beta,
             num_heads=self.num_heads,
             gamma=self.gamma,

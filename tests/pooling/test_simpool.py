@@ -143,7 +143,7 @@ def test_no_gamma_with_zero_projections_is_gap_of_layernorm():
 
 
 def test_key_bias_does_not_change_attention():
-    # the efficient forward drops W_K's bias: it adds q.b_K to every score of an image
+    # W_K's bias adds q.b_K to every score of an image: the softmax ignores it
     pool = random_pool(16, gamma=2.0, qkv_bias=True)
     x = torch.randn(2, 16, 3, 3)
     before = pool(x)
@@ -224,3 +224,26 @@ def test_keys_are_the_materialised_key_matrix():
     x = torch.randn(2, 16, 3, 4)
     tokens = x.flatten(2).transpose(1, 2)
     torch.testing.assert_close(pool.keys(x), pool.norm(tokens) @ pool.k.weight.T + pool.k.bias)
+
+
+@pytest.mark.parametrize("gamma", [1.0, 1.25, 2.0, 3.0])
+@pytest.mark.parametrize("num_heads", [1, 2])
+@pytest.mark.parametrize("min_over", ["sample", "batch", "channel"])
+def test_fused_backward_matches_autograd_of_the_direct_formula(gamma, num_heads, min_over):
+    pool = random_pool(8, gamma=gamma, num_heads=num_heads, min_over=min_over, qkv_bias=True).double()
+    x = torch.randn(3, 8, 2, 3, dtype=torch.double)
+    x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    weights = torch.randn(3, 8, dtype=torch.double)  # a generic upstream gradient
+    (pool(x_ours) * weights).sum().backward()
+    ours = {name: p.grad.clone() for name, p in pool.named_parameters()}
+    pool.zero_grad()
+    (simpool_direct(pool, x_ref)[0] * weights).sum().backward()
+    torch.testing.assert_close(x_ours.grad, x_ref.grad)
+    for name, p in pool.named_parameters():
+        torch.testing.assert_close(ours[name], p.grad, msg=name)
+
+
+def test_fused_backward_passes_gradcheck():
+    pool = random_pool(4, gamma=1.25, num_heads=2).double()
+    x = torch.randn(2, 4, 2, 2, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: pool(t), (x,))

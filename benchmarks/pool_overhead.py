@@ -1,0 +1,169 @@
+"""SimPool's cost, as ratios measured in one run (interleaved repeats, medians).
+
+1. The pool alone, forward + backward: our SimPool against timm's ``SimPool2d`` (direct formula)
+   and GAP, on ResNet-50 features (64, 2048, 7, 7) with gamma 2 and ViT-S features
+   (64, 384, 14, 14) with gamma 1.25.
+2. A whole training step (forward + backward) of ResNet-50 and ViT-S/16 at 224 with SimPool
+   against their baselines (GAP, CLS token).
+
+Usage:
+    python benchmarks/pool_overhead.py                 # all, CPU or the GPU when there is one
+    python benchmarks/pool_overhead.py --only pool --repeats 30 --json outputs/pool_overhead.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simpool import SimPool, create_model  # noqa: E402
+from simpool.utils import default_device, write_json  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_interleaved(fns: dict, repeats: int, device: torch.device, warmup: int = 2) -> dict[str, float]:
+    """Median seconds per call of each function, calls interleaved so that drift hits all alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _forward_backward(module, x):
+    def step():
+        x.grad = None
+        module.zero_grad(set_to_none=True)
+        out = module(x)
+        out.float().square().mean().backward()
+
+    return step
+
+
+def bench_pools(device, repeats: int, batch: int) -> list[dict]:
+    rows = []
+    for shape, gamma in (((batch, 2048, 7, 7), 2.0), ((batch, 384, 14, 14), 1.25)):
+        torch.manual_seed(0)
+        C = shape[1]
+        ours = SimPool(C, gamma=gamma, min_over="channel", norm_eps=1e-5).to(device)
+        reference = timm.layers.SimPool2d(C, gamma=gamma).to(device)
+        ours.load_state_dict(reference.state_dict())
+        x = torch.randn(shape, device=device, requires_grad=True)
+        with torch.no_grad():  # same numbers before timing them
+            torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=1e-4)
+        gap = lambda t: F.adaptive_avg_pool2d(t, 1).flatten(1)  # noqa: E731
+        paper = SimPool(C, gamma=gamma).to(device)  # the paper's per-sample minimum
+        fns = {
+            "simpool (ours, channel min)": _forward_backward(ours, x),
+            "simpool (ours, sample min)": _forward_backward(paper, x),
+            "timm SimPool2d": _forward_backward(reference, x),
+            "gap": _forward_backward(torch.nn.Module.__new__(_Lambda).setup(gap), x),
+        }
+        times = time_interleaved(fns, repeats, device)
+        base = times["timm SimPool2d"]
+        for name, seconds in times.items():
+            rows.append(
+                {
+                    "bench": "pool fwd+bwd",
+                    "shape": list(shape),
+                    "gamma": gamma,
+                    "method": name,
+                    "ms": 1e3 * seconds,
+                    "speedup_vs_timm": base / seconds,
+                }
+            )
+    return rows
+
+
+class _Lambda(torch.nn.Module):
+    def setup(self, fn):
+        torch.nn.Module.__init__(self)
+        self.fn = fn
+        return self
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def bench_steps(device, repeats: int, batch: int) -> list[dict]:
+    rows = []
+    for name in ("resnet50", "vit_small_patch16_224"):
+        torch.manual_seed(0)
+        x = torch.randn(batch, 3, 224, 224, device=device)
+        target = torch.randint(0, 1000, (batch,), device=device)
+        models = {pool: create_model(name, pool=pool).to(device).train() for pool in ("default", "simpool")}
+
+        def step(model):
+            def run():
+                model.zero_grad(set_to_none=True)
+                F.cross_entropy(model(x), target).backward()
+
+            return run
+
+        times = time_interleaved({pool: step(m) for pool, m in models.items()}, repeats, device, warmup=1)
+        for pool, seconds in times.items():
+            rows.append(
+                {
+                    "bench": "train step fwd+bwd",
+                    "model": name,
+                    "batch": batch,
+                    "method": pool,
+                    "ms": 1e3 * seconds,
+                    "overhead_vs_baseline": seconds / times["default"] - 1.0,
+                }
+            )
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=("pool", "step"), default=None)
+    parser.add_argument("--repeats", type=int, default=20, help="timed calls per method (pool benchmark)")
+    parser.add_argument("--step-repeats", type=int, default=5, help="timed steps per model (train-step benchmark)")
+    parser.add_argument("--pool-batch", type=int, default=64)
+    parser.add_argument("--step-batch", type=int, default=16)
+    parser.add_argument("--json", default=None, help="write the rows to this file")
+    args = parser.parse_args(argv)
+    device = default_device()
+    print(f"device: {device}, torch {torch.__version__}, timm {timm.__version__}, threads {torch.get_num_threads()}")
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    rows = []
+    if args.only in (None, "pool"):
+        rows += bench_pools(device, args.repeats, args.pool_batch)
+        for r in (r for r in rows if r["bench"] == "pool fwd+bwd"):
+            print(f"pool {r['shape']} gamma={r['gamma']:<5} {r['method']:<28} {r['ms']:9.2f} ms  "
+                  f"{r['speedup_vs_timm']:6.2f}x vs timm")
+    if args.only in (None, "step"):
+        step_rows = bench_steps(device, args.step_repeats, args.step_batch)
+        rows += step_rows
+        for r in step_rows:
+            print(f"step {r['model']:<24} batch {r['batch']} {r['method']:<8} {r['ms']:9.1f} ms  "
+                  f"overhead {100 * r['overhead_vs_baseline']:+.2f}%")
+    if args.json:
+        write_json(args.json, {"device": str(device), "torch": torch.__version__, "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""``simpool convert``: an official (or our own) checkpoint -> a clean safetensors file of ours.
+
+The file is read without executing code (``torch.load(weights_only=True)`` or safetensors), its
+key layout is detected and renamed to ours, dropped tensors are reported, and the result is
+written atomically. With ``--preset`` the weights are first loaded strictly into that official
+model, so a file that would not load is never written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+
+from .checkpoint import load_state, read_state_dict, save_checkpoint
+from .official import LAYOUTS, PRESETS, convert_state_dict, create_official_model
+
+EXAMPLE = (
+    "example: simpool convert --in vits_dino_simpool_ep100.pth --out vits_dino.safetensors --preset vit_small_dino"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--in", dest="input", required=True, help="checkpoint to read (.pth, .pth.tar, .safetensors)")
+    parser.add_argument("--out", required=True, help="safetensors file to write")
+    parser.add_argument(
+        "--key", default=None, help="checkpoint entry; None: the first of state_dict, model, teacher, student"
+    )
+    parser.add_argument(
+        "--layout", default=None, choices=list(LAYOUTS), help="key layout; None: detected from the keys"
+    )
+    parser.add_argument(
+        "--preset", default=None, choices=sorted(PRESETS), help="check by loading strictly into this official model"
+    )
+
+
+def convert(input: str, out: str, key: str | None = None, layout: str | None = None, preset: str | None = None) -> dict:
+    """Convert ``input`` to ``out``; returns a summary (layout, tensors written, notices)."""
+    state, layout, notices = convert_state_dict(read_state_dict(input, key), layout)
+    if preset is not None:
+        use_beta = any(k.endswith("pool.beta") for k in state) if PRESETS[preset].gamma is not None else None
+        model = create_official_model(preset, use_beta=use_beta)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the notices are printed below
+            report = load_state(model, state, notices=notices, source=input)
+        notices = report["notices"]
+        state = model.state_dict()  # exactly the tensors the model uses, e.g. without an unused beta
+    metadata = {"source": str(input), "layout": layout}
+    if preset is not None:
+        metadata["preset"] = preset
+    save_checkpoint(state, out, metadata=metadata)
+    return {"out": str(out), "layout": layout, "tensors": len(state), "notices": notices, "preset": preset}
+
+
+def run(args: argparse.Namespace) -> int:
+    summary = convert(args.input, args.out, key=args.key, layout=args.layout, preset=args.preset)
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -18,11 +18,31 @@ def upsample_map(attention: torch.Tensor | np.ndarray, size: tuple[int, int]) ->
     """Bilinear upsampling of an ``(h, w)`` map to ``size = (H, W)`` pixels."""
     a = torch.as_tensor(np.asarray(attention, dtype=np.float32) if not torch.is_tensor(attention) else attention)
     a = a.detach().float().cpu()[None, None]  # (1, 1, h, w)
-    return F.interpolate(a, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+    return F.interpolate(a, size=tuple(size), mode="bilinear", align_corners=False)[0, 0].numpy()  # (H, W)
+
+
+def to_rgb(image: np.ndarray | torch.Tensor) -> np.ndarray:
+    """An image as ``(H, W, 3)`` floats in [0, 1] from ``(H, W)``, ``(H, W, C)`` or ``(C, H, W)``, float or uint8."""
+    img = np.asarray(image.detach().cpu() if torch.is_tensor(image) else image)
+    is_uint8 = img.dtype == np.uint8
+    img = img.astype(np.float64)
+    if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
+        img = img.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
+    if is_uint8 or img.max() > 1.0:
+        img = img / 255.0
+    if img.ndim == 2:
+        img = img[..., None]  # (H, W, 1)
+    if img.ndim != 3 or img.shape[-1] not in (1, 3):
+        raise ValueError(f"image must be (H, W), (H, W, 1|3) or (1|3, H, W), got shape {img.shape}")
+    return np.ascontiguousarray(np.broadcast_to(img, (*img.shape[:2], 3)))  # (H, W, 3)
 
 
 def overlay(image: np.ndarray | torch.Tensor, attention, alpha: float = 0.5, cmap: str = "inferno") -> np.ndarray:
     """Blend an attention map over an image.
+
+    ``out = (1 - alpha) * image + alpha * cmap(normalize(upsample(attention)))``: the map is
+    bilinearly upsampled to the image, min-max normalised and colored with a perceptually uniform
+    colormap (``inferno`` by default; ``viridis``, ``magma``, ``cividis`` work too).
 
     Args:
         image: ``(H, W)``, ``(H, W, 3)`` or ``(3, H, W)``; floats in [0, 1] or uint8.
@@ -35,14 +55,7 @@ def overlay(image: np.ndarray | torch.Tensor, attention, alpha: float = 0.5, cma
     """
     import matplotlib
 
-    img = np.asarray(image.detach().cpu() if torch.is_tensor(image) else image, dtype=np.float64)
-    if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
-        img = img.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
-    if img.max() > 1.0:
-        img = img / 255.0
-    if img.ndim == 2:
-        img = img[..., None]
-    img = np.broadcast_to(img, (*img.shape[:2], 3))
+    img = to_rgb(image)
     heat = normalize_map(upsample_map(torch.as_tensor(np.asarray(attention, dtype=np.float32)), img.shape[:2]))
-    colored = matplotlib.colormaps[cmap](heat)[..., :3]
+    colored = matplotlib.colormaps[cmap](heat)[..., :3]  # (H, W, 3)
     return (1 - alpha) * img + alpha * colored

@@ -1,0 +1,108 @@
+"""``simpool attention`` end to end on a few small images with tiny ViT checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from simpool.cli import main
+from simpool.models import create_model, save_checkpoint
+from simpool.visualize.cli import parse_checkpoints
+from simpool.visualize.figures import grid_size
+
+ARCH = [arg for kv in ("patch_size=8", "embed_dim=32", "depth=2", "num_heads=2") for arg in ("--model-arg", kv)]
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    torch.manual_seed(0)
+    for pool in ("default", "simpool"):
+        model = create_model(
+            "vit_tiny_patch16_224",
+            pool=pool,
+            img_size=32,
+            patch_size=8,
+            embed_dim=32,
+            depth=2,
+            num_heads=2,
+            num_classes=3,
+        )
+        save_checkpoint(model, tmp_path / f"{pool}.safetensors")
+    rng = np.random.default_rng(0)
+    (tmp_path / "images" / "sub").mkdir(parents=True)
+    for name, (w, h) in {"a.png": (40, 30), "b.jpg": (64, 64), "sub/c.png": (50, 80)}.items():
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(tmp_path / "images" / name)
+    (tmp_path / "boxes.json").write_text(json.dumps({"a.png": [[5, 5, 30, 25]], "sub/c.png": [[0, 0, 49, 79]]}))
+    return tmp_path
+
+
+def test_two_checkpoints_with_boxes(workspace, capsys):
+    out = workspace / "out"
+    argv = ["attention", "--model", "vit_tiny_patch16_224", *ARCH, "--image-size", "64"]
+    argv += [
+        "--checkpoint",
+        f"cls={workspace / 'default.safetensors'}",
+        "--checkpoint",
+        f"sp={workspace / 'simpool.safetensors'}",
+    ]
+    argv += [str(workspace / "images"), "--out", str(out), "--boxes", str(workspace / "boxes.json"), "--display", "48"]
+    assert main(argv) == 0
+    assert "gallery.html" in capsys.readouterr().out
+    scores = json.loads((out / "scores.json").read_text())
+    names = [record["name"] for record in scores["images"]]
+    assert names == ["0000_a", "0001_b", "0002_c"]  # sorted, folders searched recursively
+    for record in scores["images"]:
+        assert set(record["models"]) == {"cls", "sp"}
+        cls, sp = record["models"]["cls"], record["models"]["sp"]
+        assert cls["main_map"] == "cls" and sp["main_map"] == "pool"
+        assert 0 < cls["confidence"] <= 1 and 0 <= sp["predicted"] < 3
+        assert 0 < sp["mask_area"] <= 1
+        assert ("iou" in sp) == (record["name"] != "0001_b")  # b.jpg has no ground truth
+    # an image covered entirely by its ground-truth box: IoU = predicted box area / image area
+    c = scores["images"][2]["models"]["sp"]
+    x0, y0, x1, y1 = c["box"]
+    assert c["iou"] == pytest.approx((x1 - x0 + 1) * (y1 - y0 + 1) / (50 * 80))
+    # every map at the 64-pixel input: an 8x8 grid of 8-pixel patches (position embeddings resampled)
+    maps = np.load(out / "0000_a" / "cls" / "maps.npz")
+    assert sorted(maps.files) == ["cls", "cls_block1", "cls_block2", "cls_head1", "cls_head2"]
+    assert all(maps[key].shape == (8, 8) for key in maps.files)
+    assert np.load(out / "0000_a" / "sp" / "maps.npz")["pool"].shape == (8, 8)
+    for picture in ("cls.png", "cls_head2.png", "cls_block1.png", "mask.png", "box.png"):
+        assert Image.open(out / "0002_c" / "cls" / picture).size == (48, 48)
+    # grids: input | cls | sp, three rows; Figure C7: input | block 1 | block 2 | sp
+    for kind in ("attention", "mask", "box"):
+        assert Image.open(out / f"grid_{kind}_00.png").size == grid_size(3, 3, 48, 4, 28)
+    assert Image.open(out / "blocks_cls_00.png").size == grid_size(3, 4, 48, 4, 28)
+    page = (out / "gallery.html").read_text()
+    assert page.count("<tr data-") == 3 and page.count("data:image/png;base64,") == 3 * (1 + 2 * 3)
+
+
+def test_gamma_sweep_labels_and_pages(workspace):
+    out = workspace / "sweep"
+    checkpoint = str(workspace / "simpool.safetensors")
+    argv = ["attention", "--model", "vit_tiny_patch16_224", *ARCH, "--grid-rows", "2"]
+    argv += [
+        "--checkpoint",
+        checkpoint,
+        "--checkpoint",
+        checkpoint,
+        "--gammas",
+        "none,1.25",
+        str(workspace / "images" / "a.png"),
+    ]
+    argv += [str(workspace / "images" / "sub"), "--out", str(out), "--display", "32"]
+    assert main(argv) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert list(scores["images"][0]["models"]) == ["no γ", "γ = 1.25"]
+    assert Image.open(out / "grid_attention_00.png").size == grid_size(2, 3, 32, 4, 28)
+    assert not (out / "grid_attention_01.png").exists()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="--gammas"):
+        parse_checkpoints(["a.safetensors", "b.safetensors"], "auto", ["1"])
+    with pytest.raises(ValueError, match="differ"):
+        parse_checkpoints(["x/a.safetensors", "y/a.safetensors"], "auto", None)
+    assert parse_checkpoints(["A=w.safetensors"], "auto", None)[0].label == "A"

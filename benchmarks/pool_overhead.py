@@ -114,7 +114,7 @@ def bench_steps(device, repeats: int, batch: int) -> list[dict]:
         target = torch.randint(0, 1000, (batch,), device=device)
         models = {pool: create_model(name, pool=pool).to(device).train() for pool in ("default", "simpool")}
 
-        def step(model):
+        def step(model, x=x, target=target):
             def run():
                 model.zero_grad(set_to_none=True)
                 F.cross_entropy(model(x), target).backward()
@@ -152,14 +152,18 @@ def main(argv=None) -> int:
     if args.only in (None, "pool"):
         rows += bench_pools(device, args.repeats, args.pool_batch)
         for r in (r for r in rows if r["bench"] == "pool fwd+bwd"):
-            print(f"pool {r['shape']} gamma={r['gamma']:<5} {r['method']:<28} {r['ms']:9.2f} ms  "
-                  f"{r['speedup_vs_timm']:6.2f}x vs timm")
+            print(
+                f"pool {r['shape']} gamma={r['gamma']:<5} {r['method']:<28} {r['ms']:9.2f} ms  "
+                f"{r['speedup_vs_timm']:6.2f}x vs timm"
+            )
     if args.only in (None, "step"):
         step_rows = bench_steps(device, args.step_repeats, args.step_batch)
         rows += step_rows
         for r in step_rows:
-            print(f"step {r['model']:<24} batch {r['batch']} {r['method']:<8} {r['ms']:9.1f} ms  "
-                  f"overhead {100 * r['overhead_vs_baseline']:+.2f}%")
+            print(
+                f"step {r['model']:<24} batch {r['batch']} {r['method']:<8} {r['ms']:9.1f} ms  "
+                f"overhead {100 * r['overhead_vs_baseline']:+.2f}%"
+            )
     if args.json:
         write_json(args.json, {"device": str(device), "torch": torch.__version__, "rows": rows})
     return 0

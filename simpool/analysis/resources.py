@@ -14,7 +14,6 @@ Element-wise work (norms, activations, softmax) is not counted in either, as in 
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
@@ -117,7 +116,10 @@ def _pool_input(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def format_table(rows: list[dict]) -> str:
-    header = f"{'model':<24} {'pool':<10} {'params (M)':>10} {'GMACs':>8} {'GMACs (paper conv.)':>20} {'pool GMACs':>11} {'pool GMACs direct':>18}"
+    header = (
+        f"{'model':<24} {'pool':<10} {'params (M)':>10} {'GMACs':>8} {'GMACs (paper conv.)':>20} "
+        f"{'pool GMACs':>11} {'pool GMACs direct':>18}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         pool_cost = "" if r["pool_gmacs"] is None else f"{r['pool_gmacs']:.4f}"

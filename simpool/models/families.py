@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from timm.layers import NormMlpClassifierHead
 from timm.models.convnext import ConvNeXt
 from timm.models.resnet import ResNet
 from timm.models.vision_transformer import VisionTransformer, init_weights_vit_timm
-from timm.layers import NormMlpClassifierHead
 from torch import nn
 
 from .slot import PoolSlot, VectorFlatten

@@ -139,7 +139,9 @@ def test_k_vectors_classify_by_the_maximum_logit(name, images):
     assert logits.shape == (2, 5) and features.shape == (2, 2, model.num_features)
     classifier = model.get_classifier()
     per_vector = classifier(features)  # the hook takes the maximum over the 2 vectors
-    manual = torch.stack([torch.nn.functional.linear(features[:, i], classifier.weight, classifier.bias) for i in (0, 1)])
+    manual = torch.stack(
+        [torch.nn.functional.linear(features[:, i], classifier.weight, classifier.bias) for i in (0, 1)]
+    )
     torch.testing.assert_close(per_vector, manual.amax(0))
     torch.testing.assert_close(logits, manual.amax(0))
     model.reset_classifier(3)

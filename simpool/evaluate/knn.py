@@ -1,0 +1,149 @@
+"""Weighted k-NN classification of frozen features (DINO, Caron et al. 2021, ``eval_knn.py``).
+
+The paper reports k-NN top-1 of DINO-pretrained ViT-S/16 with each pool (Tables 3, 4, 7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..data.folders import image_folder
+from ..utils import write_json
+from .features import (
+    add_model_arguments,
+    build_model,
+    chunks,
+    eval_transform,
+    extract_features,
+    format_table,
+    loader,
+    rows_per_chunk,
+)
+
+
+def knn_classify_many(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    test_labels: torch.Tensor,
+    ks: Sequence[int] = (10, 20),
+    temperature: float = 0.07,
+    num_classes: int | None = None,
+    memory_bytes: int = 2**29,
+) -> dict[int, dict[str, float]]:
+    """:func:`knn_classify` for several ``k`` from one similarity pass: ``{k: {"top1", "top5"}}``."""
+    if train_features.ndim != 2 or test_features.ndim != 2 or train_features.shape[1] != test_features.shape[1]:
+        raise ValueError(
+            f"features must be (N, D) with the same D: train {tuple(train_features.shape)}, "
+            f"test {tuple(test_features.shape)}"
+        )
+    if len(train_labels) != len(train_features) or len(test_labels) != len(test_features):
+        raise ValueError("train_labels / test_labels must have one label per feature row")
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1 or ks[-1] > len(train_features):
+        raise ValueError(f"k must be in [1, {len(train_features)}] (the number of training features), got {ks}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    device = train_features.device
+    train_labels = train_labels.to(device).long()
+    test_labels = test_labels.to(device).long()
+    if num_classes is None:
+        num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    train = F.normalize(train_features.float(), dim=1)  # (N_train, D)
+    test = F.normalize(test_features.float().to(device), dim=1)  # (N_test, D)
+    k_max = ks[-1]
+    correct = {k: torch.zeros(2, dtype=torch.long, device=device) for k in ks}  # top1, top5 counts
+    for rows in chunks(len(test), rows_per_chunk(len(train), memory_bytes)):
+        similarity = test[rows] @ train.T  # (b, D) x (D, N_train) -> (b, N_train)
+        nearest, index = similarity.topk(k_max, dim=1, largest=True, sorted=True)  # (b, k_max)
+        neighbour_labels = train_labels[index]  # (b, k_max)
+        weights = (nearest / temperature).exp()  # (b, k_max): exp(cos / T)
+        targets = test_labels[rows, None]  # (b, 1)
+        for k in ks:
+            votes = torch.zeros(len(targets), num_classes, device=device)  # (b, classes)
+            votes.scatter_add_(1, neighbour_labels[:, :k], weights[:, :k])  # sum of weights per class
+            # a stable descending sort: equal votes rank the lower class index first
+            ranking = votes.sort(dim=1, descending=True, stable=True).indices  # (b, classes)
+            hits = ranking == targets  # (b, classes)
+            correct[k][0] += hits[:, :1].sum()
+            correct[k][1] += hits[:, : min(5, k, num_classes)].sum()  # DINO: top-5 over min(5, k) classes
+    total = len(test)
+    return {k: {"top1": 100.0 * c[0].item() / total, "top5": 100.0 * c[1].item() / total} for k, c in correct.items()}
+
+
+def knn_classify(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    test_labels: torch.Tensor,
+    k: int = 20,
+    temperature: float = 0.07,
+    num_classes: int | None = None,
+) -> dict[str, float]:
+    """DINO's weighted k-NN: top-1 and top-5 accuracy in percent.
+
+    Features are L2-normalised; for a test feature x, the k training features of largest cosine
+    similarity s_i vote for their class with weight exp(s_i / T); the class of largest summed
+    weight is the prediction: ``score_c = sum_{i in topk(x)} [y_i = c] exp(s_i / T)``.
+    Top-5 counts the first ``min(5, k)`` classes, as DINO does. Equal scores rank the lower class
+    index first; which of several training features tied at the k-th similarity is kept follows
+    ``torch.topk`` (as in DINO). Test features are processed in chunks, so a million training
+    features fit in memory.
+
+    Args:
+        train_features: ``(N_train, D)``; the computation runs on their device.
+        train_labels: ``(N_train,)`` integer classes.
+        test_features: ``(N_test, D)``.
+        test_labels: ``(N_test,)``.
+        k: neighbours (DINO reports 20, the SimPool paper 10), at most ``N_train``.
+        temperature: T of the weights (0.07).
+        num_classes: by default the largest label + 1.
+
+    Returns:
+        ``{"top1": %, "top5": %}``.
+    """
+    return knn_classify_many(train_features, train_labels, test_features, test_labels, (k,), temperature, num_classes)[
+        k
+    ]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# simpool eval knn
+# ----------------------------------------------------------------------------------------------------------------------
+
+EXAMPLE = """example:
+  simpool eval knn --data-path /data/imagenet --model vit_small_patch16_224 --pool simpool \\
+      --checkpoint dino_simpool.safetensors --checkpoint-key teacher --nb-knn 10 20 --output knn.json
+The data path holds train/ and val/ ImageFolder layouts (one folder per class)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-path", required=True, help="folder with train/ and val/ ImageFolder layouts")
+    parser.add_argument("--train-split", default="train", help="training sub-folder of --data-path")
+    parser.add_argument("--val-split", default="val", help="evaluation sub-folder (the bench exports 'test')")
+    parser.add_argument("--nb-knn", type=int, nargs="+", default=[10, 20], help="values of k")
+    parser.add_argument("--temperature", type=float, default=0.07)
+    parser.add_argument("--resize", type=int, default=256, help="short side before the center crop (bicubic)")
+    parser.add_argument("--crop", type=int, default=224)
+    add_model_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    model = build_model(args)
+    transform = eval_transform(args.resize, args.crop)
+    train = image_folder(os.path.join(args.data_path, args.train_split), transform)
+    val = image_folder(os.path.join(args.data_path, args.val_split), transform, classes=train.classes)
+    splits = {
+        name: extract_features(model, loader(dataset, args), progress=not args.no_progress, desc=name)
+        for name, dataset in (("train", train), ("val", val))
+    }
+    results = knn_classify_many(*splits["train"], *splits["val"], args.nb_knn, args.temperature, len(train.classes))
+    print(format_table([(k, r["top1"], r["top5"]) for k, r in results.items()], ("k", "top1 %", "top5 %")))
+    if args.output:
+        write_json(args.output, {"protocol": "knn", "model": args.model, "pool": args.pool, "results": results})
+    return 0

@@ -1,15 +1,28 @@
-"""``simpool demo``: train a tiny ViT with SimPool on Fashion-MNIST, report accuracy, draw its attention.
+"""``simpool demo``: the paper's supervised comparison, CLS token vs SimPool, on the SimPool bench.
 
-A small real job for a laptop CPU: a 4-block ViT on 28x28 images (7x7 patches of 4 pixels), no CLS
-token, SimPool (gamma 1.25) as its final pooling. It prints test accuracy and saves a PNG of the
-attention maps of SimPool on test images.
+The same small ViT is trained twice with the same data, budget and seed: once with its CLS token (the
+paper's baseline) and once with SimPool (gamma 1.25, no CLS token; final norm -> SimPool -> LayerNorm
+-> classifier, as the official code wires it). Both are then evaluated on the bench's test split:
+
+- top-1 on ``original``, ``mixed_same`` and ``mixed_rand``; BG-gap = mixed_same - mixed_rand (IN-9);
+- MaxBoxAccV2 (Choe et al., CVPR 2020) of each model's attention against the exact boxes: the mean CLS
+  attention over the heads of the last block for the baseline, SimPool's ``a`` for SimPool;
+- CorLoc of DINO-seg boxes (the smallest set of patches holding 60% of the attention mass);
+- the attention mass inside the object's mask (a uniform map scores the mean mask area).
+
+It writes ``report.md``, ``report.json`` and ``figure.png`` (Figure 1 of the paper: input | CLS
+attention | SimPool attention, ground-truth box drawn) to ``--out`` and prints a short table.
+Attention maps are compared only if both models learned the object: ``mixed_rand`` accuracy of at
+least ``GATE`` (a model that reads the background alone scores chance there).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,129 +30,239 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .data.fashion_mnist import CLASSES, load_fashion_mnist
-from .models import attention_maps, create_model, save_checkpoint
-from .utils import default_device
+from .data.bench import BenchConfig, SimPoolBench
+from .models import attention_maps, create_model
 
 TINY_VIT = dict(img_size=28, patch_size=4, in_chans=1, embed_dim=96, depth=4, num_heads=4, mlp_ratio=2.0)
-MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST training-set pixel statistics
+GATE = 0.6  # mixed_rand accuracy both models need before their attention maps are compared
+MODELS = {"cls": ("default", "cls"), "simpool": ("simpool", "pool")}  # name: (pool, attention source)
+EVAL_VARIANTS = ("original", "mixed_same", "mixed_rand")
 
 
 def tiny_vit(pool: str = "simpool", num_classes: int = 10, **pool_kwargs) -> torch.nn.Module:
-    """The demo's ViT: 4 blocks of width 96 on 28x28 single-channel images."""
+    """A 4-block ViT of width 96 on 28x28 single-channel images (plain Fashion-MNIST)."""
     return create_model("vit_tiny_patch16_224", pool=pool, pool_kwargs=pool_kwargs, num_classes=num_classes, **TINY_VIT)
 
 
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    return (torch.from_numpy(images).float().div_(255.0).sub_(MEAN).div_(STD))[:, None]  # (N, 1, 28, 28)
+@dataclass(frozen=True)
+class DemoConfig:
+    """The demo's model, budget and data; every field goes into the report.
+
+    Attributes:
+        image_size: bench image side; patch_size: ViT patch side (``(image_size / patch_size)^2`` tokens).
+        embed_dim, depth, num_heads: the ViT's width, blocks and heads.
+        gamma: SimPool's exponent (paper: 1.25 for ViTs).
+        train_images: training images drawn from the bench's train split.
+        epochs: passes over them; batch_size, lr, weight_decay, warmup: AdamW with a cosine schedule.
+        eval_images: test images per variant; figure_images: rows of the figure.
+        bg_correlation, min_scale, max_scale: the bench (see ``BenchConfig``).
+        seed: bench, initialisation and batch order.
+    """
+
+    image_size: int = 64
+    patch_size: int = 8
+    embed_dim: int = 96
+    depth: int = 4
+    num_heads: int = 3
+    gamma: float = 1.25
+    train_images: int = 20000
+    epochs: float = 4.0
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.05
+    eval_images: int = 2000
+    figure_images: int = 6
+    bg_correlation: float = 0.5
+    min_scale: float = 0.45
+    max_scale: float = 0.8
+    seed: int = 0
+
+    def bench(self) -> BenchConfig:
+        return BenchConfig(self.image_size, self.bg_correlation, self.min_scale, self.max_scale, seed=self.seed)
 
 
-def train_demo(
-    epochs: float = 2.0,
-    batch_size: int = 128,
-    lr: float = 2e-3,
-    seed: int = 0,
-    fashion_mnist_dir: str | None = None,
-    device: torch.device | None = None,
-    progress: bool = True,
-) -> dict:
-    """Train the tiny SimPool ViT; returns ``{"model", "test_accuracy", "seconds", "steps"}``."""
-    device = device or default_device()
-    torch.manual_seed(seed)
-    train_x, train_y = load_fashion_mnist("train", fashion_mnist_dir)
-    test_x, test_y = load_fashion_mnist("test", fashion_mnist_dir)
-    x, y = _to_tensor(train_x), torch.from_numpy(train_y)
-    model = tiny_vit().to(device)
-    steps = max(1, int(epochs * len(x) / batch_size))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    warmup = max(1, steps // 20)
+PRESETS: dict[str, dict] = {
+    "cpu": {},  # the default: at most 10 minutes on a 2-core CPU
+    "quick": dict(train_images=3000, epochs=1.0, eval_images=300, figure_images=4),  # CI: under 2 minutes
+    "gpu": dict(image_size=112, train_images=50000, epochs=30.0, embed_dim=192, num_heads=3, depth=6, eval_images=5000),
+}
+
+
+def bench_vit(kind: str, config: DemoConfig) -> torch.nn.Module:
+    """The demo's ViT with its CLS token (``kind="cls"``) or with SimPool (``kind="simpool"``)."""
+    if kind not in MODELS:
+        raise ValueError(f"unknown model kind {kind!r}; valid kinds: {', '.join(MODELS)}")
+    pool = MODELS[kind][0]
+    return create_model(
+        "vit_tiny_patch16_224",
+        pool=pool,
+        pool_kwargs={"gamma": config.gamma} if pool == "simpool" else None,
+        num_classes=10,
+        img_size=config.image_size,
+        patch_size=config.patch_size,
+        embed_dim=config.embed_dim,
+        depth=config.depth,
+        num_heads=config.num_heads,
+    )
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(B, 3, H, W)`` to floats centred on 0: ``(x / 255 - 0.5) / 0.25``."""
+    return images.float().div(255.0).sub_(0.5).div_(0.25)
+
+
+def train_model(kind: str, config: DemoConfig, device: torch.device, progress: bool = True) -> dict:
+    """Train one model on the bench's ``original`` train split; returns ``{"model", "seconds", "steps", "loss"}``."""
+    torch.manual_seed(config.seed)
+    model = bench_vit(kind, config).to(device)
+    data = SimPoolBench("train", "original", config.bench(), num_images=config.train_images)
+    steps = max(1, int(config.epochs * len(data) / config.batch_size))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    warmup = max(1, int(config.warmup * steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
     )
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.cat([torch.randperm(len(x), generator=generator) for _ in range(math.ceil(epochs) + 1)])
-    start = time.perf_counter()
+    generator = torch.Generator().manual_seed(config.seed)
+    order = torch.cat([torch.randperm(len(data), generator=generator) for _ in range(math.ceil(config.epochs) + 1)])
     model.train()
-    bar = tqdm(range(steps), desc="train", disable=not progress, unit="step")
+    start, losses = time.perf_counter(), []
+    bar = tqdm(range(steps), desc=f"train {kind}", disable=not progress, unit="step")
     for step in bar:
-        index = order[step * batch_size : (step + 1) * batch_size]
-        images = x[index].to(device)
-        images = torch.where(torch.rand(len(index), 1, 1, 1) < 0.5, images, images.flip(-1))  # horizontal flip
-        loss = F.cross_entropy(model(images), y[index].to(device), label_smoothing=0.1)
+        images, labels, _, _ = data.batch(order[step * config.batch_size : (step + 1) * config.batch_size].numpy())
+        flip = torch.rand(len(images), 1, 1, 1, generator=generator) < 0.5
+        images = torch.where(flip, images.flip(-1), images)  # horizontal flip
+        loss = F.cross_entropy(model(normalize(images).to(device)), labels.to(device), label_smoothing=0.1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    seconds = time.perf_counter() - start
-    accuracy = evaluate_accuracy(model, _to_tensor(test_x), torch.from_numpy(test_y), device)
-    return {"model": model, "test_accuracy": accuracy, "seconds": seconds, "steps": steps}
+        losses.append(loss.item())
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    return {
+        "model": model,
+        "seconds": time.perf_counter() - start,
+        "steps": steps,
+        "loss": float(np.mean(losses[-20:])),
+    }
+
+
+def mask_mass(maps: np.ndarray, masks: np.ndarray) -> float:
+    """Mean fraction of attention mass inside the object mask, ``sum_p m_p A_p / sum_p A_p``; maps ``(N, H, W)``."""
+    maps = np.clip(maps, 0, None)
+    return float(((maps * masks).sum((1, 2)) / np.maximum(maps.sum((1, 2)), 1e-12)).mean())
 
 
 @torch.no_grad()
-def evaluate_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device, batch_size: int = 512) -> float:
+def predict(model, data: SimPoolBench, device, source: str | None = None, batch_size: int = 250) -> dict:
+    """Predictions over a dataset, and attention maps ``(N, h, w)`` when ``source`` is given."""
     model.eval()
-    correct = sum(
-        (model(x[i : i + batch_size].to(device)).argmax(1).cpu() == y[i : i + batch_size]).sum().item()
-        for i in range(0, len(x), batch_size)
-    )
-    return correct / len(x)
+    out = {"pred": [], "labels": [], "boxes": [], "masks": [], "maps": []}
+    for i in range(0, len(data), batch_size):
+        images, labels, boxes, masks = data.batch(np.arange(i, min(i + batch_size, len(data))))
+        x = normalize(images).to(device)
+        out["pred"].append(model(x).argmax(1).cpu())
+        out["labels"].append(labels)
+        out["boxes"].append(boxes)
+        out["masks"].append(masks)
+        if source is not None:
+            out["maps"].append(attention_maps(model, x, source=source).cpu())
+    return {k: torch.cat(v).numpy() for k, v in out.items() if v}
 
 
-def save_attention_figure(model, images: np.ndarray, labels: np.ndarray, path: str | Path) -> Path:
-    """A two-row figure per image: the test image, and SimPool's attention over it."""
-    import matplotlib
+def localization_metrics(maps: np.ndarray, boxes: np.ndarray, masks: np.ndarray, patch_size: int) -> dict:
+    """MaxBoxAccV2, CorLoc of DINO-seg boxes and mask mass of attention maps ``(N, h, w)`` on ``(N, S, S)`` images."""
+    from .evaluate.discovery import corloc, dino_seg
+    from .evaluate.localization import max_box_acc_v2
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .visualize import overlay
-
-    model.eval()
-    device = next(model.parameters()).device
-    maps = attention_maps(model, _to_tensor(images).to(device), source="pool").cpu()  # (B, 7, 7)
-    with torch.no_grad():
-        predicted = model(_to_tensor(images).to(device)).argmax(1).cpu()
-    n = len(images)
-    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6))
-    for i in range(n):
-        axes[0, i].imshow(images[i], cmap="gray")
-        axes[0, i].set_title(f"{CLASSES[labels[i]]}\npred: {CLASSES[predicted[i]]}", fontsize=7)
-        axes[1, i].imshow(overlay(images[i], maps[i], alpha=0.6))
-        for ax in axes[:, i]:
-            ax.axis("off")
-    axes[1, 0].set_title("SimPool attention", fontsize=7, loc="left")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    N, h, w = maps.shape
+    S = masks.shape[-1]
+    upsampled = F.interpolate(torch.from_numpy(maps).float()[:, None], size=(S, S), mode="bilinear")[:, 0]  # (N, S, S)
+    upsampled = upsampled.numpy()
+    box_acc = max_box_acc_v2(upsampled, [[b.tolist()] for b in boxes], [(S, S)] * N)
+    seg_boxes = [dino_seg(torch.from_numpy(m).reshape(1, h * w), (h, w), patch_size, (S, S)) for m in maps]
+    return {
+        "MaxBoxAccV2": float(box_acc["MaxBoxAccV2"]),
+        "BoxAcc@50": float(box_acc["BoxAcc@50"]),
+        "CorLoc": float(corloc(seg_boxes, [[b.tolist()] for b in boxes])),
+        "mask_mass": mask_mass(upsampled, masks),
+    }
 
 
-EXAMPLE = "example: simpool demo --epochs 2 --out outputs/demo"
+def evaluate_model(kind: str, model, config: DemoConfig, device, progress: bool = True) -> dict:
+    """Accuracy on ``EVAL_VARIANTS``, BG-gap, and the localization metrics of the attention on ``original``."""
+    source = MODELS[kind][1]
+    result, outputs = {}, None
+    for variant in tqdm(EVAL_VARIANTS, desc=f"eval {kind}", disable=not progress):
+        data = SimPoolBench("test", variant, config.bench(), num_images=config.eval_images)
+        out = predict(model, data, device, source if variant == "original" else None)
+        result[f"acc_{variant}"] = float((out["pred"] == out["labels"]).mean())
+        outputs = out if variant == "original" else outputs
+    result["bg_gap"] = result["acc_mixed_same"] - result["acc_mixed_rand"]
+    result.update(localization_metrics(outputs["maps"], outputs["boxes"], outputs["masks"], config.patch_size))
+    result["learned_object"] = result["acc_mixed_rand"] >= GATE
+    return result
+
+
+def run_demo(config: DemoConfig, out: str | Path, device: torch.device | None = None, progress: bool = True) -> dict:
+    """Train both models, evaluate them, write ``report.md``, ``report.json`` and ``figure.png``; returns the report."""
+    from .data.bench_report import save_figure, write_report
+
+    device = device or torch.device("cpu")
+    start = time.perf_counter()
+    results, models = {}, {}
+    for kind in MODELS:
+        trained = train_model(kind, config, device, progress)
+        models[kind] = trained.pop("model")
+        results[kind] = {**trained, **evaluate_model(kind, models[kind], config, device, progress)}
+    figure = save_figure(models, config, Path(out) / "figure.png", device)
+    report = {
+        "config": dataclasses.asdict(config),
+        "results": results,
+        "uniform_mask_mass": None,  # filled by write_report from the test masks
+        "gate": GATE,
+        "wall_seconds": time.perf_counter() - start,
+        "figure": str(figure),
+    }
+    return write_report(report, Path(out))
+
+
+EXAMPLE = "examples: simpool demo --quick --out outputs/demo_quick | simpool demo --seed 1 | simpool demo --preset gpu"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=float, default=2.0, help="passes over the 60k training images")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="a size of the job")
+    parser.add_argument("--quick", action="store_true", help="the 'quick' preset: end to end in under 2 minutes")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="outputs/demo", help="folder for the figure and the weights")
+    parser.add_argument("--out", default="outputs/demo", help="folder for report.md, report.json and figure.png")
     parser.add_argument("--fashion-mnist-dir", default=None, help="folder of the Fashion-MNIST IDX files")
-    parser.add_argument("--num-images", type=int, default=10, help="test images in the figure")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override DemoConfig fields")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def config_from_args(args: argparse.Namespace) -> DemoConfig:
+    """The preset, then ``--seed``, then ``--set key=value`` overrides (unknown keys are an error)."""
+    fields = {f.name: f for f in dataclasses.fields(DemoConfig)}
+    values = {**PRESETS["quick" if args.quick else args.preset], "seed": args.seed}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in fields:
+            raise ValueError(f"unknown demo setting {key!r}; valid settings: {', '.join(fields)}")
+        values[key] = type(getattr(DemoConfig(), key))(value)
+    return DemoConfig(**values)
 
 
 def run(args: argparse.Namespace) -> int:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    result = train_demo(args.epochs, args.batch_size, args.lr, args.seed, args.fashion_mnist_dir)
-    out = Path(args.out)
-    test_x, test_y = load_fashion_mnist("test", args.fashion_mnist_dir)
-    picks = np.random.default_rng(args.seed).choice(len(test_x), args.num_images, replace=False)
-    figure = save_attention_figure(result["model"], test_x[picks], test_y[picks], out / "attention.png")
-    weights = save_checkpoint(result["model"], out / "tiny_vit_simpool.safetensors")
-    print(f"test accuracy: {100 * result['test_accuracy']:.2f}% ({result['steps']} steps in {result['seconds']:.0f} s)")
-    print(f"attention maps: {figure}")
-    print(f"weights: {weights}")
+    import os
+
+    if args.fashion_mnist_dir:
+        os.environ["SIMPOOL_FASHION_MNIST"] = str(args.fashion_mnist_dir)
+    if args.preset == "gpu" and not torch.cuda.is_available():
+        print("note: --preset gpu without CUDA runs on the CPU and will take long")
+    config = config_from_args(args)
+    device = torch.device("cuda" if args.preset == "gpu" and torch.cuda.is_available() else "cpu")
+    report = run_demo(config, args.out, device, progress=not args.no_progress)
+    print(report["table"])
+    print(f"report: {Path(args.out) / 'report.md'}  figure: {report['figure']}  ({report['wall_seconds']:.0f} s)")
     return 0

@@ -23,6 +23,13 @@ def register_pool(name: str) -> Callable:
     return wrap
 
 
+def pool_constructor(name: str) -> Callable[..., nn.Module]:
+    """The constructor registered as ``name`` (its class, for class-based pools)."""
+    if name not in _POOLS:
+        raise ValueError(f"unknown pool {name!r}; valid pools: {', '.join(list_pools())}")
+    return _POOLS[name]
+
+
 def list_pools() -> list[str]:
     """Names accepted by ``create_pool`` and ``create_model(..., pool=name)``, sorted."""
     return sorted(_POOLS)

@@ -303,7 +303,7 @@ class SimPool(Pool):
         self.beta = nn.Parameter(torch.zeros(1)) if use_beta else None
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
-        if x.shape[-1 if x.ndim == 3 else 1] != self.dim:
+        if x.ndim not in (3, 4) or x.shape[-1 if x.ndim == 3 else 1] != self.dim:
             raise ValueError(f"SimPool(dim={self.dim}) got features of shape {tuple(x.shape)}")
         pooled, attention = simpool(
             x,

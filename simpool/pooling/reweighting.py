@@ -1,0 +1,144 @@
+"""Group 3 of Table 1: feature re-weighting modules placed at the end of the network, then GAP (Appendix B.4).
+
+SE, CBAM and Gather-Excite are blocks inside an architecture; as pools they re-weight ``X`` and
+average it: ``z = pi_A(diag(q) X diag(a))``. Their spatial weights ``a`` (uniform for SE) are
+returned as the attention, normalised to sum to 1 over locations.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from timm.layers import make_divisible
+from torch import nn
+
+from .assignment import normalize_locations
+from .base import Pool, as_tokens, attention_layout, uniform_attention
+from .framework import Components
+from .grid import as_map
+from .registry import register_pool
+
+
+def _grid(x: torch.Tensor) -> tuple[int, int] | None:
+    return tuple(x.shape[-2:]) if x.ndim == 4 else None
+
+
+class ChannelMLP(nn.Sequential):
+    """The excitation MLP of SE: ``Linear(d, d/r) -> ReLU -> Linear(d/r, d)`` (B26)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__(nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim))
+
+
+@register_pool("se")
+class SqueezeExcitation(Pool):
+    """Squeeze-and-excitation (Hu et al., CVPR 2018) then GAP: ``z = diag(sigma(MLP(pi_A(X)))) X 1_p / p`` (B25)-(B28).
+
+    Because ``pi_A(diag(q) X) = q * pi_A(X)``, the re-weighted map is never formed. The spatial
+    attention is uniform.
+
+    Args:
+        dim: channels.
+        rd_ratio: bottleneck ratio ``1/r`` (1/16 as timm's ``SEModule``), rounded to a multiple of 8.
+    """
+
+    components = Components(
+        "SE", 3, u0="πA(X)", phi_q="σ(MLP(U))", attention="1p/p", phi_v="diag(q)X", source="Hu et al., CVPR 2018"
+    )
+
+    def __init__(self, dim: int, rd_ratio: float = 1 / 16):
+        super().__init__()
+        self.out_features = dim
+        self.fc = ChannelMLP(dim, make_divisible(dim * rd_ratio, 8, round_limit=0.0))
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        tokens, _ = as_tokens(x)
+        u0 = tokens.mean(dim=1)  # pi_A(X): (B, C)                       (B25)
+        gate = self.fc(u0).sigmoid()  # q: (B, C)                          (B26)
+        pooled = gate * u0  # pi_A(diag(q) X): (B, C)                      (B28)
+        return (pooled, attention_layout(uniform_attention(x), _grid(x))) if return_attention else pooled
+
+
+@register_pool("cbam")
+class CBAM(Pool):
+    """CBAM (Woo et al., ECCV 2018) then GAP: channel attention, then spatial attention, then average (B29)-(B35).
+
+    ``q = sigma(MLP(pi_A(X)) + MLP(pi_max(X)))``, ``V = diag(q) X``,
+    ``a = sigma(conv7([pi_A(V^T) pi_max(V^T)]))``, ``z = V a / p``. The 7x7 convolution has no
+    BatchNorm (so batches of one 1x1 map train). Tokens are laid on a square grid when they fill one.
+
+    Args:
+        dim: channels.
+        rd_ratio: bottleneck ratio of the channel MLP (1/16).
+        kernel_size: spatial convolution size (7, Appendix C.2).
+    """
+
+    components = Components(
+        "CBAM", 3, u0="πA(X)", phi_q="σ(MLP(U))", phi_k="X", similarity="x⊤y", attention="σ(conv7(S))",
+        phi_v="diag(q)X", source="Woo et al., ECCV 2018",
+    )  # fmt: skip
+
+    def __init__(self, dim: int, rd_ratio: float = 1 / 16, kernel_size: int = 7):
+        super().__init__()
+        self.out_features = dim
+        self.fc = ChannelMLP(dim, make_divisible(dim * rd_ratio, 8, round_limit=0.0))
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        fmap, _ = as_map(x)  # (B, C, H, W)
+        B, C, H, W = fmap.shape  # batch, channels, height, width
+        gate = (self.fc(fmap.mean(dim=(2, 3))) + self.fc(fmap.amax(dim=(2, 3)))).sigmoid()  # q: (B, C)   (B30)
+        values = fmap * gate[:, :, None, None]  # V = diag(q) X: (B, C, H, W)                        (B31)
+        summary = torch.stack([values.mean(dim=1), values.amax(dim=1)], dim=1)  # S: (B, 2, H, W)      (B32)
+        spatial = self.conv(summary).sigmoid()  # a: (B, 1, H, W)                                      (B33)
+        pooled = (values * spatial).mean(dim=(2, 3))  # V a / p: (B, C)                               (B35)
+        if return_attention:
+            attention = normalize_locations(spatial.flatten(1)).unsqueeze(1)  # (B, 1, N)
+            return pooled, attention_layout(attention, _grid(x))
+        return pooled
+
+
+@register_pool("ge")
+class GatherExcite(Pool):
+    """Gather-Excite (Hu et al., NeurIPS 2018) then GAP: ``z = pi_A(X * sigma(MLP(gather_e(X))))``.
+
+    ``gather_e`` averages over the extent ``e`` (``e = 0``: the whole map, GE-theta-minus with an
+    MLP as timm's ``GatherExcite`` default, which the paper followed (Appendix C.2); ``e > 0``: a
+    ``(2e-1)``-sized window with stride ``e``, the gate resized back to the map). Ours because timm's
+    ``GatherExcite`` raises ``TypeError`` at construction with ``use_mlp=True`` in timm 1.0.21-1.0.31
+    (``*dd`` instead of ``**dd``, reference ``ECOSYSTEM.md``).
+
+    Args:
+        dim: channels.
+        extent: gather extent ``e`` (0 global, else even).
+        rd_ratio: bottleneck ratio of the MLP (1/16, timm's default).
+    """
+
+    components = Components(
+        "GE", 3, u0="gather(X)", phi_q="σ(MLP(U))", attention="σ(MLP(gather(X)))", phi_v="X ∘ gate",
+        source="Hu et al., NeurIPS 2018",
+    )  # fmt: skip
+
+    def __init__(self, dim: int, extent: int = 0, rd_ratio: float = 1 / 16):
+        super().__init__()
+        if extent < 0 or extent % 2:
+            raise ValueError(f"Gather-Excite extent must be 0 (global) or even, got {extent}")
+        self.out_features, self.extent = dim, extent
+        hidden = make_divisible(dim * rd_ratio, 1, round_limit=0.0)
+        self.mlp = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, dim, 1))
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        fmap, _ = as_map(x)  # (B, C, H, W)
+        if self.extent == 0:
+            gathered = fmap.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+        else:
+            size = 2 * self.extent - 1
+            gathered = F.avg_pool2d(fmap, size, stride=self.extent, padding=size // 2, count_include_pad=False)
+        gate = self.mlp(gathered).sigmoid()  # (B, C, h, w)
+        if gate.shape[-2:] != fmap.shape[-2:]:
+            gate = F.interpolate(gate, size=fmap.shape[-2:])  # (B, C, H, W)
+        pooled = (fmap * gate).mean(dim=(2, 3))  # (B, C)
+        if return_attention:
+            weights = gate.mean(dim=1).flatten(1).expand(fmap.shape[0], fmap.shape[2] * fmap.shape[3])  # (B, N)
+            return pooled, attention_layout(normalize_locations(weights).unsqueeze(1), _grid(x))
+        return pooled

@@ -1,0 +1,63 @@
+"""``simpool tournament`` end to end on a tiny bench, and its ranking."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from simpool.cli import main
+from simpool.pooling.tournament import parse_pool, rank, to_markdown
+
+
+def test_rank_orders_by_accuracy_ties_share_and_failures_last():
+    rows = [
+        {"pool": "a", "status": "ok", "accuracy": 50.0},
+        {"pool": "b", "status": "failed", "accuracy": ""},
+        {"pool": "c", "status": "ok", "accuracy": 70.0},
+        {"pool": "d", "status": "ok", "accuracy": 50.0},
+    ]
+    assert [(r["pool"], r["rank"]) for r in rank(rows)] == [("c", 1), ("a", 2), ("d", 2), ("b", "")]
+
+
+def test_parse_pool_arguments():
+    assert parse_pool("framework:attention=sigmoid,num_heads=4") == (
+        "framework",
+        {"attention": "sigmoid", "num_heads": 4},
+    )
+    assert parse_pool("gem") == ("gem", {})
+    with pytest.raises(ValueError, match="valid pools"):
+        parse_pool("nope:x=1")
+
+
+def _read(path):
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_two_pool_tournament_end_to_end_with_a_failure_and_resume(tmp_path, capsys):
+    out = tmp_path / "t"
+    argv = ["tournament", "--pools", "gap", "simpool", "gem:p=-1", "--out", str(out), "--steps", "2",
+            "--batch-size", "8", "--image-size", "16", "--train-images", "16", "--test-images", "8", "--depth", "1",
+            "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 1  # one entrant failed
+    rows = _read(out / "results.csv")
+    assert {r["pool"] for r in rows} == {"gap", "simpool", "gem:p=-1"}
+    assert rows[-1]["pool"] == "gem:p=-1"  # failed runs rank last
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["pool"] == "gem:p=-1" and "positive" in failed[0]["error"]
+    done = [r for r in rows if r["status"] == "ok"]
+    assert {r["rank"] for r in done} <= {"1", "2"} and all(0 <= float(r["accuracy"]) <= 100 for r in done)
+    assert float(done[0]["accuracy"]) >= float(done[1]["accuracy"])
+    assert int(next(r for r in done if r["pool"] == "gap")["pool_params"]) == 0
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| `simpool` |" in (out / "results.md").read_text()
+    # resume: finished pools are kept as they were (same seconds), the failed one is tried again
+    before = {r["pool"]: r["seconds"] for r in done}
+    assert main(argv) == 1
+    after = {r["pool"]: r["seconds"] for r in _read(out / "results.csv") if r["status"] == "ok"}
+    assert after == before
+    # another config in the same folder is refused
+    with pytest.raises(ValueError, match="another config"):
+        main(argv[:-2] + ["--seed", "1"])
+    assert "top-1" in to_markdown(rank(done))

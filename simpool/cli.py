@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("simpool.demo", "train a tiny SimPool ViT on Fashion-MNIST, print accuracy, save attention maps"),
     "resources": ("simpool.analysis.resources", "parameters and GMACs, baseline and any pool (paper Table 8)"),
     "train": ("simpool.train.cli", "supervised training from a YAML recipe (timm machinery, torchrun DDP)"),
+    "validate": ("simpool.train.validate_cli", "top-1 and top-5 of a trained checkpoint on an ImageFolder split"),
     "train-dino": ("simpool.train.dino_cli", "DINO self-supervised pre-training from a YAML recipe"),
     "eval": ("simpool.evaluate.cli", "evaluation protocols: `simpool eval PROTOCOL --help`"),
     "attention": ("simpool.visualize.cli", "attention maps, masks, boxes, grids and an HTML gallery"),

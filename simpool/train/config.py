@@ -1,0 +1,169 @@
+"""Typed configuration: dataclasses own the defaults, YAML recipes and ``key=value`` overrides set them.
+
+A recipe is a YAML mapping whose nested keys mirror the dataclass fields (``optim.lr: 0.4``). A recipe
+may start from another with ``base: other.yaml`` (a path relative to the recipe), dinov2-style: the
+base is loaded first and the recipe's keys replace its keys. Command-line overrides are dotted
+``key=value`` pairs whose values are read as YAML (``optim.lr=1e-3``, ``model.pool_kwargs={gamma: 2}``,
+``ema.decay=null``). A key that no dataclass declares is an error naming the valid keys; a value of
+the wrong type is an error naming the key. These helpers are generic: supervised and DINO training
+both use them with their own root dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from ..utils import atomic_write_bytes
+
+T = TypeVar("T")
+BASE_KEY = "base"
+
+
+def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
+    """Build the dataclass ``cls`` from a nested mapping, checking every key and value type.
+
+    Raises:
+        ValueError: an unknown key (naming it and the valid keys) or a value of the wrong type.
+    """
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        names = ", ".join(prefix + key for key in unknown)
+        raise ValueError(f"unknown config key(s) {names}; valid keys under {prefix or 'the root'!r}: {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(value, hints[name], prefix + name)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """``value`` checked (and, for numbers written as strings by YAML 1.1, converted) against ``hint``."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ValueError(f"config key {key!r} is a section; give a mapping, not {value!r}")
+        return from_dict(hint, value, prefix=key + ".")
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ValueError as error:
+                errors.append(str(error))
+        raise ValueError(errors[0] if errors else f"config key {key!r} cannot be {value!r}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key {key!r} expects a list, got {value!r}")
+        args = typing.get_args(hint)
+        item = args[0] if args else Any
+        items = [_coerce(v, item, key) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"config key {key!r} expects a mapping, got {value!r}")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"config key {key!r} expects true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"config key {key!r} expects an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads `1e-3` as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"config key {key!r} expects a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"config key {key!r} expects a string, got {value!r}")
+        return value
+    return value
+
+
+def parse_overrides(overrides: list[str] | None) -> dict:
+    """``["optim.lr=0.1", "model.pool=gap"]`` -> ``{"optim": {"lr": 0.1}, "model": {"pool": "gap"}}``."""
+    nested: dict = {}
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not of the form key=value (e.g. optim.lr=0.1)")
+        value = yaml.safe_load(text) if text else ""
+        node = nested
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} was already given a value")
+        node[leaf] = value
+    return nested
+
+
+def merge(base: dict, update: dict) -> dict:
+    """A copy of ``base`` with ``update``'s keys replacing its keys, recursing into mappings."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_recipe(path: str | os.PathLike) -> dict:
+    """A YAML recipe as a nested dict, with its ``base:`` chain resolved."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no config file at {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a YAML mapping, not a {type(data).__name__}")
+    base = data.pop(BASE_KEY, None)
+    if base is not None:
+        data = merge(read_recipe(path.parent / base), data)
+    return data
+
+
+def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> T:
+    """The dataclass ``cls`` from its defaults, then the recipe at ``path``, then ``key=value`` overrides."""
+    data = read_recipe(path) if path is not None else {}
+    return from_dict(cls, merge(data, parse_overrides(overrides)))
+
+
+def to_dict(config) -> dict:
+    """A dataclass config as plain nested dicts and lists (tuples become lists), ready for YAML."""
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def save_config(config, path: str | os.PathLike) -> Path:
+    """Write the resolved config as YAML, atomically; ``load_config(cls, path)`` reads it back equal."""
+    return atomic_write_bytes(path, yaml.safe_dump(to_dict(config), sort_keys=False).encode())

@@ -1,0 +1,384 @@
+"""Supervised training with timm's machinery: ``train(config)`` runs one recipe end to end.
+
+The loop is timm ``train.py``'s (``OFFICIAL_CODE.md`` §3.1, the paper's Appendix C.2): a model from
+``simpool.create_model``, ``create_optimizer_v2``, ``create_scheduler_v2`` stepped per update, Mixup /
+CutMix with soft-target CE (else label-smoothed CE), ``create_transform`` augmentation, ``ModelEmaV3``,
+gradient accumulation, AMP, channels_last, optional ``torch.compile``, DDP under ``torchrun``.
+The run folder, checkpoints and process-group helpers live in their own modules for DINO to reuse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from timm.data import Mixup, create_transform
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..models import create_model, save_checkpoint
+from .checkpointing import load_state, rng_state, save_state, set_rng_state
+from .data import ShardSampler, StepSampler, collate_skip, create_dataset
+from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, unwrap
+from .monitor import AttentionMonitor
+from .run import RunFolder
+from .step import forward_backward, optimizer_step
+from .supervised_config import SupervisedConfig
+from .validation import validate
+
+
+def build_transforms(config: SupervisedConfig):
+    """timm ``create_transform`` for training (RandAugment, random erasing...) and evaluation (resize, crop)."""
+    data = config.data
+    common = dict(
+        input_size=(data.in_chans, data.img_size, data.img_size),
+        interpolation=data.interpolation,
+        mean=tuple(data.mean),
+        std=tuple(data.std),
+    )
+    train = create_transform(
+        is_training=True,
+        scale=tuple(data.scale),
+        hflip=data.hflip,
+        color_jitter=data.color_jitter,
+        auto_augment=data.auto_augment,
+        re_prob=data.reprob,
+        re_mode=data.remode,
+        **common,
+    )
+    evaluation = create_transform(is_training=False, crop_pct=data.crop_pct, **common)
+    return train, evaluation
+
+
+def micro_batch_size(config: SupervisedConfig, world_size: int) -> int:
+    """Images per process per forward pass: ``batch_size / (world_size * accum_steps)``, which must divide."""
+    run = config.train
+    parts = world_size * run.accum_steps
+    if run.batch_size % parts:
+        raise ValueError(f"train.batch_size={run.batch_size} is not divisible by world_size x accum_steps = {parts}")
+    return run.batch_size // parts
+
+
+def build_loaders(config: SupervisedConfig, info: DistInfo):
+    """Training and validation loaders (validation is None when its split folder is absent)."""
+    data, run = config.data, config.train
+    train_tf, eval_tf = build_transforms(config)
+    bench = dict(variant=data.bench_variant, num_images=data.bench_images, image_size=data.img_size)
+    train_set = create_dataset(data.dataset, data.root, data.train_split, train_tf, data.fraction, run.seed, **bench)
+    micro = micro_batch_size(config, info.world_size)
+    sampler = StepSampler(len(train_set), run.batch_size, info.rank, info.world_size, run.seed)
+    common = dict(
+        num_workers=data.num_workers,
+        collate_fn=collate_skip,
+        pin_memory=info.device.type == "cuda",
+        persistent_workers=data.num_workers > 0,
+    )
+    train_loader = DataLoader(
+        train_set, batch_size=micro, sampler=sampler, generator=torch.Generator().manual_seed(run.seed), **common
+    )
+    val_loader = None
+    rendered_bench = data.dataset == "bench" and not data.root
+    if (data.root and (Path(data.root) / data.val_split).is_dir()) or rendered_bench:
+        val_set = create_dataset(data.dataset, data.root, data.val_split, eval_tf, **bench)
+        val_loader = DataLoader(
+            val_set,
+            batch_size=run.eval_batch_size or micro,
+            sampler=ShardSampler(len(val_set), info.rank, info.world_size),
+            generator=torch.Generator().manual_seed(run.seed),
+            **common,
+        )
+    return train_set, train_loader, val_loader
+
+
+def build_mixup(config: SupervisedConfig, num_classes: int) -> Mixup | None:
+    mix = config.mixup
+    if mix.mixup <= 0 and mix.cutmix <= 0:
+        return None
+    return Mixup(
+        mixup_alpha=mix.mixup,
+        cutmix_alpha=mix.cutmix,
+        prob=mix.prob,
+        switch_prob=mix.switch_prob,
+        mode=mix.mode,
+        label_smoothing=mix.smoothing,
+        num_classes=num_classes,
+    )
+
+
+def build_criterion(config: SupervisedConfig, mixup: Mixup | None) -> nn.Module:
+    """Soft-target CE with Mixup/CutMix (labels already smoothed), else label-smoothed CE, as timm does."""
+    if mixup is not None:
+        return SoftTargetCrossEntropy()
+    if config.mixup.smoothing > 0:
+        return LabelSmoothingCrossEntropy(smoothing=config.mixup.smoothing)
+    return nn.CrossEntropyLoss()
+
+
+def build_monitor(config: SupervisedConfig) -> AttentionMonitor | None:
+    """The attention monitor of ``config.monitor`` (None when ``every`` is 0)."""
+    mon, data = config.monitor, config.data
+    if mon.every <= 0:
+        return None
+    return AttentionMonitor(mon.source, data.img_size, data.mean, data.std, mon.max_images, mon.metadata, mon.images)
+
+
+def run_name(config: SupervisedConfig) -> str:
+    return config.train.name or f"{config.model.name}-{config.model.pool}"
+
+
+def train(config: SupervisedConfig) -> dict:
+    """Train one recipe; returns the last epoch's log row plus ``{"run_dir"}``.
+
+    Resumes from ``<run_dir>/last.pt`` when it exists and ``train.resume`` is true: model, optimizer,
+    scheduler, scaler, EMA, RNG states and the position inside the epoch, so the final weights equal
+    those of an uninterrupted run.
+    """
+    info = init_distributed(config.train.device)
+    try:
+        return _train(config, info)
+    finally:
+        cleanup()
+
+
+def _train(config: SupervisedConfig, info: DistInfo) -> dict:
+    run, device = config.train, info.device
+    if run.num_threads:
+        torch.set_num_threads(run.num_threads)
+    torch.manual_seed(run.seed)  # the same initial weights on every process
+    folder = RunFolder(Path(run.output) / run_name(config), is_main=info.is_main)
+    folder.write_config(config)
+    train_set, train_loader, val_loader = build_loaders(config, info)
+    num_classes = len(train_set.classes)
+
+    model = create_model(
+        config.model.name,
+        pool=config.model.pool,
+        pool_kwargs=config.model.pool_kwargs,
+        num_classes=num_classes,
+        in_chans=config.data.in_chans,
+        **config.model.kwargs,
+    ).to(device)
+    if config.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = create_optimizer_v2(
+        model,
+        opt=config.optim.opt,
+        lr=config.optim.lr,
+        weight_decay=config.optim.weight_decay,
+        momentum=config.optim.momentum,
+        **config.optim.kwargs,
+    )
+    updates_per_epoch = train_loader.sampler.updates_per_epoch
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched=config.sched.sched,
+        num_epochs=run.epochs,
+        warmup_epochs=config.sched.warmup_epochs,
+        warmup_lr=config.sched.warmup_lr,
+        min_lr=config.sched.min_lr,
+        cooldown_epochs=config.sched.cooldown_epochs,
+        step_on_epochs=not config.sched.on_updates,
+        updates_per_epoch=updates_per_epoch,
+    )
+    ema = ModelEmaV3(model, decay=config.ema.decay, use_warmup=config.ema.warmup) if config.ema.enabled else None
+    scaler = torch.amp.GradScaler(device.type) if run.amp == "fp16" else None
+    mixup = build_mixup(config, num_classes)
+    criterion = build_criterion(config, mixup)
+    monitor = build_monitor(config) if info.is_main else None
+
+    epoch, start_update, update, best = 0, 0, 0, -math.inf
+    if run.resume and folder.last_state.is_file():
+        state = load_state(folder.last_state, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        if ema is not None and "ema" in state:
+            ema.load_state_dict(state["ema"])
+        epoch, start_update, update, best = state["epoch"], state["update_in_epoch"], state["update"], state["best"]
+        set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
+        folder.truncate_log(epoch)
+        if info.is_main:
+            print(f"resumed {folder.path} at epoch {epoch}, update {update}")
+    else:  # dropout / drop-path (torch) and Mixup (NumPy) streams: reproducible, different per process
+        seed_everything(run.seed + info.rank)
+
+    if config.model.compile:
+        model = torch.compile(model)
+    if info.distributed:
+        model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
+
+    def save_training_state(epoch_: int, update_in_epoch: int) -> None:
+        rngs = gather_rng_states(info)
+        if not info.is_main:
+            return
+        state = {
+            "model": unwrap(model).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch_,
+            "update_in_epoch": update_in_epoch,
+            "update": update,
+            "best": best,
+            "rng": rngs,
+        }
+        if scaler is not None:
+            state["scaler"] = scaler.state_dict()
+        if ema is not None:
+            state["ema"] = ema.state_dict()
+        save_state(state, folder.last_state)
+
+    row: dict = {}
+    while epoch < run.epochs:
+        train_loader.sampler.set_epoch(epoch, start_update)
+        totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, images, skipped
+        started = time.perf_counter()
+        bar = tqdm(
+            total=updates_per_epoch,
+            initial=start_update,
+            desc=f"epoch {epoch}",
+            disable=not info.is_main,
+            dynamic_ncols=True,
+        )
+        micro_step, update_in_epoch, stopped_mid_epoch = 0, start_update, False
+        loss = torch.full((), float("nan"))  # shown until the first readable batch
+        for images, targets, skipped in train_loader:
+            totals[2] += skipped
+            last_micro = (micro_step + 1) % run.accum_steps == 0
+            if len(targets) > 0:
+                images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+                sync = contextlib.nullcontext() if last_micro or not info.distributed else model.no_sync()
+                with sync:
+                    loss, count = forward_backward(
+                        model,
+                        images,
+                        targets,
+                        criterion,
+                        mixup,
+                        scaler,
+                        run.amp,
+                        run.accum_steps,
+                        config.model.channels_last,
+                    )
+                totals[0] += loss.double() * count
+                totals[1] += count
+            micro_step += 1
+            if not last_micro:
+                continue
+            optimizer_step(optimizer, scaler, model, config.optim.clip_grad)
+            update += 1
+            update_in_epoch += 1
+            if config.sched.on_updates:
+                scheduler.step_update(num_updates=update)
+            if ema is not None:
+                ema.update(unwrap(model), step=update)
+            bar.update(1)
+            if update % max(run.log_every, 1) == 0 or update_in_epoch == updates_per_epoch:
+                rate = totals[1].item() * info.world_size / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix(
+                    loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", img_s=f"{rate:.0f}"
+                )
+            if run.checkpoint_every and update % run.checkpoint_every == 0 and update_in_epoch < updates_per_epoch:
+                save_training_state(epoch, update_in_epoch)
+            if run.kill_at_update and update == run.kill_at_update:
+                os.kill(os.getpid(), signal.SIGKILL)  # testing hook: die like a preempted job
+            if run.max_updates and update >= run.max_updates and update_in_epoch < updates_per_epoch:
+                save_training_state(epoch, update_in_epoch)  # stopped mid-epoch: resumable from here
+                stopped_mid_epoch = True
+                break
+        bar.close()
+        if stopped_mid_epoch:
+            row = {"epoch": epoch, "update": update}
+            break
+        elapsed = time.perf_counter() - started
+        loss_sum, seen, skipped_total = all_reduce_sum(totals).tolist()
+        epoch += 1
+        start_update = 0
+        if not config.sched.on_updates:
+            scheduler.step(epoch)
+        row = {
+            "epoch": epoch - 1,
+            "update": update,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": loss_sum / max(seen, 1),
+            "images_per_s": seen / max(elapsed, 1e-9),
+            "skipped": int(skipped_total),
+            "time_s": elapsed,
+        }
+        if val_loader is not None and (epoch % max(run.eval_every, 1) == 0 or epoch == run.epochs):
+            metrics = validate(model, val_loader, device, run.amp)
+            row.update({"val_top1": metrics["top1"], "val_top5": metrics["top5"], "val_loss": metrics["loss"]})
+            if ema is not None:
+                ema_metrics = validate(ema.module, val_loader, device, run.amp)
+                row.update({"ema_top1": ema_metrics["top1"], "ema_top5": ema_metrics["top5"]})
+            row["skipped"] += metrics["skipped"]
+        if monitor is not None and epoch % config.monitor.every == 0:
+            localization = monitor(model, device)
+            row.update({key: float(value) for key, value in localization.items() if key.startswith(("Max", "Box"))})
+        model.train()
+        score = row.get("val_top1", -row["train_loss"])
+        if score > best:
+            best = score
+            if info.is_main:
+                save_weights(folder, "best", model, ema)
+        if info.is_main:
+            save_weights(folder, "last", model, ema)
+        save_training_state(epoch, 0)
+        folder.log(row, step=epoch)
+        if info.is_main:
+            print(summary_line(row, run.epochs))
+        if run.max_updates and update >= run.max_updates:
+            break
+    barrier()
+    folder.close()
+    return {**row, "run_dir": str(folder.path)}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, NumPy and Python's ``random`` (timm's Mixup draws from NumPy)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def gather_rng_states(info: DistInfo) -> list[dict]:
+    """Every process's RNG states (rank order), so each resumes its own dropout / drop-path stream."""
+    state = rng_state()
+    if not info.distributed:
+        return [state]
+    gathered = [None] * info.world_size
+    torch.distributed.all_gather_object(gathered, state)
+    return gathered
+
+
+def save_weights(folder: RunFolder, name: str, model: nn.Module, ema: ModelEmaV3 | None) -> None:
+    """``<name>.safetensors`` (and ``<name>_ema.safetensors``), atomically."""
+    save_checkpoint(unwrap(model), folder.weights(name))
+    if ema is not None:
+        save_checkpoint(ema.module, folder.weights(f"{name}_ema"))
+
+
+def summary_line(row: dict, epochs: int) -> str:
+    """One line per epoch: loss, accuracy, lr, throughput, skipped images."""
+    text = f"epoch {row['epoch'] + 1}/{epochs}  loss {row['train_loss']:.4f}"
+    if "val_top1" in row:
+        text += f"  top1 {row['val_top1']:.2f}  top5 {row['val_top5']:.2f}"
+    if "ema_top1" in row:
+        text += f"  ema_top1 {row['ema_top1']:.2f}"
+    if "MaxBoxAccV2" in row:
+        text += f"  MaxBoxAccV2 {row['MaxBoxAccV2']:.2f}"
+    return text + f"  lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s  skipped {row['skipped']}"

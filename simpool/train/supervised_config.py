@@ -1,0 +1,140 @@
+"""The sections of a supervised training recipe, each a dataclass that owns its defaults.
+
+Defaults follow timm's ``train.py`` where the paper is silent; each recipe in ``configs/`` says which
+values the paper (Appendix C.2) specifies. Names are timm's flags (``opt``, ``sched``, ``mixup``,
+``reprob``, ``smoothing``, ``model_ema_decay`` -> ``ema.decay``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelConfig:
+    """``simpool.create_model(name, pool, pool_kwargs, num_classes, **kwargs)`` plus memory layout."""
+
+    name: str = "vit_small_patch16_224"
+    pool: str = "simpool"  # "default" is timm's own pooling: the paper's baseline (GAP for CNNs, CLS for ViTs)
+    pool_kwargs: dict = field(default_factory=dict)  # e.g. {gamma: 2.0}; SimPool's family default when unset
+    kwargs: dict = field(default_factory=dict)  # timm kwargs: drop_rate, drop_path_rate, img_size, ...
+    channels_last: bool = False
+    compile: bool = False  # torch.compile before DDP, as timm does
+
+
+@dataclass
+class DataConfig:
+    """A dataset of the registry in ``simpool.train.data`` and timm's ``create_transform`` options."""
+
+    dataset: str = "imagefolder"  # imagefolder | imagenet | cifar10 | cifar100 | flowers | bench
+    root: str = ""
+    train_split: str = "train"
+    val_split: str = "val"
+    fraction: float = 1.0  # the first `fraction` of each class's training images (ImageNet-20%: 0.2)
+    bench_variant: str = "original"  # the rendered bench (dataset: bench without folders): variant,
+    bench_images: int = 0  # images per split (0: all), rendered at img_size
+    num_workers: int = 4
+    img_size: int = 224
+    in_chans: int = 3
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+    scale: tuple[float, ...] = (0.08, 1.0)
+    hflip: float = 0.5
+    color_jitter: float = 0.4
+    auto_augment: str | None = None  # e.g. rand-m9-mstd0.5-inc1 (RandAugment)
+    reprob: float = 0.0  # random erasing probability
+    remode: str = "pixel"
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class MixupConfig:
+    """timm's ``Mixup``; with ``mixup == cutmix == 0`` it is off and the loss is label-smoothed CE."""
+
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    prob: float = 1.0
+    switch_prob: float = 0.5
+    mode: str = "batch"
+    smoothing: float = 0.1  # label smoothing (timm default)
+
+
+@dataclass
+class OptimConfig:
+    """``timm.optim.create_optimizer_v2`` (weight decay skips biases and norms)."""
+
+    opt: str = "adamw"
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    clip_grad: float | None = None
+    kwargs: dict = field(default_factory=dict)  # more create_optimizer_v2 arguments (betas, layer_decay...)
+
+
+@dataclass
+class SchedConfig:
+    """``timm.scheduler.create_scheduler_v2``: warm-up then cosine, stepped per update by default."""
+
+    sched: str = "cosine"
+    warmup_epochs: int = 5
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-5
+    cooldown_epochs: int = 0
+    on_updates: bool = True  # step the schedule every optimizer update (else every epoch)
+
+
+@dataclass
+class EmaConfig:
+    """``timm.utils.ModelEmaV3`` of the weights, validated beside the model when enabled."""
+
+    enabled: bool = False
+    decay: float = 0.9998
+    warmup: bool = False
+
+
+@dataclass
+class MonitorConfig:
+    """Attention monitor: MaxBoxAccV2 of attention maps on held-out images with boxes every N epochs."""
+
+    every: int = 0  # epochs between measurements; 0: off
+    source: str = "bench"  # bench (rendered test split) | wsol (a wsolevaluation-format folder)
+    max_images: int = 1000  # the first images of the held-out set (0: all)
+    metadata: str = ""  # wsol: folder with image_ids.txt, image_sizes.txt, localization.txt
+    images: str = ""  # wsol: the image root those ids are relative to
+
+
+@dataclass
+class RunConfig:
+    """The loop: batch, epochs, precision, device, run folder, checkpoints."""
+
+    epochs: int = 100
+    batch_size: int = 256  # GLOBAL batch per optimizer update, over all processes and accumulation steps
+    accum_steps: int = 1  # gradient accumulation: micro-batch = batch_size / (world_size * accum_steps)
+    eval_batch_size: int = 0  # per process; 0: the training micro-batch
+    amp: str = "none"  # none | bf16 | fp16 (fp16 uses a GradScaler)
+    device: str = "auto"  # auto | cpu | cuda
+    seed: int = 0
+    num_threads: int = 0  # torch CPU threads per process; 0: torch's default
+    output: str = "runs"
+    name: str = ""  # run folder output/name; empty: <model>-<pool>
+    resume: bool = True  # continue from output/name/last.pt when it exists
+    eval_every: int = 1  # epochs
+    checkpoint_every: int = 0  # also write last.pt every N updates (mid-epoch); 0: at epoch ends only
+    log_every: int = 50  # updates between progress-bar refreshes
+    max_updates: int = 0  # stop after this many updates in total, saving last.pt to resume from; 0: no limit
+    kill_at_update: int = 0  # testing hook: SIGKILL this process after that update (0: never)
+
+
+@dataclass
+class SupervisedConfig:
+    """A supervised training recipe: ``simpool train --config configs/<recipe>.yaml [key=value ...]``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    mixup: MixupConfig = field(default_factory=MixupConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    train: RunConfig = field(default_factory=RunConfig)

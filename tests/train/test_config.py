@@ -1,0 +1,102 @@
+"""Typed configs: recipes, overrides, errors on unknown keys and wrong types, the saved resolved config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from simpool.cli import main
+from simpool.train.config import load_config, parse_overrides, save_config
+from simpool.train.supervised_config import SupervisedConfig
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+RECIPES = [path for path in CONFIGS if not path.name.startswith("dino_")]
+
+
+def test_overrides_nest_and_read_values_as_yaml():
+    assert parse_overrides(["optim.lr=0.1", "model.pool=gap", "ema.enabled=true", "model.pool_kwargs={gamma: 2}"]) == {
+        "optim": {"lr": 0.1},
+        "model": {"pool": "gap", "pool_kwargs": {"gamma": 2}},
+        "ema": {"enabled": True},
+    }
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lrr=0.1", "optim.lrr"),  # a typo is an error naming the key
+        ("nosection.x=1", "nosection"),
+        ("train.epochs=ten", "train.epochs"),  # an int field refuses a string
+        ("train.epochs=1.5", "train.epochs"),
+        ("ema.enabled=3", "ema.enabled"),
+        ("optim=0.1", "optim"),  # a section needs a mapping
+        ("optim.lr", "key=value"),
+    ],
+)
+def test_bad_overrides_raise_naming_the_key(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(SupervisedConfig, None, [override])
+
+
+def test_yaml_1_1_exponent_strings_become_floats_and_null_is_none():
+    # PyYAML reads `1e-3` (no dot) as a string; a float field converts it.
+    config = load_config(SupervisedConfig, None, ["optim.lr=1e-3", "optim.clip_grad=null", "data.scale=[0.5, 1]"])
+    assert config.optim.lr == 0.001 and config.optim.clip_grad is None and config.data.scale == (0.5, 1.0)
+
+
+def test_base_recipe_is_merged_then_overrides_win(tmp_path):
+    (tmp_path / "parent.yaml").write_text("optim: {lr: 0.4, opt: sgd}\nmodel: {name: resnet50, pool: default}\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\nmodel: {pool: simpool}\n")
+    config = load_config(SupervisedConfig, tmp_path / "child.yaml", ["optim.lr=0.2"])
+    assert (config.model.name, config.model.pool, config.optim.opt, config.optim.lr) == (
+        "resnet50",
+        "simpool",
+        "sgd",
+        0.2,
+    )
+
+
+def test_saved_config_reloads_equal(tmp_path):
+    config = load_config(
+        SupervisedConfig, None, ["optim.lr=0.3", "model.pool_kwargs={gamma: 1.25}", "data.scale=[0.2, 1]"]
+    )
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(SupervisedConfig, tmp_path / "config.yaml") == config
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda path: path.stem)
+def test_every_recipe_loads_and_simpool_recipes_use_the_papers_gamma(path):
+    config = load_config(SupervisedConfig, path)
+    if config.model.pool == "simpool":
+        # paper: gamma 2 for CNNs, 1.25 for transformers
+        expected = 1.25 if config.model.name.startswith("vit") else 2.0
+        assert config.model.pool_kwargs["gamma"] == expected
+    assert config.train.batch_size % config.train.accum_steps == 0
+
+
+def test_paper_hyper_parameters_of_appendix_c2():
+    def get(name):
+        return load_config(SupervisedConfig, Path(__file__).parents[2] / "configs" / name)
+
+    resnet50, convnext, vit = (
+        get("resnet50_simpool.yaml"),
+        get("convnext_small_simpool.yaml"),
+        get("vit_small_simpool.yaml"),
+    )
+    assert (resnet50.optim.opt, resnet50.optim.lr, resnet50.train.batch_size) == ("sgd", 0.4, 1024)
+    assert (convnext.optim.opt, convnext.optim.lr, convnext.train.batch_size, convnext.train.accum_steps) == (
+        "adamw",
+        0.004,
+        4096,
+        4,
+    )
+    assert (vit.optim.opt, vit.optim.lr, vit.train.batch_size) == ("adamw", 5e-4, 592)
+    assert get("resnet18_in20_gap.yaml").data.fraction == 0.2
+
+
+def test_cli_reports_an_unknown_key_and_prints_a_resolved_config(capsys):
+    assert main(["train", "--config", str(RECIPES[0]), "optim.typo=1"]) == 2
+    assert "optim.typo" in capsys.readouterr().out
+    assert main(["train", "--config", str(RECIPES[0]), "optim.lr=0.123", "--print-config"]) == 0
+    assert "lr: 0.123" in capsys.readouterr().out

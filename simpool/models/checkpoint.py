@@ -96,6 +96,33 @@ def load_checkpoint(
     return {**report, "layout": layout}
 
 
+def load_pretrained(
+    model: nn.Module, path: str | os.PathLike, key: str | None = None, layout: str | None = None
+) -> dict:
+    """Initialise ``model`` from a checkpoint for fine-tuning: every tensor but the classifier's.
+
+    The classifier keeps its fresh initialisation (a new task has other classes); every other tensor
+    of the model must be in the checkpoint, else a ``ValueError`` names the missing ones.
+
+    Returns:
+        the report of :func:`load_checkpoint`.
+    """
+    from .official import convert_state_dict
+
+    state, layout, notices = convert_state_dict(read_state_dict(path, key), layout)
+    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+    head = (
+        {id(t) for t in classifier.state_dict(keep_vars=True).values()} if isinstance(classifier, nn.Module) else set()
+    )
+    head_names = {name for name, t in model.state_dict(keep_vars=True).items() if id(t) in head}
+    state = {name: value for name, value in state.items() if name not in head_names}
+    report = load_state(model, state, notices=notices, source=str(path), strict=False)
+    missing = [name for name in report["missing"] if name not in head_names]
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks model weights: {missing}")
+    return {**report, "missing": missing, "layout": layout}
+
+
 def _pool_gamma(model: nn.Module, prefix: str):
     pool = model.get_submodule(prefix) if prefix else model
     return getattr(pool, "gamma", None)

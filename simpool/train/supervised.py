@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..models import create_model, save_checkpoint
+from ..models.checkpoint import load_pretrained
 from .checkpointing import load_state, rng_state, save_state, set_rng_state
 from .data import ShardSampler, StepSampler, collate_skip, create_dataset
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, unwrap
@@ -170,7 +171,10 @@ def _train(config: SupervisedConfig, info: DistInfo) -> dict:
         num_classes=num_classes,
         in_chans=config.data.in_chans,
         **config.model.kwargs,
-    ).to(device)
+    )
+    if config.model.checkpoint:  # fine-tuning: every weight but the classifier's from the checkpoint
+        load_pretrained(model, config.model.checkpoint, key=config.model.checkpoint_key)
+    model = model.to(device)
     if config.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = create_optimizer_v2(
@@ -345,7 +349,8 @@ def _train(config: SupervisedConfig, info: DistInfo) -> dict:
             break
     barrier()
     folder.close()
-    return {**row, "run_dir": str(folder.path)}
+    best_top1 = {"best_top1": best} if "val_top1" in row else {}  # the best validation top-1 over epochs
+    return {**row, **best_top1, "run_dir": str(folder.path)}
 
 
 def seed_everything(seed: int) -> None:

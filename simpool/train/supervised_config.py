@@ -20,6 +20,8 @@ class ModelConfig:
     kwargs: dict = field(default_factory=dict)  # timm kwargs: drop_rate, drop_path_rate, img_size, ...
     channels_last: bool = False
     compile: bool = False  # torch.compile before DDP, as timm does
+    checkpoint: str = ""  # initial weights for fine-tuning (ours or official); the classifier starts afresh
+    checkpoint_key: str | None = None  # entry of the checkpoint dict: state_dict_ema, teacher, student, ...
 
 
 @dataclass

@@ -47,7 +47,8 @@ def test_cli_fine_tunes_from_the_checkpoint(tmp_path):
     out = tmp_path / "result.json"
     args = overrides(data, tmp_path / "runs", optim__lr=0.0, sched__warmup_lr=0.0, sched__min_lr=0.0)
     assert TINY_VIT["model.name"] in " ".join(args)
-    assert main(["eval", "finetune", "--config", str(recipe), "--checkpoint", str(checkpoint), "--out", str(out), *args]) == 0
+    command = ["eval", "finetune", "--config", str(recipe), "--checkpoint", str(checkpoint), "--out", str(out)]
+    assert main([*command, *args]) == 0
     result = json.loads(out.read_text())
     assert 0.0 <= result["best_top1"] <= 100.0 and result["checkpoint"] == str(checkpoint)
     final = load_file(tmp_path / "runs" / "run" / "last.safetensors")

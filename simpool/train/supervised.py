@@ -219,6 +219,7 @@ def _train(config: SupervisedConfig, info: DistInfo) -> dict:
         if info.is_main:
             print(f"resumed {folder.path} at epoch {epoch}, update {update}")
     else:  # dropout / drop-path (torch) and Mixup (NumPy) streams: reproducible, different per process
+        folder.truncate_log(0)  # a fresh start in an existing folder does not append to the old log
         seed_everything(run.seed + info.rank)
 
     if config.model.compile:

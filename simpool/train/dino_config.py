@@ -1,0 +1,127 @@
+"""The sections of a DINO recipe, each a dataclass that owns its defaults (DINO's ``main_dino.py`` flags).
+
+Defaults are DINO's (Caron et al., ICCV 2021) except ``local_crops_number`` (6, the SimPool paper's).
+The recipes in ``configs/dino_*.yaml`` set what the SimPool paper (Appendix C.2) and its official
+commands (``OFFICIAL_CODE.md`` §3.2) specify. Read with :func:`simpool.train.config.load_config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DinoModelConfig:
+    """Student and teacher: ``simpool.create_model(name, pool, pool_kwargs, num_classes=0, **kwargs)``.
+
+    Both get the same ``pool`` and ``pool_kwargs`` (so the same SimPool gamma; the official code built
+    the ViT teacher without it). Only the student gets ``drop_path_rate``.
+    """
+
+    name: str = "vit_small_patch16_224"
+    pool: str = "simpool"  # "default": timm's own pooling, the paper's baseline (CLS for ViTs, GAP for CNNs)
+    pool_kwargs: dict = field(default_factory=dict)  # e.g. {gamma: 1.25}
+    kwargs: dict = field(default_factory=dict)  # timm kwargs for both (ViTs: dynamic_img_size is set for them)
+    drop_path_rate: float = 0.1  # student only (DINO)
+
+
+@dataclass
+class DinoHeadConfig:
+    """``DINOHead``: MLP, L2 normalisation, weight-normalised last layer."""
+
+    out_dim: int = 65536
+    use_bn: bool = False
+    norm_last_layer: bool = True
+    nlayers: int = 3
+    hidden_dim: int = 2048
+    bottleneck_dim: int = 256
+
+
+@dataclass
+class DinoDataConfig:
+    """An ImageFolder dataset of ``simpool.train.data`` seen through ``MultiCropTransform``."""
+
+    dataset: str = "imagefolder"  # imagefolder | imagenet | bench (exported with `simpool bench export`)
+    root: str = ""
+    train_split: str = "train"
+    fraction: float = 1.0
+    num_workers: int = 4
+    global_crops_scale: tuple[float, ...] = (0.4, 1.0)
+    local_crops_scale: tuple[float, ...] = (0.05, 0.4)
+    local_crops_number: int = 6
+    global_size: int = 224
+    local_size: int = 96
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class DinoLossConfig:
+    """``DINOLoss``: temperatures and centre momentum."""
+
+    warmup_teacher_temp: float = 0.04
+    teacher_temp: float = 0.04
+    warmup_teacher_temp_epochs: int = 0
+    student_temp: float = 0.1
+    center_momentum: float = 0.9
+
+
+@dataclass
+class DinoOptimConfig:
+    """Optimizer and the per-update cosine schedules; ``lr`` is per 256 images (scaled by batch_size / 256)."""
+
+    opt: str = "adamw"  # adamw | lars | sgd
+    lr: float = 5e-4
+    min_lr: float = 1e-6
+    warmup_epochs: int = 10
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
+    momentum: float = 0.9  # SGD / LARS
+    momentum_teacher: float = 0.996  # EMA momentum, cosine to 1
+    clip_grad: float = 3.0  # max gradient norm per parameter tensor; 0: off
+    freeze_last_layer: int = 1  # epochs with the head's last layer frozen
+
+
+@dataclass
+class DinoMonitorConfig:
+    """k-NN accuracy of the teacher backbone every ``every`` epochs (train split as memory, val split queried)."""
+
+    every: int = 0  # 0: off
+    train_split: str = "train"
+    val_split: str = "val"
+    k: int = 20
+    temperature: float = 0.07
+    max_images: int = 0  # per split, the first ones; 0: all
+    batch_size: int = 64
+
+
+@dataclass
+class DinoRunConfig:
+    """The loop: batch, epochs, precision, device, run folder, checkpoints."""
+
+    epochs: int = 100
+    batch_size: int = 256  # GLOBAL batch per update, over all processes
+    amp: str = "none"  # none | bf16 | fp16 (fp16 uses a GradScaler)
+    device: str = "auto"  # auto | cpu | cuda
+    seed: int = 0
+    num_threads: int = 0  # torch CPU threads per process; 0: torch's default
+    output: str = "runs"
+    name: str = ""  # run folder output/name; empty: dino-<model>-<pool>
+    resume: bool = True  # continue from output/name/last.pt when it exists
+    checkpoint_every: int = 0  # also write last.pt every N updates (mid-epoch); 0: at epoch ends only
+    log_every: int = 10  # updates between progress-bar refreshes
+    max_updates: int = 0  # stop after this many updates in total (smoke tests); 0: no limit
+    kill_at_update: int = 0  # testing hook: SIGKILL this process after that update (0: never)
+
+
+@dataclass
+class DinoConfig:
+    """A DINO recipe: ``simpool train-dino --config configs/dino_<arch>.yaml [key=value ...]``."""
+
+    model: DinoModelConfig = field(default_factory=DinoModelConfig)
+    head: DinoHeadConfig = field(default_factory=DinoHeadConfig)
+    data: DinoDataConfig = field(default_factory=DinoDataConfig)
+    loss: DinoLossConfig = field(default_factory=DinoLossConfig)
+    optim: DinoOptimConfig = field(default_factory=DinoOptimConfig)
+    monitor: DinoMonitorConfig = field(default_factory=DinoMonitorConfig)
+    train: DinoRunConfig = field(default_factory=DinoRunConfig)

@@ -1,0 +1,186 @@
+"""Unsupervised single-object discovery: LOST and DINO-seg boxes, scored by CorLoc.
+
+Simeoni et al., "Localizing Objects with Self-Supervised Transformers and no Labels", BMVC 2021
+(valeoai/LOST @ fcedbecb, ``object_discovery.py``, ``datasets.py : bbox_iou``, ``main_lost.py``).
+Every function takes one image's features on its patch grid ``grid_hw = (rows, cols)`` (the image
+zero-padded at the bottom/right to a multiple of the patch size) and returns a box
+``[x0, y0, x1, y1]`` in pixels of the unpadded image (``image_hw = (H, W)``), end exclusive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.ndimage
+import torch
+
+
+def _patch(patch_size) -> tuple[int, int]:
+    ph, pw = (patch_size, patch_size) if np.isscalar(patch_size) else tuple(patch_size)
+    return int(ph), int(pw)
+
+
+def _grid_map(values: torch.Tensor, grid_hw: Sequence[int], name: str) -> torch.Tensor:
+    rows, cols = int(grid_hw[0]), int(grid_hw[1])
+    if values.numel() != rows * cols:
+        raise ValueError(f"{name} has {values.numel()} patches, grid_hw={tuple(grid_hw)} needs {rows * cols}")
+    return values.reshape(rows, cols)  # (rows, cols)
+
+
+def _component_box(mask: np.ndarray, patch_size, image_hw: Sequence[int] | None) -> np.ndarray:
+    """``[x_min p, y_min p, (x_max + 1) p, (y_max + 1) p]`` of a patch mask, clipped to ``image_hw`` if given."""
+    ph, pw = _patch(patch_size)
+    ys, xs = np.nonzero(mask)
+    box = np.array([xs.min() * pw, ys.min() * ph, (xs.max() + 1) * pw, (ys.max() + 1) * ph], dtype=np.int64)
+    if image_hw is not None:
+        box[2] = min(box[2], int(image_hw[1]))
+        box[3] = min(box[3], int(image_hw[0]))
+    return box
+
+
+def lost_seed(keys: torch.Tensor, k_patches: int = 100) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """LOST's seed and seed expansion (Simeoni et al., Sec. 3.2, eqs. (1)-(3)).
+
+    ``A = K K^T``; degree ``d_i = #{j != i : A_ij > 0}``; seed ``s = argmin_i d_i``; the ``k_patches``
+    lowest-degree patches ``P``; ``M = sum_{i in P, A_si > 0} A_i``. Degree ties keep the lower patch
+    index (a stable sort; the reference's unstable ``torch.argsort`` may pick another tied patch).
+
+    Args:
+        keys: ``(N, C)`` patch features (the keys of the last attention layer).
+        k_patches: ``k``, the number of low-degree patches considered for the expansion.
+
+    Returns:
+        ``(seed, degree, M)``: the seed index, ``(N,)`` degrees and the ``(N,)`` expansion scores.
+    """
+    if keys.ndim != 2:
+        raise ValueError(f"keys must be (N, C), got shape {tuple(keys.shape)}")
+    similarity = keys @ keys.T  # A: (N, C) x (C, N) -> (N, N)
+    positive = similarity.clone()
+    positive.fill_diagonal_(0)
+    degree = (positive > 0).sum(dim=1)  # (N,)
+    order = torch.sort(degree, stable=True).indices  # ascending degree: (N,)
+    seed = int(order[0])
+    potentials = order[:k_patches]  # (k,)
+    similars = potentials[similarity[seed, potentials] > 0]  # the seed itself is included: A_ss = |k_s|^2
+    expansion = similarity[similars].sum(dim=0)  # M: (N,)
+    return seed, degree, expansion
+
+
+def lost(keys, grid_hw: Sequence[int], patch_size, image_hw: Sequence[int], k_patches: int = 100) -> np.ndarray:
+    """LOST box: the 4-connected component of ``M > 0`` containing the seed (``detect_box``).
+
+    Args:
+        keys: ``(N, C)`` keys of one image's patches in raster order (CLS dropped); a ViT baseline's
+            last-block keys with all heads concatenated, or SimPool's ``K = W_K LN(X)``.
+        grid_hw: ``(rows, cols)`` of the patch grid, ``rows * cols = N``.
+        patch_size: pixels per patch (int or ``(ph, pw)``).
+        image_hw: ``(H, W)`` of the unpadded image; the box is clipped to it.
+        k_patches: ``k`` of the seed expansion (100 in the paper).
+
+    Returns:
+        ``[x0, y0, x1, y1]`` int64 pixels.
+    """
+    keys = torch.as_tensor(keys)
+    seed, _, expansion = lost_seed(keys, k_patches)
+    scores = _grid_map(expansion, grid_hw, "keys").float().cpu().numpy()  # (rows, cols)
+    labels, _ = scipy.ndimage.label(scores > 0.0)  # 4-connectivity: (rows, cols)
+    component = labels.flat[seed]
+    if component == 0:
+        raise ValueError("LOST: the seed is in the background of M > 0 (all keys zero?)")
+    return _component_box(labels == component, patch_size, image_hw)
+
+
+def keep_mass(attention: torch.Tensor, threshold: float = 0.6) -> torch.Tensor:
+    """DINO's mask keeping ``threshold`` of the attention mass: the largest values whose sum reaches it.
+
+    Sorted ascending and normalised, ``c_j = sum_{i <= j} a_(i)``; patch ``(j)`` is kept iff
+    ``c_j > 1 - threshold`` (Caron et al., ICCV 2021, ``visualize_attention.py``). ``(N,) -> (N,)`` bool.
+    """
+    values, order = torch.sort(attention.flatten(), stable=True)  # ascending: (N,)
+    values = values / values.sum()
+    kept_sorted = torch.cumsum(values, dim=0) > (1 - threshold)  # (N,)
+    kept = torch.empty_like(kept_sorted)
+    kept[order] = kept_sorted  # back to raster order
+    return kept
+
+
+def dino_seg(
+    attention,
+    grid_hw: Sequence[int],
+    patch_size,
+    image_hw: Sequence[int],
+    threshold: float = 0.6,
+    reference_quirk: bool = False,
+) -> np.ndarray:
+    """DINO-seg box: the biggest 4-connected component of the mask keeping ``threshold`` of the mass.
+
+    Args:
+        attention: ``(N,)`` or ``(rows, cols)`` attention of one head (CLS to patches; head 4 in the
+            paper) or SimPool's ``a``.
+        grid_hw: ``(rows, cols)`` of the patch grid.
+        patch_size: pixels per patch (int or ``(ph, pw)``).
+        image_hw: ``(H, W)`` of the unpadded image.
+        threshold: the mass kept (0.6, DINO's ``official_th``).
+        reference_quirk: reproduce LOST's ``dino_seg`` exactly, for its published numbers: component
+            sizes are listed for labels ``0 .. n-1`` and the biggest of ``1 .. n-1`` is chosen, so the
+            last-labelled component is never chosen and a single component selects the background
+            (label 0); the box is not clipped to the image. False (default): the biggest of all
+            components ``1 .. n`` (the lowest label on ties), box clipped to ``image_hw``.
+
+    Returns:
+        ``[x0, y0, x1, y1]`` int64 pixels.
+    """
+    attention = torch.as_tensor(attention)
+    mask = _grid_map(keep_mass(attention, threshold), grid_hw, "attention").cpu().numpy()  # (rows, cols)
+    labels, count = scipy.ndimage.label(mask)  # 4-connectivity
+    if reference_quirk:
+        sizes = [int(np.sum(labels == label)) for label in range(count)]  # omits the last label
+        chosen = int(np.argmax(sizes[1:])) + 1 if len(sizes) > 1 else 0
+        if not (labels == chosen).any():
+            raise ValueError("DINO-seg (reference_quirk): the chosen component is empty (the reference crashes)")
+        return _component_box(labels == chosen, patch_size, None)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]  # labels 1..n: (n,)
+    return _component_box(labels == int(np.argmax(sizes)) + 1, patch_size, image_hw)
+
+
+def box_iou_lost(box, boxes) -> torch.Tensor:
+    """IoU of one box with ``(G, 4)`` boxes as LOST's ``bbox_iou`` (YOLOv5): continuous, no +1, eps 1e-7.
+
+    ``inter = clamp(min x1 - max x0) clamp(min y1 - max y0)``, ``union = w1 (h1 + eps) + w2 (h2 + eps) -
+    inter + eps``; integer boxes are promoted to float32 exactly as the reference's tensors are.
+    """
+    eps = 1e-7
+    box1 = torch.as_tensor(np.asarray(box))
+    box2 = torch.as_tensor(np.asarray(boxes)).reshape(-1, 4).T  # (4, G)
+    inter = (torch.min(box1[2], box2[2]) - torch.max(box1[0], box2[0])).clamp(0) * (
+        torch.min(box1[3], box2[3]) - torch.max(box1[1], box2[1])
+    ).clamp(0)  # (G,)
+    w1, h1 = box1[2] - box1[0], box1[3] - box1[1] + eps
+    w2, h2 = box2[2] - box2[0], box2[3] - box2[1] + eps
+    union = w1 * h1 + w2 * h2 - inter + eps
+    return inter / union  # (G,)
+
+
+def corloc_flags(pred_boxes, gt_boxes: Sequence) -> np.ndarray:
+    """Per image, whether the predicted box has IoU >= 0.5 with any ground-truth box ``(N,)`` bool.
+
+    An image without ground-truth boxes (e.g. COCO images with only crowd boxes) counts as wrong.
+    """
+    pred_boxes = list(pred_boxes)
+    if len(pred_boxes) != len(gt_boxes):
+        raise ValueError(f"{len(pred_boxes)} predicted boxes for {len(gt_boxes)} images")
+    flags = np.zeros(len(pred_boxes), dtype=bool)
+    for index, (pred, gts) in enumerate(zip(pred_boxes, gt_boxes, strict=True)):
+        if len(gts) == 0:
+            continue
+        flags[index] = bool(torch.any(box_iou_lost(pred, gts) >= 0.5))
+    return flags
+
+
+def corloc(pred_boxes, gt_boxes: Sequence) -> float:
+    """CorLoc in percent: ``100 * #{images whose box has IoU >= 0.5 with any GT box} / #images`` (LOST)."""
+    flags = corloc_flags(pred_boxes, gt_boxes)
+    if len(flags) == 0:
+        raise ValueError("corloc of zero images")
+    return float(100.0 * flags.sum() / len(flags))

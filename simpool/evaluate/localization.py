@@ -1,0 +1,331 @@
+"""MaxBoxAccV2: weakly supervised object localization from score maps, exactly as wsolevaluation computes it.
+
+Choe et al., "Evaluating Weakly Supervised Object Localization Methods Right", CVPR 2020
+(clovaai/wsolevaluation @ 96f4b886, ``evaluation.py`` and ``inference.py``). For a score map ``s`` in
+[0, 1] at 224x224 and a CAM threshold ``tau``, the foreground is ``uint8(255 s) > int(tau * max uint8(255 s))``;
+every contour OpenCV finds in it with ``RETR_TREE`` (outer boundaries *and* hole boundaries) gives a box
+``(x, y, min(x + w, 223), min(y + h, 223))``. An image is correct at ``(tau, delta)`` when the best box has
+IoU >= delta / 100 with any ground-truth box (IoU with the +1 inclusive-pixel convention). Then
+
+    BoxAcc(tau, delta) = 100 * #correct / N,  MaxBoxAcc(delta) = max_tau BoxAcc(tau, delta),
+    MaxBoxAccV2 = mean_{delta in {30, 50, 70}} MaxBoxAcc(delta).
+
+The vectorised path (:func:`iou_curve`) finds each distinct foreground mask once, crops it to the box it
+occupies, stacks all crops of one image into a single mosaic separated by empty rows and runs one
+``cv2.findContours`` over it; boxes and IoUs are then array operations. :func:`iou_curve_loop` is the
+plain per-threshold loop, kept as the reference for tests and ``benchmarks/localization_speed.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+RESIZE_LENGTH = 224  # wsolevaluation's _RESIZE_LENGTH: maps and ground-truth boxes live at 224x224
+
+
+def cam_thresholds(cam_curve_interval: float = 0.01) -> np.ndarray:
+    """The reference's threshold list ``np.arange(0, 1, cam_curve_interval)`` (0.001 in the paper setting)."""
+    if not 0 < cam_curve_interval < 1:
+        raise ValueError(f"cam_curve_interval must be in (0, 1), got {cam_curve_interval}")
+    return np.arange(0, 1, cam_curve_interval)
+
+
+def normalize_scoremap(cam: np.ndarray) -> np.ndarray:
+    """Min-max scaling to [0, 1] as ``inference.py : normalize_scoremap``; NaN or constant maps become zeros.
+
+    ``s = (c - min c) / max(c - min c)``, in float64 (the reference's ``t2n`` casts to ``np.float``).
+    """
+    cam = np.array(cam, dtype=np.float64)  # a copy: (H, W)
+    if np.isnan(cam).any() or cam.min() == cam.max():
+        return np.zeros_like(cam)
+    cam -= cam.min()
+    cam /= cam.max()
+    return cam
+
+
+def resize_scoremap(cam: np.ndarray, size: int = RESIZE_LENGTH) -> np.ndarray:
+    """Bicubic upsampling with OpenCV to ``size x size`` (``cv2.resize(..., INTER_CUBIC)`` as the reference)."""
+    cam = np.asarray(cam, dtype=np.float64)
+    if cam.shape == (size, size):
+        return cam
+    return cv2.resize(cam, (size, size), interpolation=cv2.INTER_CUBIC)  # (size, size)
+
+
+def prepare_scoremaps(score_maps) -> np.ndarray:
+    """Any ``(N, h, w)`` maps (numpy or torch) -> ``(N, 224, 224)`` float64: bicubic resize, then min-max."""
+    if hasattr(score_maps, "detach"):
+        score_maps = score_maps.detach().cpu().double().numpy()
+    maps = np.asarray(score_maps, dtype=np.float64)
+    if maps.ndim != 3:
+        raise ValueError(f"score_maps must be (N, h, w), got shape {maps.shape}")
+    return np.stack([normalize_scoremap(resize_scoremap(cam)) for cam in maps]) if len(maps) else maps
+
+
+def check_scoremap(scoremap: np.ndarray, name: str = "score map") -> None:
+    """The reference's ``check_scoremap_validity``: 2-D, no NaN, values in [0, 1]."""
+    if scoremap.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {scoremap.shape}")
+    if np.isnan(scoremap).any():
+        raise ValueError(f"{name} contains NaN")
+    if (scoremap > 1).any() or (scoremap < 0).any():
+        raise ValueError(f"{name} has values outside [0, 1]; normalise it (normalize=True)")
+
+
+def resize_boxes(boxes, image_size, resize_size=(RESIZE_LENGTH, RESIZE_LENGTH)) -> np.ndarray:
+    """Boxes ``(x0, y0, x1, y1)`` from an image of ``(W, H)`` to ``resize_size``, truncated as ``resize_bbox``.
+
+    ``x' = int(x * W' / W)``, ``y' = int(y * H' / H)``.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)  # (M, 4)
+    if (boxes < 0).any():
+        raise ValueError(f"box coordinates must be non-negative, got {boxes.tolist()}")
+    scale_x = float(resize_size[0]) / float(image_size[0])
+    scale_y = float(resize_size[1]) / float(image_size[1])
+    scale = np.array([scale_x, scale_y, scale_x, scale_y])
+    return (boxes * scale).astype(np.int64)  # truncation toward zero: (M, 4)
+
+
+def box_iou_inclusive(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """IoU matrix ``(A, B)`` with the +1 inclusive-pixel convention of ``calculate_multiple_iou``.
+
+    ``inter = max(0, min(x1) - max(x0) + 1) * max(0, min(y1) - max(y0) + 1)``,
+    ``area = (x1 - x0 + 1) * (y1 - y0 + 1)``; a union <= 0 gives IoU 0.
+    """
+    a = np.asarray(boxes_a, dtype=np.int64)[:, None, :]  # (A, 1, 4)
+    b = np.asarray(boxes_b, dtype=np.int64)[None, :, :]  # (1, B, 4)
+    inter_w = np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
+    inter_h = np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
+    inter = inter_w * inter_h  # (A, B)
+    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+    union = area_a + area_b - inter  # (A, B)
+    degenerate = union <= 0
+    return np.where(degenerate, 0.0, inter / np.where(degenerate, 1, union))
+
+
+def _to_uint8(scoremap: np.ndarray) -> np.ndarray:
+    return (np.asarray(scoremap, dtype=np.float64) * 255).astype(np.uint8)  # truncation, as the reference
+
+
+def _levels(image: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """``int(tau * max(uint8 map))`` per threshold: pixels strictly above it are foreground."""
+    return (thresholds * np.float64(image.max())).astype(np.int64)  # (T,)
+
+
+def _contour_boxes(contours, width: int, height: int) -> np.ndarray:
+    boxes = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        boxes.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
+    return np.asarray(boxes, dtype=np.int64).reshape(-1, 4)  # (M, 4)
+
+
+def scoremap_boxes(scoremap: np.ndarray, thresholds: Sequence[float], multi_contour: bool = True) -> list[np.ndarray]:
+    """Boxes at each threshold, one ``findContours`` per threshold (``compute_bboxes_from_scoremaps``).
+
+    Returns:
+        A list of ``(M_t, 4)`` int arrays; ``[[0, 0, 0, 0]]`` where the foreground is empty.
+        ``multi_contour=False`` keeps only the contour of largest ``cv2.contourArea`` (MaxBoxAcc v1).
+    """
+    image = _to_uint8(scoremap)  # (H, W)
+    height, width = image.shape
+    out = []
+    for level in _levels(image, np.asarray(thresholds, dtype=np.float64)):
+        mask = (image > level).astype(np.uint8)  # cv2.threshold(..., THRESH_BINARY) with thresh=level
+        contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+        if len(contours) == 0:
+            out.append(np.zeros((1, 4), dtype=np.int64))
+            continue
+        if not multi_contour:
+            contours = [max(contours, key=cv2.contourArea)]
+        out.append(_contour_boxes(contours, width, height))
+    return out
+
+
+def iou_curve_loop(
+    scoremap: np.ndarray, gt_boxes: np.ndarray, thresholds: Sequence[float], multi_contour: bool = True
+) -> np.ndarray:
+    """Best IoU with any ground-truth box at each threshold, one threshold at a time: ``(T,)``."""
+    gt_boxes = np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4)
+    return np.array([box_iou_inclusive(b, gt_boxes).max() for b in scoremap_boxes(scoremap, thresholds, multi_contour)])
+
+
+def _mask_keys(image: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group thresholds by the foreground mask they produce.
+
+    The mask ``image > level`` only depends on how many distinct pixel values are <= level, so thresholds
+    are mapped to the largest present value <= level (``-1`` when none: every pixel is foreground).
+
+    Returns:
+        ``(mask_thresholds, key)``: ``(K,)`` distinct effective levels whose mask is non-empty, and per
+        threshold the index into them, or -1 where the mask is empty.
+    """
+    values = np.unique(image)  # (V,) ascending
+    below = np.searchsorted(values, levels, side="right")  # how many values are <= level: (T,)
+    effective = np.where(below > 0, values[np.maximum(below - 1, 0)].astype(np.int64), -1)  # (T,)
+    effective = np.where(below == len(values), 256, effective)  # 256: nothing is above it
+    mask_thresholds, key = np.unique(effective, return_inverse=True)
+    if mask_thresholds[-1] == 256:
+        key = np.where(key == len(mask_thresholds) - 1, -1, key)
+        mask_thresholds = mask_thresholds[:-1]
+    return mask_thresholds, key
+
+
+def _mosaic_boxes(image: np.ndarray, mask_thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All contour boxes of the masks ``image > t`` for every ``t`` in ``mask_thresholds``, with one findContours.
+
+    Each mask is cropped to the bounding box of its foreground; the crops are stacked left-aligned with
+    one empty row between them. Outside a crop the mask is empty anyway, and OpenCV pads the image border
+    with zeros, so every contour keeps its shape up to a shift and none crosses two crops.
+
+    Returns:
+        ``(boxes, mask_index)``: ``(M, 4)`` boxes in image coordinates and the mask each came from ``(M,)``.
+    """
+    height, width = image.shape
+    thresholds = mask_thresholds.astype(np.int64)  # (K,)
+    rows = image.max(axis=1).astype(np.int64)[None, :] > thresholds[:, None]  # rows with foreground: (K, H)
+    cols = image.max(axis=0).astype(np.int64)[None, :] > thresholds[:, None]  # (K, W)
+    top, bottom = rows.argmax(axis=1), height - rows[:, ::-1].argmax(axis=1)  # [top, bottom): (K,)
+    left, right = cols.argmax(axis=1), width - cols[:, ::-1].argmax(axis=1)  # (K,)
+    starts = np.concatenate([[1], 1 + np.cumsum(bottom - top + 1)[:-1]])  # mosaic row of each crop: (K,)
+    mosaic = np.zeros((int(starts[-1] + bottom[-1] - top[-1] + 1), int((right - left).max())), np.uint8)  # (R, w)
+    for level, y, t, b, lft, rgt in zip(thresholds, starts, top, bottom, left, right, strict=True):
+        np.greater(image[t:b, lft:rgt], level, out=mosaic[y : y + b - t, : rgt - lft].view(bool))
+    contours = cv2.findContours(mosaic, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)[0]
+    counts = np.fromiter((len(c) for c in contours), dtype=np.int64, count=len(contours))  # points per contour
+    points = np.concatenate(contours).reshape(-1, 2)  # (P, 2) as (x, y)
+    cuts = np.concatenate([[0], np.cumsum(counts)[:-1]])  # first point of each contour: (M,)
+    x0 = np.minimum.reduceat(points[:, 0], cuts).astype(np.int64)  # (M,)
+    y0 = np.minimum.reduceat(points[:, 1], cuts).astype(np.int64)
+    x_end = np.maximum.reduceat(points[:, 0], cuts).astype(np.int64) + 1  # boundingRect's x + w
+    y_end = np.maximum.reduceat(points[:, 1], cuts).astype(np.int64) + 1
+    mask_index = np.searchsorted(starts, y0, side="right") - 1  # the crop holding each contour: (M,)
+    dx, dy = left[mask_index], top[mask_index] - starts[mask_index]  # mosaic -> image coordinates: (M,)
+    x1, y1 = np.minimum(x_end + dx, width - 1), np.minimum(y_end + dy, height - 1)  # clipped as the reference
+    return np.stack([x0 + dx, y0 + dy, x1, y1], axis=1), mask_index  # (M, 4), (M,)
+
+
+def iou_curve(
+    scoremap: np.ndarray, gt_boxes: np.ndarray, thresholds: Sequence[float], multi_contour: bool = True
+) -> np.ndarray:
+    """Best IoU with any ground-truth box at each threshold ``(T,)``; same numbers as :func:`iou_curve_loop`.
+
+    Args:
+        scoremap: ``(H, W)`` float map in [0, 1] (224x224 in the protocol).
+        gt_boxes: ``(G, 4)`` ground-truth boxes ``(x0, y0, x1, y1)`` in the map's pixel coordinates.
+        thresholds: CAM thresholds ``tau`` in [0, 1).
+        multi_contour: every contour gives a box (V2); False: only the largest contour (v1).
+    """
+    gt_boxes = np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4)  # (G, 4)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    image = _to_uint8(scoremap)  # (H, W)
+    mask_thresholds, key = _mask_keys(image, _levels(image, thresholds))
+    empty_iou = box_iou_inclusive(np.zeros((1, 4), np.int64), gt_boxes).max()  # the [0, 0, 0, 0] box
+    if len(mask_thresholds) == 0:
+        return np.full(len(thresholds), empty_iou)
+    if multi_contour:
+        boxes, mask_index = _mosaic_boxes(image, mask_thresholds)
+        best = box_iou_inclusive(boxes, gt_boxes).max(axis=1)  # any ground-truth box: (M,)
+        per_mask = np.full(len(mask_thresholds), -np.inf)
+        np.maximum.at(per_mask, mask_index, best)  # best box of each mask: (K,)
+    else:
+        per_mask = _largest_contour_ious(image, mask_thresholds, gt_boxes)  # (K,)
+    return np.where(key >= 0, per_mask[np.maximum(key, 0)], empty_iou)  # (T,)
+
+
+def _largest_contour_ious(image: np.ndarray, mask_thresholds: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
+    """MaxBoxAcc v1: the largest contour (by ``cv2.contourArea``, first on ties) of each distinct mask."""
+    height, width = image.shape
+    ious = []
+    for level in mask_thresholds:
+        contours = cv2.findContours((image > level).astype(np.uint8), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+        box = _contour_boxes([max(contours, key=cv2.contourArea)], width, height)
+        ious.append(box_iou_inclusive(box, gt_boxes).max())
+    return np.array(ious)
+
+
+def box_accuracy_counts(
+    score_maps: Sequence[np.ndarray],
+    gt_boxes_224: Sequence[np.ndarray],
+    thresholds: np.ndarray,
+    iou_thresholds: Sequence[int] = (30, 50, 70),
+    multi_contour: bool = True,
+    progress: bool = False,
+) -> np.ndarray:
+    """Number of correct images per IoU level and CAM threshold, ``(len(iou_thresholds), T)``.
+
+    ``BoxEvaluator.accumulate``: an image is correct at ``(delta, tau)`` when its best IoU is
+    ``>= delta / 100``. Ground-truth boxes must already be at the maps' resolution (:func:`resize_boxes`).
+    """
+    from tqdm import tqdm
+
+    counts = np.zeros((len(iou_thresholds), len(thresholds)), dtype=np.int64)
+    pairs = zip(score_maps, gt_boxes_224, strict=True)
+    bars = tqdm(pairs, total=len(score_maps), disable=not progress, desc="MaxBoxAccV2")
+    for scoremap, boxes in bars:
+        ious = iou_curve(scoremap, boxes, thresholds, multi_contour)  # (T,)
+        for row, delta in enumerate(iou_thresholds):
+            counts[row] += ious >= (delta / 100)
+    return counts
+
+
+def max_box_acc_v2(
+    score_maps,
+    gt_boxes: Sequence,
+    image_sizes: Sequence,
+    iou_thresholds: Sequence[int] = (30, 50, 70),
+    cam_curve_interval: float = 0.01,
+    multi_contour: bool = True,
+    normalize: bool = True,
+    progress: bool = False,
+) -> dict[str, float]:
+    """MaxBoxAccV2 of score maps against ground-truth boxes, as wsolevaluation's ``BoxEvaluator``.
+
+    ``MaxBoxAcc(delta) = max_tau 100 * #{images with max IoU(boxes(s >= tau), GT) >= delta/100} / N`` and
+    ``MaxBoxAccV2 = mean_delta MaxBoxAcc(delta)`` (Choe et al., CVPR 2020, Sec. 4.1), with the threshold
+    ``tau`` chosen over the whole set separately for each ``delta``.
+
+    Args:
+        score_maps: ``(N, h, w)`` maps (numpy or torch), or a list of 2-D maps.
+        gt_boxes: per image, ``(G_i, 4)`` boxes ``(x0, y0, x1, y1)`` in original-image pixels.
+        image_sizes: per image, ``(W, H)`` of the original image (boxes are rescaled to 224 with truncation).
+        iou_thresholds: IoU levels ``delta`` in percent.
+        cam_curve_interval: threshold step; 0.01 as ``evaluation.py``'s default, 0.001 for paper numbers.
+        multi_contour: every contour gives a candidate box (V2); False: only the largest (v1).
+        normalize: the reference's inference steps first: bicubic resize to 224x224 and min-max
+            normalisation (NaN or constant maps become zeros). False: maps must already be 224x224 in
+            [0, 1] (as ``evaluation.py`` reads saved ``.npy`` maps) and are checked.
+        progress: show a progress bar.
+
+    Returns:
+        ``{"MaxBoxAccV2", "BoxAcc@30", "BoxAcc@50", "BoxAcc@70", "threshold@30", ...}`` in percent; each
+        threshold is the first ``tau`` reaching that level's maximum.
+    """
+    if normalize:
+        maps = list(prepare_scoremaps(score_maps))
+    else:
+        maps = [np.asarray(m.detach().cpu() if hasattr(m, "detach") else m, dtype=np.float64) for m in score_maps]
+        for index, scoremap in enumerate(maps):
+            check_scoremap(scoremap, f"score map {index}")
+            if scoremap.shape != (RESIZE_LENGTH, RESIZE_LENGTH):
+                raise ValueError(f"score map {index} must be 224x224 with normalize=False, got {scoremap.shape}")
+    if not (len(maps) == len(gt_boxes) == len(image_sizes)):
+        raise ValueError(f"{len(maps)} score maps, {len(gt_boxes)} box lists and {len(image_sizes)} image sizes")
+    if len(maps) == 0:
+        raise ValueError("score_maps is empty")
+    for index, boxes in enumerate(gt_boxes):
+        if len(boxes) == 0:
+            raise ValueError(f"image {index} has no ground-truth box")
+    resized = [resize_boxes(boxes, size) for boxes, size in zip(gt_boxes, image_sizes, strict=True)]
+    thresholds = cam_thresholds(cam_curve_interval)
+    counts = box_accuracy_counts(maps, resized, thresholds, iou_thresholds, multi_contour, progress)
+    accuracy = counts * 100.0 / float(len(maps))  # BoxAcc(delta, tau): (D, T)
+    result = {"MaxBoxAccV2": float(np.average(accuracy.max(axis=1)))}
+    for row, delta in enumerate(iou_thresholds):
+        result[f"BoxAcc@{delta}"] = float(accuracy[row].max())
+    for row, delta in enumerate(iou_thresholds):
+        result[f"threshold@{delta}"] = float(thresholds[accuracy[row].argmax()])
+    return result

@@ -1,0 +1,86 @@
+"""``simpool eval discovery`` end to end on a VOC-layout folder made in tmp_path, and the key extraction."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from simpool.cli import main
+from simpool.data.voc import write_voc_annotation
+from simpool.evaluate.discovery_cli import cls_vit_keys, pool_input
+
+
+def make_voc(root, sizes):
+    voc = root / "VOCdevkit" / "VOC2007"
+    rng = np.random.default_rng(0)
+    (voc / "JPEGImages").mkdir(parents=True)
+    (voc / "ImageSets" / "Main").mkdir(parents=True)
+    for index, (w, h) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(voc / "JPEGImages" / f"{index:06d}.jpg")
+        write_voc_annotation(
+            voc / "Annotations" / f"{index:06d}.xml", f"{index:06d}.jpg", (w, h), [[0, 0, w, h]], ["x"]
+        )
+    (voc / "ImageSets" / "Main" / "trainval.txt").write_text("".join(f"{i:06d}\n" for i in range(len(sizes))))
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    from simpool.models import create_model, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    for pool in ("simpool", "default"):
+        save_checkpoint(create_model("vit_tiny_patch16_224", pool=pool, num_classes=2), folder / f"{pool}.safetensors")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "method, pool, source",
+    [
+        ("lost", "simpool", "pool"),
+        ("lost", "default", "cls"),
+        ("dino_seg", "default", "cls_head"),
+        ("dino_seg", "simpool", "pool"),
+    ],
+)
+def test_voc_end_to_end(tmp_path, checkpoints, method, pool, source):
+    # sizes not multiples of 16: padded to 80x96 and 48x64; the GT box is the whole image
+    make_voc(tmp_path / "voc", [(90, 70), (50, 40)])
+    argv = ["eval", "discovery", "--method", method, "--dataset", "voc07", "--root", str(tmp_path / "voc")]
+    argv += ["--model", "vit_tiny_patch16_224", "--pool", pool, "--num-classes", "2", "--source", source]
+    argv += ["--checkpoint", str(checkpoints / f"{pool}.safetensors"), "--output", str(tmp_path / "out")]
+    assert main([*argv, "--device", "cpu", "--head", "2"]) == 0  # vit_tiny has 3 heads
+    boxes = json.loads((tmp_path / "out" / "boxes.json").read_text())
+    assert list(boxes) == ["000000.jpg", "000001.jpg"]
+    for (w, h), box in zip([(90, 70), (50, 40)], boxes.values(), strict=True):
+        x0, y0, x1, y1 = box
+        assert x0 % 16 == 0 and y0 % 16 == 0 and 0 <= x0 < x1 and 0 <= y0 < y1
+        if method == "lost":  # LOST clips to the unpadded image
+            assert x1 <= w and y1 <= h
+    result = json.loads((tmp_path / "out" / "corloc.json").read_text())
+    assert result["images"] == 2 and 0.0 <= result["CorLoc"] <= 100.0
+
+
+def test_keys_are_what_the_model_computes():
+    from simpool.models import create_model, pool_slot
+
+    torch.manual_seed(0)
+    image = torch.randn(1, 3, 32, 48)
+    vit = create_model("vit_tiny_patch16_224", pool="default", num_classes=0, dynamic_img_size=True).eval()
+    keys = cls_vit_keys(vit, image)
+    # independent: the last block's normalised input through W_K (the middle third of qkv), CLS dropped
+    captured = {}
+    handle = vit.blocks[-1].attn.register_forward_pre_hook(lambda m, a: captured.setdefault("x", a[0]))
+    vit.forward_features(image)
+    handle.remove()
+    C = vit.embed_dim
+    expected = captured["x"] @ vit.blocks[-1].attn.qkv.weight[C : 2 * C].T + vit.blocks[-1].attn.qkv.bias[C : 2 * C]
+    assert keys.shape == (6, C)
+    torch.testing.assert_close(keys, expected[0, 1:])
+    simpool_vit = create_model("vit_tiny_patch16_224", num_classes=0, dynamic_img_size=True).eval()
+    tokens = pool_input(simpool_vit, image)  # (1, 6, C): no CLS token
+    pool = pool_slot(simpool_vit).pool
+    torch.testing.assert_close(pool.keys(tokens)[0], pool.k(pool.norm(tokens))[0])
+    assert tokens.shape == (1, 6, C)

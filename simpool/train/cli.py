@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .config import load_config
+from .recipe_cli import add_recipe_arguments, run_recipe
 from .supervised_config import SupervisedConfig
 
 EXAMPLE = """examples:
@@ -16,33 +16,9 @@ EXAMPLE = """examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML recipe (configs/*.yaml); omitted: the dataclass defaults")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="dotted overrides read as YAML, e.g. optim.lr=1e-3 train.epochs=10 model.pool=default",
-    )
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("--no-resume", action="store_true", help="start afresh even if the run folder has last.pt")
+    add_recipe_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides) + (["train.resume=false"] if args.no_resume else [])
-    try:
-        config = load_config(SupervisedConfig, args.config, overrides)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"simpool train: {error}")
-        return 2
-    if args.print_config:
-        import yaml
-
-        from .config import to_dict
-
-        print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
-        return 0
-    from .supervised import train  # torch, timm: only once the config is valid
-
-    result = train(config)
-    print(f"run folder: {result['run_dir']}")
-    return 0
+    result = run_recipe(args, SupervisedConfig, "simpool.train.supervised:train", "simpool train")
+    return result if isinstance(result, int) else 0

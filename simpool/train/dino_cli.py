@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from .config import load_config
 from .dino_config import DinoConfig
+from .recipe_cli import add_recipe_arguments, run_recipe
 
 EXAMPLE = """examples:
-  simpool bench export --layout imagefolder --out bench_export
+  simpool bench export --format imagefolder --split train --out bench_export
+  simpool bench export --format imagefolder --split val --out bench_export
   simpool train-dino --config configs/dino_bench_vit_tiny_simpool.yaml data.root=bench_export
   simpool train-dino --config configs/dino_vit_small_simpool.yaml data.root=/data/imagenet train.amp=fp16
   torchrun --nproc_per_node=8 -m simpool.cli train-dino --config configs/dino_resnet50_simpool.yaml \\
@@ -20,34 +21,12 @@ The teacher backbone is written to <run folder>/teacher.safetensors; evaluate it
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML recipe (configs/dino_*.yaml); omitted: the dataclass defaults")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="dotted overrides read as YAML, e.g. optim.lr=1e-3 train.epochs=10 model.pool=default",
-    )
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("--no-resume", action="store_true", help="start afresh even if the run folder has last.pt")
+    add_recipe_arguments(parser, "configs/dino_*.yaml")
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides) + (["train.resume=false"] if args.no_resume else [])
-    try:
-        config = load_config(DinoConfig, args.config, overrides)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"simpool train-dino: {error}")
-        return 2
-    if args.print_config:
-        import yaml
-
-        from .config import to_dict
-
-        print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
-        return 0
-    from .dino_train import train_dino  # torch, timm: only once the config is valid
-
-    result = train_dino(config)
-    print(f"run folder: {result['run_dir']}")
+    result = run_recipe(args, DinoConfig, "simpool.train.dino_train:train_dino", "simpool train-dino")
+    if isinstance(result, int):
+        return result
     print(f"teacher backbone: {result['run_dir']}/teacher.safetensors")
     return 0

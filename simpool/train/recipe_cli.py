@@ -1,0 +1,43 @@
+"""The command-line shape shared by ``simpool train`` and ``simpool train-dino``: a recipe plus overrides."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser, recipes: str = "configs/*.yaml") -> None:
+    parser.add_argument("--config", help=f"YAML recipe ({recipes}); omitted: the dataclass defaults")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="dotted overrides read as YAML, e.g. optim.lr=1e-3 train.epochs=10 model.pool=default",
+    )
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--no-resume", action="store_true", help="start afresh even if the run folder has last.pt")
+
+
+def run_recipe(args: argparse.Namespace, config_class: type, trainer: str, prog: str) -> dict | int:
+    """Resolve the recipe; print it (``--print-config``) or train with ``trainer`` ("module:function").
+
+    Returns:
+        the trainer's result, or an exit code (2 for a bad recipe, 0 after printing).
+    """
+    from .config import load_config, to_dict
+
+    overrides = list(args.overrides) + (["train.resume=false"] if args.no_resume else [])
+    try:
+        config = load_config(config_class, args.config, overrides)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"{prog}: {error}")
+        return 2
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+        return 0
+    module, function = trainer.split(":")
+    result = getattr(importlib.import_module(module), function)(config)  # torch, timm: only for a valid config
+    print(f"run folder: {result['run_dir']}")
+    return result

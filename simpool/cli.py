@@ -14,7 +14,7 @@ import sys
 
 # name: (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("simpool.demo", "train a tiny SimPool ViT on Fashion-MNIST, print accuracy, save attention maps"),
+    "demo": ("simpool.demo", "CLS vs SimPool ViT on the SimPool bench: accuracy, BG-gap, MaxBoxAccV2, CorLoc, report"),
     "resources": ("simpool.analysis.resources", "parameters and GMACs, baseline and any pool (paper Table 8)"),
     "train": ("simpool.train.cli", "supervised training from a YAML recipe (timm machinery, torchrun DDP)"),
     "validate": ("simpool.train.validate_cli", "top-1 and top-5 of a trained checkpoint on an ImageFolder split"),

@@ -220,7 +220,7 @@ def bench_dataset(root: str, split: str, transform: Callable | None, fraction: f
     """The SimPool bench: exported folders at ``root/<split>`` when present, else rendered on the fly.
 
     ``bench`` holds ``variant``, ``num_images`` and ``image_size`` for on-the-fly rendering; export
-    folders with ``simpool bench export --layout imagefolder``.
+    folders with ``simpool bench export --format imagefolder``.
     """
     if root and (Path(root) / split).is_dir():
         return folder_dataset(root, split, transform, fraction, seed)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from ..data import wsol
 from ..models import attention_maps
 from .distributed import unwrap
 
@@ -28,27 +29,11 @@ SCORE_SIZE = 224  # wsolevaluation scores 224 x 224 maps
 
 
 def read_wsol_metadata(metadata: str | Path) -> tuple[list[str], dict[str, np.ndarray], dict[str, tuple[int, int]]]:
-    """``image_ids.txt``, ``localization.txt`` and ``image_sizes.txt`` of a wsolevaluation folder.
-
-    Returns:
-        image ids in file order, boxes ``(n_i, 4)`` per id ``(x0, y0, x1, y1)``, sizes ``(W, H)`` per id.
-    """
-    metadata = Path(metadata)
-    for name in ("image_ids.txt", "localization.txt", "image_sizes.txt"):
-        if not (metadata / name).is_file():
-            raise ValueError(f"monitor.metadata {metadata} lacks {name} (wsolevaluation layout)")
-    ids = [line.strip() for line in (metadata / "image_ids.txt").read_text().splitlines() if line.strip()]
-    boxes: dict[str, list] = {}
-    for line in (metadata / "localization.txt").read_text().splitlines():
-        if line.strip():
-            image_id, *coords = line.strip().split(",")
-            boxes.setdefault(image_id, []).append([float(c) for c in coords[:4]])
-    sizes = {}
-    for line in (metadata / "image_sizes.txt").read_text().splitlines():
-        if line.strip():
-            image_id, width, height = line.strip().split(",")
-            sizes[image_id] = (int(width), int(height))
-    return ids, {k: np.asarray(v, dtype=np.float64).reshape(-1, 4) for k, v in boxes.items()}, sizes
+    """Image ids in file order, boxes ``(n_i, 4)`` ``(x0, y0, x1, y1)`` and sizes ``(W, H)`` per id of a
+    wsolevaluation metadata folder (read by ``simpool.data.wsol``)."""
+    meta = wsol.read_wsol_metadata(metadata)
+    boxes = {k: np.asarray(v, dtype=np.float64).reshape(-1, 4) for k, v in meta.boxes.items()}
+    return meta.image_ids, boxes, meta.image_sizes
 
 
 class AttentionMonitor:

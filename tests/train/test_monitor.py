@@ -25,6 +25,7 @@ def write_wsol(root: Path) -> Path:
     meta = root / "meta"
     meta.mkdir()
     (meta / "image_ids.txt").write_text("val/a.png\nval/b.png\n")
+    (meta / "class_labels.txt").write_text("val/a.png,0\nval/b.png,1\n")
     (meta / "image_sizes.txt").write_text("val/a.png,40,20\nval/b.png,10,30\n")
     (meta / "localization.txt").write_text("val/a.png,1,2,10,12\nval/a.png,20,0,39,19\nval/b.png,0,5,9,25\n")
     return root

@@ -1,0 +1,73 @@
+"""``simpool demo``: the bench comparison end to end on a tiny budget, and its pure helpers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from simpool.data.fashion_mnist import DEFAULT_DIR
+from simpool.demo import DemoConfig, bench_vit, config_from_args, mask_mass, tiny_vit
+
+needs_fmnist = pytest.mark.skipif(
+    not (DEFAULT_DIR / "train-images-idx3-ubyte.gz").exists(), reason="dataset-fashion-mnist is not installed"
+)
+
+
+def test_mask_mass_hand_computed():
+    # map 1 puts weights 1, 3 on the two masked pixels of 4 (total 1+3+2+2 = 8): 4/8 = 0.5;
+    # map 2 is uniform and 1 of its 4 pixels is masked: 0.25; the mean is 0.375
+    maps = np.array([[[1.0, 3.0], [2.0, 2.0]], [[1.0, 1.0], [1.0, 1.0]]])
+    masks = np.array([[[True, True], [False, False]], [[True, False], [False, False]]])
+    assert mask_mass(maps, masks) == pytest.approx(0.375)
+
+
+def test_bench_vit_kinds_share_the_backbone():
+    config = DemoConfig()
+    cls, sim = bench_vit("cls", config), bench_vit("simpool", config)
+    assert cls.has_class_token and not getattr(sim, "has_class_token", False)
+    x = torch.randn(2, 3, 64, 64)
+    assert cls(x).shape == sim(x).shape == (2, 10)
+    # same blocks and patch embedding: the two differ only by the CLS token / SimPool + its LayerNorm
+    shared = {k: v.shape for k, v in cls.state_dict().items() if k.startswith(("blocks", "patch_embed"))}
+    assert shared == {k: v.shape for k, v in sim.state_dict().items() if k.startswith(("blocks", "patch_embed"))}
+    with pytest.raises(ValueError, match="kind"):
+        bench_vit("gap", config)
+
+
+def test_tiny_vit_still_builds_for_fashion_mnist():
+    assert tiny_vit()(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_config_overrides_and_unknown_keys():
+    import argparse
+
+    args = argparse.Namespace(quick=False, preset="cpu", seed=2, set=["lr=0.01", "bg_correlation=0.2"])
+    config = config_from_args(args)
+    assert (config.seed, config.lr, config.bg_correlation) == (2, 0.01, 0.2)
+    with pytest.raises(ValueError, match="unknown demo setting"):
+        config_from_args(argparse.Namespace(quick=True, preset="cpu", seed=0, set=["learning_rate=1"]))
+
+
+@needs_fmnist
+def test_demo_end_to_end_writes_report_and_figure(tmp_path, capsys):
+    from simpool.cli import main
+
+    torch.set_num_threads(1)
+    out = tmp_path / "demo"
+    tiny = ["train_images=256", "epochs=1", "batch_size=64", "eval_images=40", "figure_images=2", "depth=1"]
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--set", *tiny]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["results"]) == {"cls", "simpool"}
+    for result in report["results"].values():
+        for key in ("acc_original", "acc_mixed_same", "acc_mixed_rand", "mask_mass"):
+            assert 0.0 <= result[key] <= 1.0
+        for key in ("MaxBoxAccV2", "BoxAcc@50", "CorLoc"):  # percent, as wsolevaluation and LOST report them
+            assert 0.0 <= result[key] <= 100.0
+        assert result["bg_gap"] == pytest.approx(result["acc_mixed_same"] - result["acc_mixed_rand"])
+    assert report["config"]["train_images"] == 256 and report["versions"]["torch"] == torch.__version__
+    assert (out / "figure.png").stat().st_size > 0
+    assert "MaxBoxAccV2" in (out / "report.md").read_text()
+    assert "MaxBoxAccV2" in capsys.readouterr().out

@@ -106,6 +106,48 @@ class _Lambda(torch.nn.Module):
         return self.fn(x)
 
 
+def _autograd_generalized_mean(values, attention, gamma, min_over):
+    """The value path of SimPool by plain autograd ops: what the fused backward replaces."""
+    from simpool.pooling.simpool import SHIFT_EPS, _value_min, _weighted_sum
+
+    shifted = values - _value_min(values, min_over) + SHIFT_EPS  # (B, N, C)
+    return _weighted_sum(attention, shifted**gamma) ** (1.0 / gamma)  # (B, C)
+
+
+def bench_value_path(device, repeats: int, batch: int) -> list[dict]:
+    """``(sum_n a_n V_n^gamma)^(1/gamma)`` forward + backward: our fused backward against autograd's."""
+    from simpool.pooling.simpool import _GeneralizedMean
+
+    rows = []
+    for (N, C), gamma in (((49, 2048), 2.0), ((196, 384), 1.25)):
+        torch.manual_seed(0)
+        values = torch.randn(batch, N, C, device=device, requires_grad=True)  # (B, N, C)
+        attention = torch.softmax(torch.randn(batch, 1, N, device=device), -1).requires_grad_()  # (B, 1, N)
+
+        def step(fn, values=values, attention=attention, gamma=gamma):
+            def run():
+                values.grad = attention.grad = None
+                fn(values, attention, gamma, "sample").sum().backward()
+
+            return run
+
+        times = time_interleaved(
+            {"fused": step(_GeneralizedMean.apply), "autograd": step(_autograd_generalized_mean)}, repeats, device
+        )
+        for name, seconds in times.items():
+            rows.append(
+                {
+                    "bench": "value path fwd+bwd",
+                    "shape": [batch, N, C],
+                    "gamma": gamma,
+                    "method": name,
+                    "ms": 1e3 * seconds,
+                    "speedup_vs_autograd": times["autograd"] / seconds,
+                }
+            )
+    return rows
+
+
 def bench_steps(device, repeats: int, batch: int) -> list[dict]:
     rows = []
     for name in ("resnet50", "vit_small_patch16_224"):
@@ -138,7 +180,7 @@ def bench_steps(device, repeats: int, batch: int) -> list[dict]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("pool", "step"), default=None)
+    parser.add_argument("--only", choices=("pool", "value", "step"), default=None)
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per method (pool benchmark)")
     parser.add_argument("--step-repeats", type=int, default=5, help="timed steps per model (train-step benchmark)")
     parser.add_argument("--pool-batch", type=int, default=64)
@@ -155,6 +197,14 @@ def main(argv=None) -> int:
             print(
                 f"pool {r['shape']} gamma={r['gamma']:<5} {r['method']:<28} {r['ms']:9.2f} ms  "
                 f"{r['speedup_vs_timm']:6.2f}x vs timm"
+            )
+    if args.only in (None, "value"):
+        value_rows = bench_value_path(device, args.repeats, args.pool_batch)
+        rows += value_rows
+        for r in value_rows:
+            print(
+                f"value path {r['shape']} gamma={r['gamma']:<5} {r['method']:<9} {r['ms']:9.2f} ms  "
+                f"{r['speedup_vs_autograd']:5.2f}x vs autograd"
             )
     if args.only in (None, "step"):
         step_rows = bench_steps(device, args.step_repeats, args.step_batch)

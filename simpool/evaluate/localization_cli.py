@@ -28,6 +28,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="timm model name (with --checkpoint)")
     parser.add_argument("--checkpoint", help="weights (safetensors or a torch checkpoint, loaded without code)")
     parser.add_argument("--pool", default="simpool", help="the model's pool: simpool, default (timm's own), ...")
+    parser.add_argument("--pool-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="pool arguments (gamma=2)")
+    parser.add_argument(
+        "--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="timm arguments (img_size=64 depth=4 ...)"
+    )
     parser.add_argument("--num-classes", type=int, default=1000, help="classifier outputs of the checkpoint")
     parser.add_argument("--checkpoint-key", default=None, help="key of the state dict inside the checkpoint")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
@@ -39,11 +43,14 @@ def build_model(args: argparse.Namespace, dynamic_img_size: bool = False) -> tor
 
     if not args.model or not args.checkpoint:
         raise ValueError("a model needs both --model and --checkpoint")
-    kwargs = {"dynamic_img_size": True} if dynamic_img_size else {}
+    from .features import parse_kwargs
+
+    common = dict(pool=args.pool, pool_kwargs=parse_kwargs(args.pool_kwargs), num_classes=args.num_classes)
+    kwargs = parse_kwargs(args.model_kwargs)
     try:
-        model = create_model(args.model, pool=args.pool, num_classes=args.num_classes, **kwargs)
+        model = create_model(args.model, **common, **kwargs, **({"dynamic_img_size": True} if dynamic_img_size else {}))
     except TypeError:  # not a ViT: no dynamic_img_size
-        model = create_model(args.model, pool=args.pool, num_classes=args.num_classes)
+        model = create_model(args.model, **common, **kwargs)
     load_checkpoint(model, args.checkpoint, key=args.checkpoint_key)
     return model.eval().to(torch.device(args.device) if args.device else default_device())
 

@@ -91,7 +91,7 @@ class DinoMonitorConfig:
     val_split: str = "val"
     k: int = 20
     temperature: float = 0.07
-    max_images: int = 0  # per split, the first ones; 0: all
+    max_images: int = 0  # per split, evenly spaced over it (every class kept); 0: all
     batch_size: int = 64
 
 

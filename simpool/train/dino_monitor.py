@@ -7,6 +7,7 @@ Memory bank: the ``monitor.train_split`` folder; queries: the ``monitor.val_spli
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
@@ -30,7 +31,8 @@ def _features(backbone: nn.Module, config: DinoConfig, split: str, device: torch
     transform = eval_transform(resize=round(size * 256 / 224), crop=size, mean=tuple(data.mean), std=tuple(data.std))
     dataset = create_dataset(data.dataset, data.root, split, transform)
     if monitor.max_images and monitor.max_images < len(dataset):
-        dataset = Subset(dataset, range(monitor.max_images))
+        # evenly spaced, so that a folder sorted by class keeps every class
+        dataset = Subset(dataset, np.linspace(0, len(dataset) - 1, monitor.max_images).round().astype(int).tolist())
     loader = DataLoader(dataset, batch_size=monitor.batch_size, num_workers=data.num_workers, collate_fn=collate_skip)
     return extract_features(backbone, _batches(loader), device, progress=False, desc=f"knn {split}")
 

@@ -152,7 +152,8 @@ def test_cli_end_to_end_matches_function(tmp_path, capsys):
 @pytest.mark.slow
 def test_cli_on_bench_imagefolder_export(tmp_path):
     """The SimPool bench's ImageFolder export (train/ and test/, 64x64 images) read end to end."""
-    export = pytest.importorskip("simpool.data.bench_export").export
+    from simpool.data.bench_export import export
+
     for split, count in (("train", 30), ("test", 10)):
         export(tmp_path, "imagefolder", "original", split=split, num_images=count, progress=False)
     argv = ["eval", "knn", "--data-path", str(tmp_path), "--val-split", "test", "--model", "vit_tiny_patch16_224"]

@@ -106,7 +106,8 @@ def test_cli_direct_head_and_mapping(tmp_path):
 @pytest.mark.slow
 def test_cli_on_bench_in9_export(tmp_path):
     """The SimPool bench's IN-9 export (10 Fashion-MNIST classes, 64x64) read end to end by a 10-way model."""
-    export = pytest.importorskip("simpool.data.bench_export").export
+    from simpool.data.bench_export import export
+
     export(tmp_path / "in9", "in9", "all", num_images=12, progress=False)
     argv = ["eval", "robustness", "--data-path", str(tmp_path / "in9"), "--model", "vit_tiny_patch16_224"]
     argv += ["--model-kwargs", *TINY, "--resize", "32", "--num-classes", "10", "--workers", "0", "--device", "cpu"]

@@ -1,6 +1,6 @@
 """Build or convert timm models so that their final pooling is any simpool pool."""
 
-from .attention import attention_maps
+from .attention import attention_maps, cls_attention_all
 from .checkpoint import load_checkpoint, save_checkpoint
 from .factory import create_model, pool_slot, replace_pool
 from .families import FAMILIES, family_of
@@ -10,6 +10,7 @@ __all__ = [
     "FAMILIES",
     "attention_maps",
     "build_official",
+    "cls_attention_all",
     "create_official_model",
     "create_model",
     "family_of",

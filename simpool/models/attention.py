@@ -67,22 +67,48 @@ def _pool_attention(model: nn.Module, slot, images: torch.Tensor) -> torch.Tenso
     return attention.mean(dim=1)  # over heads or vectors: (B, h, w)
 
 
-def _cls_attention(model: nn.Module, images: torch.Tensor, block: int, head: int | None) -> torch.Tensor:
+def cls_attention_all(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The CLS token's attention to the patches in every block and head, in one forward pass.
+
+    Returns:
+        ``(B, L, heads, h, w)`` for a ViT with ``L`` blocks; ``attention_maps(..., "cls_block", block=j)``
+        is ``[:, j].mean(2)`` and ``"cls_head"`` is ``[:, block, head]``.
+    """
     if not getattr(model, "has_class_token", False):
         raise ValueError(f"{type(model).__name__} has no CLS token; use source='pool'")
-    attn = model.blocks[block].attn
-    captured = {}
-    handle = attn.register_forward_pre_hook(lambda module, args: captured.setdefault("x", args[0]))
+    with torch.no_grad():
+        rows = _cls_rows(model, images, range(len(model.blocks)))  # L x (B, heads, N)
+    h, w = _grid(model, images)
+    return torch.stack(rows, dim=1).unflatten(-1, (h, w))  # (B, L, heads, N) -> (B, L, heads, h, w)
+
+
+def _cls_rows(model: nn.Module, images: torch.Tensor, blocks) -> list[torch.Tensor]:
+    """The CLS rows of the attention of ``blocks``, to the patches: one ``(B, heads, N)`` per block."""
+    captured: dict[int, torch.Tensor] = {}
+    handles = [
+        model.blocks[i].attn.register_forward_pre_hook(lambda module, args, i=i: captured.setdefault(i, args[0]))
+        for i in blocks
+    ]
     try:
         model.forward_features(images)
     finally:
-        handle.remove()
-    x = captured["x"]  # the block's normalised input: (B, T, C), T = prefix + patches
-    B, T, C = x.shape
-    qkv = attn.qkv(x).reshape(B, T, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, heads, T, D)
-    q, k = attn.q_norm(qkv[0]), attn.k_norm(qkv[1])  # (B, heads, T, D)
-    weights = ((q[:, :, :1] * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # CLS row: (B, heads, 1, T)
-    weights = weights[:, :, 0, model.num_prefix_tokens :]  # to the patches: (B, heads, N)
+        for handle in handles:
+            handle.remove()
+    rows = []
+    for i in blocks:
+        attn, x = model.blocks[i].attn, captured[i]  # the block's normalised input: (B, T, C), T = prefix + N
+        B, T, C = x.shape
+        qkv = attn.qkv(x).reshape(B, T, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, heads, T, D)
+        q, k = attn.q_norm(qkv[0]), attn.k_norm(qkv[1])  # (B, heads, T, D)
+        weights = ((q[:, :, :1] * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # CLS row: (B, heads, 1, T)
+        rows.append(weights[:, :, 0, model.num_prefix_tokens :])  # to the patches: (B, heads, N)
+    return rows
+
+
+def _cls_attention(model: nn.Module, images: torch.Tensor, block: int, head: int | None) -> torch.Tensor:
+    if not getattr(model, "has_class_token", False):
+        raise ValueError(f"{type(model).__name__} has no CLS token; use source='pool'")
+    (weights,) = _cls_rows(model, images, [block])  # (B, heads, N)
     weights = weights[:, head] if head is not None else weights.mean(dim=1)  # (B, N)
     h, w = _grid(model, images)
-    return weights.reshape(B, h, w)  # (B, h, w)
+    return weights.reshape(images.shape[0], h, w)  # (B, h, w)

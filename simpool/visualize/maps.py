@@ -9,7 +9,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from ..models import attention_maps, create_model, load_checkpoint, pool_slot
+from ..models import attention_maps, cls_attention_all, create_model, load_checkpoint, pool_slot
 from ..models.checkpoint import read_state_dict
 from ..models.families import family_of_name
 
@@ -52,7 +52,18 @@ def compute_maps(model: nn.Module, images: torch.Tensor, names: list[str] | None
     unknown = sorted(set(names) - set(sources))
     if unknown:
         raise ValueError(f"unknown maps {unknown} for this model; it has: {', '.join(sources)}")
-    return {name: attention_maps(model, images, **sources[name]).float().cpu() for name in names}
+    maps = {}
+    if any(sources[name]["source"] != "pool" for name in names):  # every CLS map from one forward pass
+        cls = cls_attention_all(model, images).float().cpu()  # (B, L, heads, h, w)
+    for name in names:
+        source = sources[name]
+        if source["source"] == "pool":
+            maps[name] = attention_maps(model, images, source="pool").float().cpu()
+        elif source["source"] == "cls_head":
+            maps[name] = cls[:, source["block"], source["head"]]
+        else:  # cls (the last block) or cls_block: mean over heads
+            maps[name] = cls[:, source.get("block", -1)].mean(dim=1)
+    return maps
 
 
 def set_image_size(model: nn.Module, image_size: int) -> nn.Module:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from simpool import attention_maps, create_model
-from simpool.models import pool_slot
+from simpool.models import cls_attention_all, pool_slot
 
 VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3)
 
@@ -57,6 +57,19 @@ def test_cls_sources_match_timms_attention_matrix(images):
     torch.testing.assert_close(attention_maps(model, images, "cls"), reference.mean(1).reshape(2, 4, 4))
     torch.testing.assert_close(attention_maps(model, images, "cls_block", block=0), first.mean(1).reshape(2, 4, 4))
     torch.testing.assert_close(attention_maps(model, images, "cls_head", head=1), reference[:, 1].reshape(2, 4, 4))
+
+
+def test_all_blocks_in_one_pass_equal_the_per_block_maps(images):
+    torch.manual_seed(0)
+    model = create_model("vit_tiny_patch16_224", pool="default", **VIT).eval()
+    everything = cls_attention_all(model, images)  # (B, L, heads, h, w)
+    assert everything.shape == (2, 2, 2, 4, 4)
+    for block in (0, 1):
+        block_mean = attention_maps(model, images, "cls_block", block=block)
+        torch.testing.assert_close(everything[:, block].mean(1), block_mean)
+        for head in (0, 1):
+            expected = attention_maps(model, images, "cls_head", block=block, head=head)
+            torch.testing.assert_close(everything[:, block, head], expected)
 
 
 def test_sources_that_do_not_apply_are_errors(images):

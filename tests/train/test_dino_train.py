@@ -177,3 +177,28 @@ def test_cli_print_config_and_unknown_key(capsys):
     assert "opt: lars" in printed and "lr: 0.1" in printed
     assert main(["train-dino", "optim.lrr=0.1"]) == 2
     assert "optim.lrr" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_data, tmp_path):
+    # The same global batch of 8 per update, split 4 + 4 over two processes: gradients are averaged by DDP
+    # and the teacher's center by an all-reduce, so the teachers agree up to the order of float sums.
+    # No drop path: its random stream differs per process.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    extra = dict(model__drop_path_rate=0.0, train__epochs=1)
+    one = train_dino(load_config(DinoConfig, None, dino_overrides(tiny_data, tmp_path / "one", **extra)))
+    torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2"]
+    command = [*torchrun, "-m", "simpool.cli", "train-dino", *dino_overrides(tiny_data, tmp_path / "two", **extra)]
+    two = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    expected = load_file(Path(one["run_dir"]) / "teacher.safetensors")
+    actual = load_file(tmp_path / "two" / "run" / "teacher.safetensors")
+    assert set(expected) == set(actual)
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], rtol=1e-4, atol=1e-5, msg=key)
+    state_one = load_state(Path(one["run_dir"]) / "last.pt")
+    state_two = load_state(tmp_path / "two" / "run" / "last.pt")
+    assert state_one["update"] == state_two["update"] == 4  # 32 images, 8 per update
+    center_one, center_two = state_one["dino_loss"]["center"], state_two["dino_loss"]["center"]
+    assert center_one.abs().sum() > 0  # the center moved from its zero start
+    torch.testing.assert_close(center_two, center_one, rtol=1e-4, atol=1e-6)  # reduced over both processes

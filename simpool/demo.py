@@ -57,6 +57,8 @@ class DemoConfig:
         eval_images: test images per variant; figure_images: rows of the figure.
         bg_correlation, min_scale, max_scale: the bench (see ``BenchConfig``).
         seed: bench, initialisation and batch order.
+        eval_split: where accuracy and attention are measured: ``test`` for reports, ``val`` while
+            choosing a regime (never tune on test).
     """
 
     image_size: int = 64
@@ -77,6 +79,7 @@ class DemoConfig:
     min_scale: float = 0.45
     max_scale: float = 0.8
     seed: int = 0
+    eval_split: str = "test"
 
     def bench(self) -> BenchConfig:
         return BenchConfig(self.image_size, self.bg_correlation, self.min_scale, self.max_scale, seed=self.seed)
@@ -196,7 +199,7 @@ def evaluate_model(kind: str, model, config: DemoConfig, device, progress: bool 
     source = MODELS[kind][1]
     result, outputs = {}, None
     for variant in tqdm(EVAL_VARIANTS, desc=f"eval {kind}", disable=not progress):
-        data = SimPoolBench("test", variant, config.bench(), num_images=config.eval_images)
+        data = SimPoolBench(config.eval_split, variant, config.bench(), num_images=config.eval_images)
         out = predict(model, data, device, source if variant == "original" else None)
         result[f"acc_{variant}"] = float((out["pred"] == out["labels"]).mean())
         outputs = out if variant == "original" else outputs

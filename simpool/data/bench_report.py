@@ -60,7 +60,12 @@ def write_report(report: dict, out: Path) -> dict:
     bench = BenchConfig(
         config["image_size"], config["bg_correlation"], config["min_scale"], config["max_scale"], seed=config["seed"]
     )
-    masks = np.stack([SimPoolBench("test", "original", bench).render(i)[1] for i in range(config["eval_images"])])
+    masks = np.stack(
+        [
+            SimPoolBench(config.get("eval_split", "test"), "original", bench).render(i)[1]
+            for i in range(config["eval_images"])
+        ]
+    )
     report["uniform_mask_mass"] = float(masks.mean())
     report["versions"] = _versions()
     results = report["results"]
@@ -129,7 +134,7 @@ def save_figure(models: dict, config, path: Path, device) -> Path:
     from ..models import attention_maps
     from ..visualize import overlay
 
-    data = SimPoolBench("test", "original", config.bench(), num_images=config.figure_images)
+    data = SimPoolBench(config.eval_split, "original", config.bench(), num_images=config.figure_images)
     images, labels, boxes, _ = data.batch(np.arange(len(data)))
     x = normalize(images).to(device)
     titles = {"cls": "CLS attention", "simpool": "SimPool attention"}

@@ -33,15 +33,9 @@ from tqdm import tqdm
 from .data.bench import BenchConfig, SimPoolBench
 from .models import attention_maps, create_model
 
-TINY_VIT = dict(img_size=28, patch_size=4, in_chans=1, embed_dim=96, depth=4, num_heads=4, mlp_ratio=2.0)
 GATE = 0.6  # mixed_rand accuracy both models need before their attention maps are compared
 MODELS = {"cls": ("default", "cls"), "simpool": ("simpool", "pool")}  # name: (pool, attention source)
 EVAL_VARIANTS = ("original", "mixed_same", "mixed_rand")
-
-
-def tiny_vit(pool: str = "simpool", num_classes: int = 10, **pool_kwargs) -> torch.nn.Module:
-    """A 4-block ViT of width 96 on 28x28 single-channel images (plain Fashion-MNIST)."""
-    return create_model("vit_tiny_patch16_224", pool=pool, pool_kwargs=pool_kwargs, num_classes=num_classes, **TINY_VIT)
 
 
 @dataclass(frozen=True)

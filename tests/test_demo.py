@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from simpool.data.fashion_mnist import DEFAULT_DIR
-from simpool.demo import DemoConfig, bench_vit, config_from_args, mask_mass, tiny_vit
+from simpool.demo import DemoConfig, bench_vit, config_from_args, mask_mass
 
 needs_fmnist = pytest.mark.skipif(
     not (DEFAULT_DIR / "train-images-idx3-ubyte.gz").exists(), reason="dataset-fashion-mnist is not installed"
@@ -35,10 +35,6 @@ def test_bench_vit_kinds_share_the_backbone():
     assert shared == {k: v.shape for k, v in sim.state_dict().items() if k.startswith(("blocks", "patch_embed"))}
     with pytest.raises(ValueError, match="kind"):
         bench_vit("gap", config)
-
-
-def test_tiny_vit_still_builds_for_fashion_mnist():
-    assert tiny_vit()(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_config_overrides_and_unknown_keys():

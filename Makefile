@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP) fashion-mnist
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml setup.py constraints.txt simpool/evaluate/_level_sets.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)

@@ -10,10 +10,15 @@ IoU >= delta / 100 with any ground-truth box (IoU with the +1 inclusive-pixel co
     BoxAcc(tau, delta) = 100 * #correct / N,  MaxBoxAcc(delta) = max_tau BoxAcc(tau, delta),
     MaxBoxAccV2 = mean_{delta in {30, 50, 70}} MaxBoxAcc(delta).
 
-The vectorised path (:func:`iou_curve`) finds each distinct foreground mask once, crops it to the box it
-occupies, stacks all crops of one image into a single mosaic separated by empty rows and runs one
-``cv2.findContours`` over it; boxes and IoUs are then array operations. :func:`iou_curve_loop` is the
-plain per-threshold loop, kept as the reference for tests and ``benchmarks/localization_speed.py``.
+Every threshold at once (:func:`iou_curve`). The contours' boxes are the boxes of connected components:
+an outer border per 8-connected foreground component, a hole border per 4-connected background
+component that does not touch the image border (traced on the foreground pixels around the hole, so
+its box is the hole's grown by one pixel). The compiled kernel ``_level_sets`` finds the components of
+all thresholds with two union-find sweeps over the pixels sorted by value (a max-tree and a min-tree),
+O(pixels) per map whatever the number of thresholds. Without it (no C compiler at install time) each
+distinct mask is cropped to its foreground box, the crops are stacked into one mosaic and a single
+``cv2.findContours`` runs over it. :func:`iou_curve_loop` is the plain per-threshold loop, kept as the
+reference for tests and ``benchmarks/localization_speed.py``; all three give the same numbers.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+
+try:
+    from simpool.evaluate import _level_sets
+except ImportError:  # built without a C compiler: the OpenCV mosaic, same numbers, slower
+    _level_sets = None
 
 RESIZE_LENGTH = 224  # wsolevaluation's _RESIZE_LENGTH: maps and ground-truth boxes live at 224x224
 
@@ -208,6 +218,24 @@ def _mosaic_boxes(image: np.ndarray, mask_thresholds: np.ndarray) -> tuple[np.nd
     return np.stack([x0 + dx, y0 + dy, x1, y1], axis=1), mask_index  # (M, 4), (M,)
 
 
+def _level_set_boxes(image: np.ndarray, mask_thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Same contract as :func:`_mosaic_boxes`, from the compiled component sweeps (``_level_sets.c``)."""
+    height, width = image.shape
+    image = np.ascontiguousarray(image, dtype=np.uint8)  # (H, W)
+    levels = np.ascontiguousarray(mask_thresholds, dtype=np.int32)  # (K,) strictly increasing
+    rows = np.empty((8 * len(levels) + 64, 6), dtype=np.int32)  # (level, kind, x_min, y_min, x_max, y_max)
+    count = _level_sets.level_set_boxes(image, height, width, levels, rows)
+    if count > len(rows):  # more components than guessed: once more with the exact size
+        rows = np.empty((count, 6), dtype=np.int32)
+        _level_sets.level_set_boxes(image, height, width, levels, rows)
+    rows = rows[:count].astype(np.int64)  # (M, 6)
+    hole = rows[:, 1]  # 1: a hole, whose border lies one pixel outside it
+    x0, y0 = rows[:, 2] - hole, rows[:, 3] - hole  # the contour's points' box: (M,)
+    x_end, y_end = rows[:, 4] + hole + 1, rows[:, 5] + hole + 1  # boundingRect's x + w, y + h
+    boxes = np.stack([x0, y0, np.minimum(x_end, width - 1), np.minimum(y_end, height - 1)], axis=1)  # (M, 4)
+    return boxes, rows[:, 0]
+
+
 def iou_curve(
     scoremap: np.ndarray, gt_boxes: np.ndarray, thresholds: Sequence[float], multi_contour: bool = True
 ) -> np.ndarray:
@@ -222,18 +250,29 @@ def iou_curve(
     gt_boxes = np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4)  # (G, 4)
     thresholds = np.asarray(thresholds, dtype=np.float64)
     image = _to_uint8(scoremap)  # (H, W)
-    mask_thresholds, key = _mask_keys(image, _levels(image, thresholds))
+    levels = _levels(image, thresholds)  # (T,)
     empty_iou = box_iou_inclusive(np.zeros((1, 4), np.int64), gt_boxes).max()  # the [0, 0, 0, 0] box
+    if multi_contour and _level_sets is not None:
+        distinct, key = np.unique(levels, return_inverse=True)  # (K,), (T,)
+        boxes, level_index = _level_set_boxes(image, distinct)  # (M, 4), (M,)
+        per_level = _best_per_group(box_iou_inclusive(boxes, gt_boxes).max(axis=1), level_index, len(distinct))
+        return np.where(np.isneginf(per_level), empty_iou, per_level)[key]  # no contour: the empty box
+    mask_thresholds, key = _mask_keys(image, levels)
     if len(mask_thresholds) == 0:
         return np.full(len(thresholds), empty_iou)
     if multi_contour:
         boxes, mask_index = _mosaic_boxes(image, mask_thresholds)
-        best = box_iou_inclusive(boxes, gt_boxes).max(axis=1)  # any ground-truth box: (M,)
-        per_mask = np.full(len(mask_thresholds), -np.inf)
-        np.maximum.at(per_mask, mask_index, best)  # best box of each mask: (K,)
+        per_mask = _best_per_group(box_iou_inclusive(boxes, gt_boxes).max(axis=1), mask_index, len(mask_thresholds))
     else:
         per_mask = _largest_contour_ious(image, mask_thresholds, gt_boxes)  # (K,)
     return np.where(key >= 0, per_mask[np.maximum(key, 0)], empty_iou)  # (T,)
+
+
+def _best_per_group(values: np.ndarray, group: np.ndarray, num_groups: int) -> np.ndarray:
+    """Max of ``values (M,)`` within each group ``(num_groups,)``; ``-inf`` for an empty group."""
+    best = np.full(num_groups, -np.inf)
+    np.maximum.at(best, group, values)
+    return best
 
 
 def _largest_contour_ious(image: np.ndarray, mask_thresholds: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:

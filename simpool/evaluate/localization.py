@@ -253,8 +253,9 @@ def iou_curve(
     levels = _levels(image, thresholds)  # (T,)
     empty_iou = box_iou_inclusive(np.zeros((1, 4), np.int64), gt_boxes).max()  # the [0, 0, 0, 0] box
     if multi_contour and _level_sets is not None:
-        distinct, key = np.unique(levels, return_inverse=True)  # (K,), (T,)
-        boxes, level_index = _level_set_boxes(image, distinct)  # (M, 4), (M,)
+        # a level below -1 gives the mask of -1 (everything), one of 255 or more an empty mask
+        distinct, key = np.unique(np.clip(levels, -1, 255), return_inverse=True)  # (K,), (T,)
+        boxes, level_index = _level_set_boxes(image, distinct[distinct < 255])  # (M, 4), (M,)
         per_level = _best_per_group(box_iou_inclusive(boxes, gt_boxes).max(axis=1), level_index, len(distinct))
         return np.where(np.isneginf(per_level), empty_iou, per_level)[key]  # no contour: the empty box
     mask_thresholds, key = _mask_keys(image, levels)

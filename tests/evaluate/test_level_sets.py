@@ -135,3 +135,10 @@ def test_compiled_mosaic_and_loop_agree(monkeypatch, interval):
     for a, b, c in zip(loop, fast, mosaic, strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
+
+
+def test_thresholds_outside_the_unit_interval_match_the_loop():
+    scoremap = cam_maps(np.random.default_rng(3))[0]
+    thresholds = np.array([-2.0, -0.5, 0.0, 0.5, 0.999, 1.0, 1.5])  # masks: everything ... empty
+    gt = np.array([[0, 0, 100, 100]])
+    np.testing.assert_array_equal(iou_curve(scoremap, gt, thresholds), iou_curve_loop(scoremap, gt, thresholds))

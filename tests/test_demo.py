@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from simpool.data.bench import SimPoolBench
 from simpool.data.fashion_mnist import DEFAULT_DIR
 from simpool.demo import DemoConfig, bench_vit, config_from_args, mask_mass
 
@@ -64,6 +65,9 @@ def test_demo_end_to_end_writes_report_and_figure(tmp_path, capsys):
             assert 0.0 <= result[key] <= 100.0
         assert result["bg_gap"] == pytest.approx(result["acc_mixed_same"] - result["acc_mixed_rand"])
     assert report["config"]["train_images"] == 256 and report["versions"]["torch"] == torch.__version__
+    config = DemoConfig(**report["config"])  # the uniform map's mask mass is the mean mask area of the eval images
+    masks = SimPoolBench(config.eval_split, "original", config.bench(), num_images=40).batch(np.arange(40))[3]
+    assert report["uniform_mask_mass"] == pytest.approx(float(np.asarray(masks, dtype=np.float64).mean()))
     assert (out / "figure.png").stat().st_size > 0
     assert "MaxBoxAccV2" in (out / "report.md").read_text()
     assert "MaxBoxAccV2" in capsys.readouterr().out

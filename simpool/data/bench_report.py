@@ -53,20 +53,8 @@ def markdown_table(results: dict) -> str:
 
 
 def write_report(report: dict, out: Path) -> dict:
-    """Complete ``report`` (versions, uniform baseline, table, verdict) and write ``report.json`` and ``report.md``."""
+    """Complete ``report`` (versions, table, verdict) and write ``report.json`` and ``report.md``."""
     config = report["config"]
-    from .bench import BenchConfig
-
-    bench = BenchConfig(
-        config["image_size"], config["bg_correlation"], config["min_scale"], config["max_scale"], seed=config["seed"]
-    )
-    masks = np.stack(
-        [
-            SimPoolBench(config.get("eval_split", "test"), "original", bench).render(i)[1]
-            for i in range(config["eval_images"])
-        ]
-    )
-    report["uniform_mask_mass"] = float(masks.mean())
     report["versions"] = _versions()
     results = report["results"]
     learned = all(r["learned_object"] for r in results.values())

@@ -25,7 +25,6 @@ from tqdm import tqdm
 
 from ..models import create_model, save_checkpoint
 from ..models.families import family_of_name
-from .checkpointing import load_state, save_state, set_rng_state
 from .data import StepSampler, create_dataset
 from .dino_config import DinoConfig
 from .dino_data import MultiCropTransform, collate_crops
@@ -42,7 +41,7 @@ from .dino_optim import (
 )
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, unwrap
 from .run import RunFolder
-from .supervised import gather_rng_states
+from .state import TrainingState
 from .validation import autocast
 
 
@@ -171,23 +170,13 @@ def _train(config: DinoConfig, info: DistInfo) -> dict:
     wd_schedule = cosine_schedule(optim.weight_decay, optim.weight_decay_end, run.epochs, updates_per_epoch)
     momentum_schedule = cosine_schedule(optim.momentum_teacher, 1.0, run.epochs, updates_per_epoch)
 
-    epoch, start_update, update = 0, 0, 0
-    if run.resume and folder.last_state.is_file():
-        state = load_state(folder.last_state, map_location=device)
-        student.load_state_dict(state["student"])
-        teacher.load_state_dict(state["teacher"])
-        dino_loss.load_state_dict(state["dino_loss"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        epoch, start_update, update = state["epoch"], state["update_in_epoch"], state["update"]
-        set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
-        folder.truncate_log(epoch)
-        if info.is_main:
-            print(f"resumed {folder.path} at epoch {epoch}, update {update}")
-    else:
-        folder.truncate_log(0)  # a fresh start in an old run folder: drop the old rows
-        torch.manual_seed(run.seed + info.rank)  # drop-path streams differ per process
+    state = TrainingState(
+        folder,
+        info,
+        {"student": student, "teacher": teacher, "dino_loss": dino_loss, "optimizer": optimizer, "scaler": scaler},
+    )
+    counters = state.resume(run.resume, device, run.seed)  # a fresh start: drop-path streams differ per process
+    epoch, start_update, update = (counters.get(key, 0) for key in ("epoch", "update_in_epoch", "update"))
 
     if info.distributed:
         ids = [info.local_rank] if device.type == "cuda" else None
@@ -197,22 +186,7 @@ def _train(config: DinoConfig, info: DistInfo) -> dict:
     teacher_without_ddp = unwrap(teacher)
 
     def save_training_state(epoch_: int, update_in_epoch: int) -> None:
-        rngs = gather_rng_states(info)
-        if not info.is_main:
-            return
-        state = {
-            "student": unwrap(student).state_dict(),
-            "teacher": teacher_without_ddp.state_dict(),
-            "dino_loss": dino_loss.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "epoch": epoch_,
-            "update_in_epoch": update_in_epoch,
-            "update": update,
-            "rng": rngs,
-        }
-        if scaler is not None:
-            state["scaler"] = scaler.state_dict()
-        save_state(state, folder.last_state)
+        state.save(epoch=epoch_, update_in_epoch=update_in_epoch, update=update)
 
     row: dict = {}
     total_updates = run.epochs * updates_per_epoch

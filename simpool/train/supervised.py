@@ -12,12 +12,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import random
 import signal
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from timm.data import Mixup, create_transform
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
@@ -31,11 +29,11 @@ from tqdm import tqdm
 
 from ..models import create_model, save_checkpoint
 from ..models.checkpoint import load_pretrained
-from .checkpointing import load_state, rng_state, save_state, set_rng_state
 from .data import ShardSampler, StepSampler, collate_skip, create_dataset
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, unwrap
 from .monitor import AttentionMonitor
 from .run import RunFolder
+from .state import TrainingState
 from .step import forward_backward, optimizer_step
 from .supervised_config import SupervisedConfig
 from .validation import validate
@@ -203,24 +201,14 @@ def _train(config: SupervisedConfig, info: DistInfo) -> dict:
     criterion = build_criterion(config, mixup)
     monitor = build_monitor(config) if info.is_main else None
 
-    epoch, start_update, update, best = 0, 0, 0, -math.inf
-    if run.resume and folder.last_state.is_file():
-        state = load_state(folder.last_state, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        if ema is not None and "ema" in state:
-            ema.load_state_dict(state["ema"])
-        epoch, start_update, update, best = state["epoch"], state["update_in_epoch"], state["update"], state["best"]
-        set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
-        folder.truncate_log(epoch)
-        if info.is_main:
-            print(f"resumed {folder.path} at epoch {epoch}, update {update}")
-    else:  # dropout / drop-path (torch) and Mixup (NumPy) streams: reproducible, different per process
-        folder.truncate_log(0)  # a fresh start in an existing folder does not append to the old log
-        seed_everything(run.seed + info.rank)
+    state = TrainingState(
+        folder,
+        info,
+        {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler, "ema": ema},
+    )
+    counters = state.resume(run.resume, device, run.seed)
+    epoch, start_update = counters.get("epoch", 0), counters.get("update_in_epoch", 0)
+    update, best = counters.get("update", 0), counters.get("best", -math.inf)
 
     if config.model.compile:
         model = torch.compile(model)
@@ -228,24 +216,7 @@ def _train(config: SupervisedConfig, info: DistInfo) -> dict:
         model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
 
     def save_training_state(epoch_: int, update_in_epoch: int) -> None:
-        rngs = gather_rng_states(info)
-        if not info.is_main:
-            return
-        state = {
-            "model": unwrap(model).state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch_,
-            "update_in_epoch": update_in_epoch,
-            "update": update,
-            "best": best,
-            "rng": rngs,
-        }
-        if scaler is not None:
-            state["scaler"] = scaler.state_dict()
-        if ema is not None:
-            state["ema"] = ema.state_dict()
-        save_state(state, folder.last_state)
+        state.save(epoch=epoch_, update_in_epoch=update_in_epoch, update=update, best=best)
 
     row: dict = {}
     while epoch < run.epochs:
@@ -352,23 +323,6 @@ def _train(config: SupervisedConfig, info: DistInfo) -> dict:
     folder.close()
     best_top1 = {"best_top1": best} if "val_top1" in row else {}  # the best validation top-1 over epochs
     return {**row, **best_top1, "run_dir": str(folder.path)}
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch, NumPy and Python's ``random`` (timm's Mixup draws from NumPy)."""
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def gather_rng_states(info: DistInfo) -> list[dict]:
-    """Every process's RNG states (rank order), so each resumes its own dropout / drop-path stream."""
-    state = rng_state()
-    if not info.distributed:
-        return [state]
-    gathered = [None] * info.world_size
-    torch.distributed.all_gather_object(gathered, state)
-    return gathered
 
 
 def save_weights(folder: RunFolder, name: str, model: nn.Module, ema: ModelEmaV3 | None) -> None:

@@ -1,0 +1,89 @@
+"""What a training run saves and how it picks up again, shared by the supervised and the DINO loops.
+
+A run's state is a set of named stateful objects (modules, optimizer, scheduler, AMP scaler, EMA, DINO's
+centre: anything with ``state_dict`` / ``load_state_dict``), the loop's counters (``epoch``,
+``update_in_epoch``, ``update``, and whatever else the loop keeps, such as the best score) and every
+process's RNG states, so that dropout, drop-path and Mixup streams resume where they stopped. It lives in
+``<run_dir>/last.pt`` (:mod:`.checkpointing`: atomic writes, ``weights_only`` reads).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpointing import load_state, rng_state, save_state, set_rng_state
+from .distributed import DistInfo
+from .run import RunFolder
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, NumPy and Python's ``random`` (timm's Mixup draws from NumPy)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def gather_rng_states(info: DistInfo) -> list[dict]:
+    """Every process's RNG states (rank order), so each resumes its own dropout / drop-path stream."""
+    state = rng_state()
+    if not info.distributed:
+        return [state]
+    gathered = [None] * info.world_size
+    torch.distributed.all_gather_object(gathered, state)
+    return gathered
+
+
+class TrainingState:
+    """Save and resume the named stateful ``objects`` of a run (``None`` values, e.g. no EMA, are left out).
+
+    Objects named in ``optional`` may be missing from a saved state (an AMP scaler when the saved run was
+    fp32, an EMA switched on later): they keep their fresh state. Any other missing object is an error.
+    Pass the unwrapped modules (not their DDP or ``torch.compile`` wrappers): the same objects are loaded
+    before wrapping and saved after.
+    """
+
+    def __init__(
+        self, folder: RunFolder, info: DistInfo, objects: dict[str, Any], optional: tuple[str, ...] = ("scaler", "ema")
+    ):
+        self.folder, self.info, self.optional = folder, info, optional
+        self.objects = {name: obj for name, obj in objects.items() if obj is not None}
+
+    def resume(self, enabled: bool, device: torch.device, seed: int) -> dict:
+        """Load ``last.pt`` when ``enabled`` and present; returns its counters, or ``{}`` for a fresh start.
+
+        A fresh start truncates an old log in the folder and seeds every RNG with ``seed + rank`` (streams
+        differ per process); a resume restores this process's RNG states and cuts the log after the epoch
+        it resumes from.
+        """
+        path = self.folder.last_state
+        if not (enabled and path.is_file()):
+            self.folder.truncate_log(0)  # a fresh start in an old run folder does not append to the old log
+            seed_everything(seed + self.info.rank)
+            return {}
+        state = load_state(path, map_location=device)
+        for name, obj in self.objects.items():
+            if name in state:
+                obj.load_state_dict(state[name])
+            elif name not in self.optional:
+                raise KeyError(f"{path} holds no '{name}' state (it has: {', '.join(sorted(state))})")
+        rngs = state["rng"]
+        set_rng_state(rngs[min(self.info.rank, len(rngs) - 1)])
+        counters = {key: value for key, value in state.items() if key not in self.objects and key != "rng"}
+        self.folder.truncate_log(counters["epoch"])
+        if self.info.is_main:
+            print(f"resumed {self.folder.path} at epoch {counters['epoch']}, update {counters['update']}")
+        return counters
+
+    def save(self, **counters) -> None:
+        """Write the state with ``counters``; every process must call it (the RNG states are gathered)."""
+        rngs = gather_rng_states(self.info)
+        if not self.info.is_main:
+            return
+        state = {name: obj.state_dict() for name, obj in self.objects.items()}
+        state.update(counters)
+        state["rng"] = rngs
+        save_state(state, self.folder.last_state)

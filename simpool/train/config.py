@@ -26,6 +26,26 @@ T = TypeVar("T")
 BASE_KEY = "base"
 
 
+@dataclasses.dataclass
+class LoopConfig:
+    """The settings every training loop has (the ``train`` section): batch, epochs, precision, device,
+    run folder, checkpoints. Supervised and DINO recipes extend it."""
+
+    epochs: int = 100
+    batch_size: int = 256  # GLOBAL batch per optimizer update, over all processes (and accumulation steps)
+    amp: str = "none"  # none | bf16 | fp16 (fp16 uses a GradScaler)
+    device: str = "auto"  # auto | cpu | cuda
+    seed: int = 0
+    num_threads: int = 0  # torch CPU threads per process; 0: torch's default
+    output: str = "runs"
+    name: str = ""  # run folder output/name; empty: named after the model and pool
+    resume: bool = True  # continue from output/name/last.pt when it exists
+    checkpoint_every: int = 0  # also write last.pt every N updates (mid-epoch); 0: at epoch ends only
+    log_every: int = 50  # updates between progress-bar refreshes
+    max_updates: int = 0  # stop after this many updates in total, saving last.pt to resume from; 0: no limit
+    kill_at_update: int = 0  # testing hook: SIGKILL this process after that update (0: never)
+
+
 def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
     """Build the dataclass ``cls`` from a nested mapping, checking every key and value type.
 

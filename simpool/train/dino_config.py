@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .config import LoopConfig
+
 
 @dataclass
 class DinoModelConfig:
@@ -96,22 +98,10 @@ class DinoMonitorConfig:
 
 
 @dataclass
-class DinoRunConfig:
-    """The loop: batch, epochs, precision, device, run folder, checkpoints."""
+class DinoRunConfig(LoopConfig):
+    """The loop (:class:`LoopConfig`); DINO's updates are slow, so the progress bar refreshes more often."""
 
-    epochs: int = 100
-    batch_size: int = 256  # GLOBAL batch per update, over all processes
-    amp: str = "none"  # none | bf16 | fp16 (fp16 uses a GradScaler)
-    device: str = "auto"  # auto | cpu | cuda
-    seed: int = 0
-    num_threads: int = 0  # torch CPU threads per process; 0: torch's default
-    output: str = "runs"
-    name: str = ""  # run folder output/name; empty: dino-<model>-<pool>
-    resume: bool = True  # continue from output/name/last.pt when it exists
-    checkpoint_every: int = 0  # also write last.pt every N updates (mid-epoch); 0: at epoch ends only
     log_every: int = 10  # updates between progress-bar refreshes
-    max_updates: int = 0  # stop after this many updates in total (smoke tests); 0: no limit
-    kill_at_update: int = 0  # testing hook: SIGKILL this process after that update (0: never)
 
 
 @dataclass

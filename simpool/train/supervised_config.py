@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .config import LoopConfig
+
 
 @dataclass
 class ModelConfig:
@@ -107,25 +109,12 @@ class MonitorConfig:
 
 
 @dataclass
-class RunConfig:
-    """The loop: batch, epochs, precision, device, run folder, checkpoints."""
+class RunConfig(LoopConfig):
+    """The loop (:class:`LoopConfig`) plus gradient accumulation and validation."""
 
-    epochs: int = 100
-    batch_size: int = 256  # GLOBAL batch per optimizer update, over all processes and accumulation steps
     accum_steps: int = 1  # gradient accumulation: micro-batch = batch_size / (world_size * accum_steps)
     eval_batch_size: int = 0  # per process; 0: the training micro-batch
-    amp: str = "none"  # none | bf16 | fp16 (fp16 uses a GradScaler)
-    device: str = "auto"  # auto | cpu | cuda
-    seed: int = 0
-    num_threads: int = 0  # torch CPU threads per process; 0: torch's default
-    output: str = "runs"
-    name: str = ""  # run folder output/name; empty: <model>-<pool>
-    resume: bool = True  # continue from output/name/last.pt when it exists
     eval_every: int = 1  # epochs
-    checkpoint_every: int = 0  # also write last.pt every N updates (mid-epoch); 0: at epoch ends only
-    log_every: int = 50  # updates between progress-bar refreshes
-    max_updates: int = 0  # stop after this many updates in total, saving last.pt to resume from; 0: no limit
-    kill_at_update: int = 0  # testing hook: SIGKILL this process after that update (0: never)
 
 
 @dataclass

@@ -80,3 +80,20 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside DDP and ``torch.compile`` wrappers."""
     model = getattr(model, "module", model)
     return getattr(model, "_orig_mod", model)
+
+
+DIST_BN_MODES = ("", "reduce", "broadcast")
+
+
+def synchronize_batchnorm(model: torch.nn.Module, info: DistInfo, mode: str) -> None:
+    """timm's ``--dist-bn``: the same BatchNorm running statistics on every process.
+
+    ``"reduce"`` averages them over the processes, ``"broadcast"`` copies rank 0's, ``""`` leaves each
+    process its own (rank 0's are the ones saved). A no-op in a single process.
+    """
+    if mode not in DIST_BN_MODES:
+        raise ValueError(f"train.dist_bn={mode!r}: use '', 'reduce' or 'broadcast'")
+    if mode and info.distributed:
+        from timm.utils import distribute_bn
+
+        distribute_bn(model, info.world_size, reduce=mode == "reduce")

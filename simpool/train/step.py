@@ -10,6 +10,7 @@ import torch
 from timm.data import Mixup
 from torch import nn
 
+from .aug_splits import split_major
 from .validation import autocast
 
 
@@ -26,12 +27,16 @@ def forward_backward(
 ) -> tuple[torch.Tensor, int]:
     """Forward and backward of one micro-batch ``images (B, C, H, W)``, ``targets (B,)`` on the model's device.
 
+    Augmentation splits come as ``(B, S, C, H, W)`` and are trained as ``S * B`` inputs (timm's layout).
+
     The loss is divided by ``accum_steps`` before backward, so that gradients summed over the micro-batches
     of an update are those of the mean loss over the update's batch.
 
     Returns:
-        the detached (undivided) mean loss and the number of images it covers.
+        the detached (undivided) mean loss and the number of inputs it covers (``S * B`` with splits).
     """
+    if images.ndim == 5:  # augmentation splits (B, S, C, H, W): S * B inputs, view-major, targets repeated
+        images, targets = split_major(images, targets)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     soft = targets

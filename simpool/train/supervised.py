@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 from timm.data import Mixup, create_transform
-from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.layers import convert_splitbn_model
+from timm.loss import JsdCrossEntropy, LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
@@ -29,8 +30,18 @@ from tqdm import tqdm
 
 from ..models import create_model, save_checkpoint
 from ..models.checkpoint import load_pretrained
+from .aug_splits import check_aug_splits, drop_aux_bn, split_transform
 from .data import ShardSampler, StepSampler, collate_skip, create_dataset
-from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, unwrap
+from .distributed import (
+    DIST_BN_MODES,
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    cleanup,
+    init_distributed,
+    synchronize_batchnorm,
+    unwrap,
+)
 from .monitor import AttentionMonitor
 from .run import RunFolder
 from .state import TrainingState
@@ -48,8 +59,7 @@ def build_transforms(config: SupervisedConfig):
         mean=tuple(data.mean),
         std=tuple(data.std),
     )
-    train = create_transform(
-        is_training=True,
+    train_kwargs = dict(
         scale=tuple(data.scale),
         hflip=data.hflip,
         color_jitter=data.color_jitter,
@@ -58,6 +68,10 @@ def build_transforms(config: SupervisedConfig):
         re_mode=data.remode,
         **common,
     )
+    if data.aug_splits:  # (S, C, H, W) per image: a clean view and S - 1 augmented ones
+        train = split_transform(data.aug_splits, data.resplit, **train_kwargs)
+    else:
+        train = create_transform(is_training=True, **train_kwargs)
     evaluation = create_transform(is_training=False, crop_pct=data.crop_pct, **common)
     return train, evaluation
 
@@ -118,7 +132,10 @@ def build_mixup(config: SupervisedConfig, num_classes: int) -> Mixup | None:
 
 
 def build_criterion(config: SupervisedConfig, mixup: Mixup | None) -> nn.Module:
-    """Soft-target CE with Mixup/CutMix (labels already smoothed), else label-smoothed CE, as timm does."""
+    """timm's choice: JSD over augmentation splits, soft-target CE with Mixup/CutMix (labels already smoothed),
+    else label-smoothed CE."""
+    if config.data.jsd:
+        return JsdCrossEntropy(num_splits=config.data.aug_splits, smoothing=config.mixup.smoothing)
     if mixup is not None:
         return SoftTargetCrossEntropy()
     if config.mixup.smoothing > 0:
@@ -154,6 +171,10 @@ def train(config: SupervisedConfig) -> dict:
 
 def _train(config: SupervisedConfig, info: DistInfo) -> dict:
     run, device = config.train, info.device
+    mixing = config.mixup.mixup > 0 or config.mixup.cutmix > 0
+    check_aug_splits(config.data.aug_splits, config.data.jsd, config.model.split_bn, mixing)
+    if run.dist_bn not in DIST_BN_MODES:
+        raise ValueError(f"train.dist_bn={run.dist_bn!r}: use one of {DIST_BN_MODES}")
     if run.num_threads:
         torch.set_num_threads(run.num_threads)
     torch.manual_seed(run.seed)  # the same initial weights on every process
@@ -172,6 +193,8 @@ def _train(config: SupervisedConfig, info: DistInfo) -> dict:
     )
     if config.model.checkpoint:  # fine-tuning: every weight but the classifier's from the checkpoint
         load_pretrained(model, config.model.checkpoint, key=config.model.checkpoint_key)
+    if config.model.split_bn:  # after loading: a pretrained checkpoint has no aux_bn to fill them
+        model = convert_splitbn_model(model, num_splits=config.data.aug_splits)
     model = model.to(device)
     if config.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -282,6 +305,9 @@ def _train(config: SupervisedConfig, info: DistInfo) -> dict:
             break
         elapsed = time.perf_counter() - started
         loss_sum, seen, skipped_total = all_reduce_sum(totals).tolist()
+        synchronize_batchnorm(model, info, run.dist_bn)
+        if ema is not None:
+            synchronize_batchnorm(ema.module, info, run.dist_bn)
         epoch += 1
         start_update = 0
         if not config.sched.on_updates:
@@ -327,9 +353,9 @@ def _train(config: SupervisedConfig, info: DistInfo) -> dict:
 
 def save_weights(folder: RunFolder, name: str, model: nn.Module, ema: ModelEmaV3 | None) -> None:
     """``<name>.safetensors`` (and ``<name>_ema.safetensors``), atomically."""
-    save_checkpoint(unwrap(model), folder.weights(name))
+    save_checkpoint(drop_aux_bn(unwrap(model).state_dict()), folder.weights(name))  # loadable by a plain model
     if ema is not None:
-        save_checkpoint(ema.module, folder.weights(f"{name}_ema"))
+        save_checkpoint(drop_aux_bn(ema.module.state_dict()), folder.weights(f"{name}_ema"))
 
 
 def summary_line(row: dict, epochs: int) -> str:

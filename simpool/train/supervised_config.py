@@ -24,6 +24,7 @@ class ModelConfig:
     compile: bool = False  # torch.compile before DDP, as timm does
     checkpoint: str = ""  # initial weights for fine-tuning (ours or official); the classifier starts afresh
     checkpoint_key: str | None = None  # entry of the checkpoint dict: state_dict_ema, teacher, student, ...
+    split_bn: bool = False  # timm --split-bn: BatchNorms keep the augmented views' statistics apart (aug_splits)
 
 
 @dataclass
@@ -48,6 +49,9 @@ class DataConfig:
     auto_augment: str | None = None  # e.g. rand-m9-mstd0.5-inc1 (RandAugment)
     reprob: float = 0.0  # random erasing probability
     remode: str = "pixel"
+    aug_splits: int = 0  # timm --aug-splits: 0 off; S >= 2 views per image, a clean one and S - 1 augmented
+    resplit: bool = False  # timm --resplit: no random erasing on the clean view
+    jsd: bool = False  # timm --jsd: CE on the clean view + Jensen-Shannon divergence between the views
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
 
@@ -115,6 +119,9 @@ class RunConfig(LoopConfig):
     accum_steps: int = 1  # gradient accumulation: micro-batch = batch_size / (world_size * accum_steps)
     eval_batch_size: int = 0  # per process; 0: the training micro-batch
     eval_every: int = 1  # epochs
+    dist_bn: str = (
+        ""  # timm --dist-bn at each epoch end under DDP: "" (rank 0's BatchNorm statistics) | reduce | broadcast
+    )
 
 
 @dataclass

@@ -85,6 +85,10 @@ def test_paper_hyper_parameters_of_appendix_c2():
         get("vit_small_simpool.yaml"),
     )
     assert (resnet50.optim.opt, resnet50.optim.lr, resnet50.train.batch_size) == ("sgd", 0.4, 1024)
+    # official command: --aug-splits 3 --resplit --split-bn --jsd --dist-bn reduce
+    data = resnet50.data
+    assert (data.aug_splits, data.resplit, data.jsd, resnet50.model.split_bn) == (3, True, True, True)
+    assert resnet50.train.dist_bn == "reduce"
     assert (convnext.optim.opt, convnext.optim.lr, convnext.train.batch_size, convnext.train.accum_steps) == (
         "adamw",
         0.004,

@@ -1,0 +1,140 @@
+"""Augmentation splits and BatchNorm options of timm (--aug-splits, --resplit, --jsd, --split-bn, --dist-bn)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from timm.layers import SplitBatchNorm2d, convert_splitbn_model
+from timm.loss import JsdCrossEntropy
+
+from simpool.models import create_model
+from simpool.train.aug_splits import check_aug_splits, drop_aux_bn, split_major, split_transform
+from simpool.train.checkpointing import load_state
+from simpool.train.config import load_config
+from simpool.train.distributed import DistInfo, synchronize_batchnorm
+from simpool.train.step import forward_backward
+from simpool.train.supervised import build_criterion, train
+from simpool.train.supervised_config import SupervisedConfig
+
+from .conftest import overrides
+
+TRANSFORM = dict(input_size=(3, 32, 32), scale=(0.5, 1.0), hflip=0.5, color_jitter=0.0, re_mode="const")
+
+
+def test_views_share_the_crop_and_the_clean_one_is_never_erased():
+    image = Image.new("RGB", (48, 48), (200, 30, 90))  # constant: crops and flips cannot change it
+    splits = split_transform(3, resplit=True, auto_augment="rand-m9-mstd0.5-inc1", re_prob=1.0, **TRANSFORM)
+    plain = split_transform(3, resplit=False, re_prob=0.0, **TRANSFORM).clean_final
+    for seed in range(5):
+        torch.manual_seed(seed)
+        views = splits(image)
+        assert views.shape == (3, 3, 32, 32)
+        torch.testing.assert_close(views[0], plain(splits.primary(image)))  # crop + flip + normalise, no erasing
+        assert all((views[s] != views[0]).any() for s in (1, 2))  # every augmented view is erased (re_prob=1)
+    erased = split_transform(3, resplit=False, re_prob=1.0, **TRANSFORM)(image)
+    assert (erased[0] != views[0]).any()  # without resplit the clean view is erased too
+
+
+def test_split_major_layout_and_repeated_targets():
+    images = torch.arange(2 * 3, dtype=torch.float32).reshape(2, 3, 1, 1, 1)  # (B=2, S=3): value 3 b + s
+    flat, targets = split_major(images, torch.tensor([7, 8]))
+    assert flat.flatten().tolist() == [0, 3, 1, 4, 2, 5]  # view 0 of both images, then view 1, then view 2
+    assert targets.tolist() == [7, 8, 7, 8, 7, 8]
+
+
+def test_forward_backward_feeds_the_jsd_loss_its_layout():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
+    images, targets = torch.randn(4, 3, 3, 4, 4), torch.tensor([0, 1, 2, 3])  # (B, S, C, H, W)
+    loss, count = forward_backward(model, images, targets, JsdCrossEntropy(num_splits=3, smoothing=0.0))
+    flat = images.transpose(0, 1).reshape(12, 3, 4, 4)  # (S * B, C, H, W)
+    expected = JsdCrossEntropy(num_splits=3, smoothing=0.0)(model(flat), targets.repeat(3))
+    assert count == 12
+    torch.testing.assert_close(loss, expected.detach())
+
+
+def test_criterion_and_bad_combinations():
+    config = load_config(SupervisedConfig, None, ["data.aug_splits=3", "data.jsd=true", "mixup.smoothing=0.1"])
+    criterion = build_criterion(config, None)
+    assert isinstance(criterion, JsdCrossEntropy) and criterion.num_splits == 3
+    check_aug_splits(3, jsd=True, split_bn=True, mixup=False)
+    with pytest.raises(ValueError, match="aug_splits=1"):
+        check_aug_splits(1, jsd=False, split_bn=False, mixup=False)
+    with pytest.raises(ValueError, match="data.jsd needs data.aug_splits"):
+        check_aug_splits(0, jsd=True, split_bn=False, mixup=False)
+    with pytest.raises(ValueError, match="model.split_bn needs"):
+        check_aug_splits(0, jsd=False, split_bn=True, mixup=False)
+    with pytest.raises(ValueError, match="Mixup"):
+        check_aug_splits(3, jsd=True, split_bn=False, mixup=True)
+    with pytest.raises(ValueError, match="dist_bn"):
+        synchronize_batchnorm(torch.nn.Identity(), DistInfo(0, 1, 0, torch.device("cpu")), "mean")
+
+
+def test_resnet_with_splits_jsd_and_split_bn_trains_and_saves_plain_weights(tiny_data, tmp_path):
+    resnet = ["model.name=resnet18", "model.pool=simpool", "model.kwargs={}"]
+    splits = ["data.aug_splits=3", "data.resplit=true", "data.jsd=true", "model.split_bn=true", "data.reprob=0.5"]
+    extra = dict(train__epochs=1, train__batch_size=8, mixup__smoothing=0.1)
+    config = load_config(SupervisedConfig, None, [*overrides(tiny_data, tmp_path / "runs", **extra), *resnet, *splits])
+    result = train(config)
+    assert torch.isfinite(torch.tensor(result["train_loss"])) and 0.0 <= result["val_top1"] <= 100.0
+    folder = Path(result["run_dir"])
+    state = load_state(folder / "last.pt")["model"]  # the training state keeps the augmented views' BatchNorms
+    assert any(".aux_bn." in key for key in state)
+    weights = load_file(folder / "last.safetensors")
+    assert not any(".aux_bn." in key for key in weights) and set(weights) == set(drop_aux_bn(state))
+    plain = create_model("resnet18", pool="simpool", num_classes=2)
+    plain.load_state_dict(weights)  # strict: a plain model takes the saved weights as they are
+
+
+DIST_BN_SCRIPT = """
+import json, sys, torch
+from simpool.train.distributed import cleanup, init_distributed, synchronize_batchnorm
+info = init_distributed("cpu")
+got = {}
+for mode in ("reduce", "broadcast", ""):
+    bn = torch.nn.BatchNorm2d(3)
+    bn.running_mean.fill_(float(info.rank + 1))  # rank 0: 1, rank 1: 2
+    bn.running_var.fill_(float(4 * info.rank + 1))  # rank 0: 1, rank 1: 5
+    synchronize_batchnorm(torch.nn.Sequential(bn), info, mode)
+    got[mode or "none"] = [bn.running_mean.tolist(), bn.running_var.tolist()]
+with open(f"{sys.argv[1]}.{info.rank}", "w") as f:  # one file per process: stdout lines would interleave
+    json.dump(got, f)
+cleanup()  # destroy the process group: exiting with gloo's threads alive aborts
+"""
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
+def test_dist_bn_over_two_gloo_processes(tmp_path):
+    script, out = tmp_path / "dist_bn.py", tmp_path / "bn"
+    script.write_text(DIST_BN_SCRIPT)
+    torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*torchrun, str(script), str(out)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = [json.loads(Path(f"{out}.{rank}").read_text()) for rank in range(2)]
+    for rank in range(2):  # mode: (running_mean, running_var) of the 3 channels
+        assert got[rank]["reduce"] == [[1.5] * 3, [3.0] * 3]  # the average of ranks 0 and 1
+        assert got[rank]["broadcast"] == [[1.0] * 3, [1.0] * 3]  # rank 0's
+        assert got[rank]["none"] == [[float(rank + 1)] * 3, [float(4 * rank + 1)] * 3]  # each its own
+
+
+def test_split_bn_keeps_the_clean_views_statistics_apart():
+    torch.manual_seed(0)
+    model = create_model("resnet18", pool="simpool", num_classes=2)
+    model = convert_splitbn_model(model, num_splits=3)
+    assert isinstance(model.bn1, SplitBatchNorm2d) and len(model.bn1.aux_bn) == 2
+    clean, augmented = torch.zeros(2, 3, 32, 32), 5 + torch.randn(4, 3, 32, 32)
+    model.train()
+    model(torch.cat([clean, augmented]))  # (S * B, C, H, W) with B = 2: the first 2 are the clean view
+    conv_clean = model.conv1(clean).mean((0, 2, 3))  # what the main BatchNorm saw
+    momentum = model.bn1.momentum
+    torch.testing.assert_close(model.bn1.running_mean, momentum * conv_clean.detach())

@@ -35,6 +35,13 @@
 #define ROW 6
 #define INACTIVE INT32_MIN
 
+#ifdef _MSC_VER
+#include <intrin.h>
+static inline int lowest_bit(uint32_t x) { unsigned long i; _BitScanForward(&i, x); return (int)i; }
+#else
+static inline int lowest_bit(uint32_t x) { return __builtin_ctz(x); }
+#endif
+
 /* A component: inclusive box, size in pixels, place in the list of live components, border flag. */
 typedef struct {
     int32_t x0, y0, x1, y1, size, slot, touches_border, unused;
@@ -121,7 +128,7 @@ static inline void add_pixel(Forest *f, int32_t *parent, int32_t packed, const i
     for (int k = 0; k < 8; k++) mask |= (uint32_t)(parent[p + ring[k]] != INACTIVE) << k;
     uint32_t reps = groups[mask];
     while (reps) {
-        int k = __builtin_ctz(reps);
+        int k = lowest_bit(reps);
         reps &= reps - 1;
         int32_t r = find(parent, p + ring[k]);
         if (root < 0) root = r;
@@ -236,6 +243,10 @@ static PyObject *level_set_boxes(PyObject *self, PyObject *args) {
     const int32_t *level = (const int32_t *)levels.buf;
     if (height <= 0 || width <= 0 || height > 32767 || width > 32767 || image.len != height * width) {
         PyErr_SetString(PyExc_ValueError, "image must hold height * width bytes (sides of at most 32767)");
+        goto done;
+    }
+    if (levels.len % (Py_ssize_t)sizeof(int32_t) != 0) {
+        PyErr_SetString(PyExc_ValueError, "levels must be a buffer of int32 values");
         goto done;
     }
     for (Py_ssize_t i = 0; i < num_levels; i++) {

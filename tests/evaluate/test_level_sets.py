@@ -103,12 +103,14 @@ def test_a_small_output_buffer_reports_the_full_count():
         ([255], (4, 4), r"\[-1, 254\]"),
         ([-2], (4, 4), r"\[-1, 254\]"),
         ([1], (4, 5), "height \\* width"),
+        (np.array([1, 2, 3], np.uint8), (4, 4), "a buffer of int32"),  # 3 bytes: not int32 values
     ],
 )
 def test_kernel_rejects_bad_input(levels, shape, message):
     image = np.zeros((4, 4), np.uint8)
     with pytest.raises(ValueError, match=message):
-        level_sets.level_set_boxes(image, *shape, np.array(levels, np.int32), np.empty((8, 6), np.int32))
+        levels = levels if isinstance(levels, np.ndarray) else np.array(levels, np.int32)
+        level_sets.level_set_boxes(image, *shape, levels, np.empty((8, 6), np.int32))
 
 
 def cam_maps(rng: np.random.Generator):

@@ -40,4 +40,4 @@ bench: setup
 	$(PY) benchmarks/pool_overhead.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache build simpool/evaluate/*.so

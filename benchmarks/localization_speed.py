@@ -1,4 +1,4 @@
-"""MaxBoxAccV2 speed: the vectorised ``iou_curve`` against a per-image, per-threshold loop, same numbers.
+"""MaxBoxAccV2 speed: ``iou_curve`` (every threshold at once) against a per-image, per-threshold loop, same numbers.
 
 The loop (``iou_curve_loop``) is wsolevaluation's algorithm as written: one ``cv2.threshold`` +
 ``cv2.findContours`` + ``boundingRect`` per CAM threshold. ``iou_curve`` takes the boxes of every

@@ -3,8 +3,7 @@
 The loop (``iou_curve_loop``) is wsolevaluation's algorithm as written: one ``cv2.threshold`` +
 ``cv2.findContours`` + ``boundingRect`` per CAM threshold. ``iou_curve`` takes the boxes of every
 threshold from the compiled component sweeps (``simpool/evaluate/_level_sets.c``); ``--fallback`` times
-its OpenCV mosaic instead (one ``findContours`` over all distinct masks, cropped and stacked), the path
-used where the kernel was not built.
+the path used where the kernel was not built instead (one ``findContours`` per distinct 8-bit level).
 
 Maps: CAM-like, a 14x14 grid (one Gaussian object plus noise) upsampled bicubically to 224 and min-max
 normalised, as the reference prepares a ViT-S/16 map; one ground-truth box per map.
@@ -50,11 +49,11 @@ def main() -> None:
     parser.add_argument("--num-maps", type=int, default=1000)
     parser.add_argument("--cam-curve-interval", type=float, default=0.001, help="0.001: the paper's setting")
     parser.add_argument("--threads", type=int, default=1, help="OpenCV and torch threads")
-    parser.add_argument("--fallback", action="store_true", help="time the OpenCV mosaic, not the C kernel")
+    parser.add_argument("--fallback", action="store_true", help="time the path without the C kernel")
     args = parser.parse_args()
     if args.fallback:
         localization._level_sets = None
-    path = "OpenCV mosaic" if localization._level_sets is None else "C kernel"
+    path = "OpenCV, distinct levels" if localization._level_sets is None else "C kernel"
     cv2.setNumThreads(args.threads)
     torch.set_num_threads(args.threads)
     maps, boxes = cam_like_maps(args.num_maps)

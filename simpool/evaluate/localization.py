@@ -15,10 +15,11 @@ an outer border per 8-connected foreground component, a hole border per 4-connec
 component that does not touch the image border (traced on the foreground pixels around the hole, so
 its box is the hole's grown by one pixel). The compiled kernel ``_level_sets`` finds the components of
 all thresholds with two union-find sweeps over the pixels sorted by value (a max-tree and a min-tree),
-O(pixels) per map whatever the number of thresholds. Without it (no C compiler at install time) each
-distinct mask is cropped to its foreground box, the crops are stacked into one mosaic and a single
-``cv2.findContours`` runs over it. :func:`iou_curve_loop` is the plain per-threshold loop, kept as the
-reference for tests and ``benchmarks/localization_speed.py``; all three give the same numbers.
+O(pixels) per map whatever the number of thresholds. Without it (no C compiler at install time), and for
+the largest-contour variant, one ``findContours`` runs per distinct level: thresholds that truncate to
+the same 8-bit level share a mask (at interval 0.001, 1,000 thresholds give at most 255 masks).
+:func:`iou_curve_loop` is wsolevaluation's per-threshold loop, kept as the reference for tests and
+``benchmarks/localization_speed.py``; all give the same numbers.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 
 try:
     from simpool.evaluate import _level_sets
-except ImportError:  # built without a C compiler: the OpenCV mosaic, same numbers, slower
+except ImportError:  # built without a C compiler: one findContours per distinct level, same numbers
     _level_sets = None
 
 RESIZE_LENGTH = 224  # wsolevaluation's _RESIZE_LENGTH: maps and ground-truth boxes live at 224x224
@@ -133,18 +134,12 @@ def _contour_boxes(contours, width: int, height: int) -> np.ndarray:
     return np.asarray(boxes, dtype=np.int64).reshape(-1, 4)  # (M, 4)
 
 
-def scoremap_boxes(scoremap: np.ndarray, thresholds: Sequence[float], multi_contour: bool = True) -> list[np.ndarray]:
-    """Boxes at each threshold, one ``findContours`` per threshold (``compute_bboxes_from_scoremaps``).
-
-    Returns:
-        A list of ``(M_t, 4)`` int arrays; ``[[0, 0, 0, 0]]`` where the foreground is empty.
-        ``multi_contour=False`` keeps only the contour of largest ``cv2.contourArea`` (MaxBoxAcc v1).
-    """
-    image = _to_uint8(scoremap)  # (H, W)
+def _boxes_at_levels(image: np.ndarray, levels: Sequence[int], multi_contour: bool) -> list[np.ndarray]:
+    """Boxes of each mask ``image > level``, one ``findContours`` per level (the reference's ``scoremap2bbox``)."""
     height, width = image.shape
     out = []
-    for level in _levels(image, np.asarray(thresholds, dtype=np.float64)):
-        mask = (image > level).astype(np.uint8)  # cv2.threshold(..., THRESH_BINARY) with thresh=level
+    for level in levels:
+        mask = cv2.threshold(image, float(level), 255, cv2.THRESH_BINARY)[1]  # 255 where image > level
         contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
         if len(contours) == 0:
             out.append(np.zeros((1, 4), dtype=np.int64))
@@ -155,74 +150,50 @@ def scoremap_boxes(scoremap: np.ndarray, thresholds: Sequence[float], multi_cont
     return out
 
 
+def scoremap_boxes(scoremap: np.ndarray, thresholds: Sequence[float], multi_contour: bool = True) -> list[np.ndarray]:
+    """Boxes at each threshold, one ``findContours`` per threshold (``compute_bboxes_from_scoremaps``).
+
+    Returns:
+        A list of ``(M_t, 4)`` int arrays; ``[[0, 0, 0, 0]]`` where the foreground is empty.
+        ``multi_contour=False`` keeps only the contour of largest ``cv2.contourArea`` (MaxBoxAcc v1).
+    """
+    image = _to_uint8(scoremap)  # (H, W)
+    return _boxes_at_levels(image, _levels(image, np.asarray(thresholds, dtype=np.float64)), multi_contour)
+
+
+def _best_ious(boxes: list[np.ndarray], gt_boxes: np.ndarray) -> np.ndarray:
+    """Best IoU with any ground-truth box within each ``(M_k, 4)`` array (``M_k >= 1``): ``(K,)``.
+
+    The IoUs of all boxes in one call, then the best of each array, as ``BoxEvaluator.accumulate`` does.
+    """
+    first = np.cumsum([0] + [len(b) for b in boxes[:-1]])  # first box of each array: (K,)
+    best = box_iou_inclusive(np.concatenate(boxes), gt_boxes).max(axis=1)  # (sum M_k,)
+    return np.maximum.reduceat(best, first)
+
+
 def iou_curve_loop(
     scoremap: np.ndarray, gt_boxes: np.ndarray, thresholds: Sequence[float], multi_contour: bool = True
 ) -> np.ndarray:
-    """Best IoU with any ground-truth box at each threshold, one threshold at a time: ``(T,)``."""
+    """Best IoU with any ground-truth box at each threshold, one ``findContours`` per threshold: ``(T,)``.
+
+    wsolevaluation's loop as written (``BoxEvaluator.accumulate``), kept as the reference for tests and
+    ``benchmarks/localization_speed.py``.
+    """
     gt_boxes = np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4)
-    return np.array([box_iou_inclusive(b, gt_boxes).max() for b in scoremap_boxes(scoremap, thresholds, multi_contour)])
+    return _best_ious(scoremap_boxes(scoremap, thresholds, multi_contour), gt_boxes)
 
 
-def _mask_keys(image: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Group thresholds by the foreground mask they produce.
-
-    The mask ``image > level`` only depends on how many distinct pixel values are <= level, so thresholds
-    are mapped to the largest present value <= level (``-1`` when none: every pixel is foreground).
+def _level_set_boxes(image: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every contour box of every mask ``image > level``, from the compiled sweeps (``_level_sets.c``).
 
     Returns:
-        ``(mask_thresholds, key)``: ``(K,)`` distinct effective levels whose mask is non-empty, and per
-        threshold the index into them, or -1 where the mask is empty.
+        ``(boxes, level_index)``: ``(M, 4)`` boxes with the reference's convention, and the index into
+        ``levels`` (strictly increasing, in [-1, 254]) of the mask each came from ``(M,)``. A level whose
+        mask is empty has no box.
     """
-    values = np.unique(image)  # (V,) ascending
-    below = np.searchsorted(values, levels, side="right")  # how many values are <= level: (T,)
-    effective = np.where(below > 0, values[np.maximum(below - 1, 0)].astype(np.int64), -1)  # (T,)
-    effective = np.where(below == len(values), 256, effective)  # 256: nothing is above it
-    mask_thresholds, key = np.unique(effective, return_inverse=True)
-    if mask_thresholds[-1] == 256:
-        key = np.where(key == len(mask_thresholds) - 1, -1, key)
-        mask_thresholds = mask_thresholds[:-1]
-    return mask_thresholds, key
-
-
-def _mosaic_boxes(image: np.ndarray, mask_thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All contour boxes of the masks ``image > t`` for every ``t`` in ``mask_thresholds``, with one findContours.
-
-    Each mask is cropped to the bounding box of its foreground; the crops are stacked left-aligned with
-    one empty row between them. Outside a crop the mask is empty anyway, and OpenCV pads the image border
-    with zeros, so every contour keeps its shape up to a shift and none crosses two crops.
-
-    Returns:
-        ``(boxes, mask_index)``: ``(M, 4)`` boxes in image coordinates and the mask each came from ``(M,)``.
-    """
-    height, width = image.shape
-    thresholds = mask_thresholds.astype(np.int64)  # (K,)
-    rows = image.max(axis=1).astype(np.int64)[None, :] > thresholds[:, None]  # rows with foreground: (K, H)
-    cols = image.max(axis=0).astype(np.int64)[None, :] > thresholds[:, None]  # (K, W)
-    top, bottom = rows.argmax(axis=1), height - rows[:, ::-1].argmax(axis=1)  # [top, bottom): (K,)
-    left, right = cols.argmax(axis=1), width - cols[:, ::-1].argmax(axis=1)  # (K,)
-    starts = np.concatenate([[1], 1 + np.cumsum(bottom - top + 1)[:-1]])  # mosaic row of each crop: (K,)
-    mosaic = np.zeros((int(starts[-1] + bottom[-1] - top[-1] + 1), int((right - left).max())), np.uint8)  # (R, w)
-    for level, y, t, b, lft, rgt in zip(thresholds, starts, top, bottom, left, right, strict=True):
-        np.greater(image[t:b, lft:rgt], level, out=mosaic[y : y + b - t, : rgt - lft].view(bool))
-    contours = cv2.findContours(mosaic, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)[0]
-    counts = np.fromiter((len(c) for c in contours), dtype=np.int64, count=len(contours))  # points per contour
-    points = np.concatenate(contours).reshape(-1, 2)  # (P, 2) as (x, y)
-    cuts = np.concatenate([[0], np.cumsum(counts)[:-1]])  # first point of each contour: (M,)
-    x0 = np.minimum.reduceat(points[:, 0], cuts).astype(np.int64)  # (M,)
-    y0 = np.minimum.reduceat(points[:, 1], cuts).astype(np.int64)
-    x_end = np.maximum.reduceat(points[:, 0], cuts).astype(np.int64) + 1  # boundingRect's x + w
-    y_end = np.maximum.reduceat(points[:, 1], cuts).astype(np.int64) + 1
-    mask_index = np.searchsorted(starts, y0, side="right") - 1  # the crop holding each contour: (M,)
-    dx, dy = left[mask_index], top[mask_index] - starts[mask_index]  # mosaic -> image coordinates: (M,)
-    x1, y1 = np.minimum(x_end + dx, width - 1), np.minimum(y_end + dy, height - 1)  # clipped as the reference
-    return np.stack([x0 + dx, y0 + dy, x1, y1], axis=1), mask_index  # (M, 4), (M,)
-
-
-def _level_set_boxes(image: np.ndarray, mask_thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Same contract as :func:`_mosaic_boxes`, from the compiled component sweeps (``_level_sets.c``)."""
     height, width = image.shape
     image = np.ascontiguousarray(image, dtype=np.uint8)  # (H, W)
-    levels = np.ascontiguousarray(mask_thresholds, dtype=np.int32)  # (K,) strictly increasing
+    levels = np.ascontiguousarray(levels, dtype=np.int32)  # (K,)
     rows = np.empty((8 * len(levels) + 64, 6), dtype=np.int32)  # (level, kind, x_min, y_min, x_max, y_max)
     count = _level_sets.level_set_boxes(image, height, width, levels, rows)
     if count > len(rows):  # more components than guessed: once more with the exact size
@@ -248,43 +219,20 @@ def iou_curve(
         multi_contour: every contour gives a box (V2); False: only the largest contour (v1).
     """
     gt_boxes = np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4)  # (G, 4)
-    thresholds = np.asarray(thresholds, dtype=np.float64)
     image = _to_uint8(scoremap)  # (H, W)
-    levels = _levels(image, thresholds)  # (T,)
-    empty_iou = box_iou_inclusive(np.zeros((1, 4), np.int64), gt_boxes).max()  # the [0, 0, 0, 0] box
+    levels = _levels(image, np.asarray(thresholds, dtype=np.float64))  # (T,)
+    # thresholds of one level share their mask: each distinct level once. A level below -1 gives the
+    # mask of -1 (everything), one of 255 or more the empty mask.
+    distinct, key = np.unique(np.clip(levels, -1, 255), return_inverse=True)  # (K,), (T,)
     if multi_contour and _level_sets is not None:
-        # a level below -1 gives the mask of -1 (everything), one of 255 or more an empty mask
-        distinct, key = np.unique(np.clip(levels, -1, 255), return_inverse=True)  # (K,), (T,)
         boxes, level_index = _level_set_boxes(image, distinct[distinct < 255])  # (M, 4), (M,)
-        per_level = _best_per_group(box_iou_inclusive(boxes, gt_boxes).max(axis=1), level_index, len(distinct))
-        return np.where(np.isneginf(per_level), empty_iou, per_level)[key]  # no contour: the empty box
-    mask_thresholds, key = _mask_keys(image, levels)
-    if len(mask_thresholds) == 0:
-        return np.full(len(thresholds), empty_iou)
-    if multi_contour:
-        boxes, mask_index = _mosaic_boxes(image, mask_thresholds)
-        per_mask = _best_per_group(box_iou_inclusive(boxes, gt_boxes).max(axis=1), mask_index, len(mask_thresholds))
-    else:
-        per_mask = _largest_contour_ious(image, mask_thresholds, gt_boxes)  # (K,)
-    return np.where(key >= 0, per_mask[np.maximum(key, 0)], empty_iou)  # (T,)
-
-
-def _best_per_group(values: np.ndarray, group: np.ndarray, num_groups: int) -> np.ndarray:
-    """Max of ``values (M,)`` within each group ``(num_groups,)``; ``-inf`` for an empty group."""
-    best = np.full(num_groups, -np.inf)
-    np.maximum.at(best, group, values)
-    return best
-
-
-def _largest_contour_ious(image: np.ndarray, mask_thresholds: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
-    """MaxBoxAcc v1: the largest contour (by ``cv2.contourArea``, first on ties) of each distinct mask."""
-    height, width = image.shape
-    ious = []
-    for level in mask_thresholds:
-        contours = cv2.findContours((image > level).astype(np.uint8), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
-        box = _contour_boxes([max(contours, key=cv2.contourArea)], width, height)
-        ious.append(box_iou_inclusive(box, gt_boxes).max())
-    return np.array(ious)
+        per_level = np.full(len(distinct), -np.inf)
+        np.maximum.at(per_level, level_index, box_iou_inclusive(boxes, gt_boxes).max(axis=1))  # (K,)
+        empty_iou = box_iou_inclusive(np.zeros((1, 4), np.int64), gt_boxes).max()  # no contour: [0, 0, 0, 0]
+        per_level = np.where(np.isneginf(per_level), empty_iou, per_level)
+    else:  # the largest contour (v1), or no compiled kernel: one findContours per distinct level
+        per_level = _best_ious(_boxes_at_levels(image, distinct, multi_contour), gt_boxes)  # (K,)
+    return per_level[key]  # (T,)
 
 
 def box_accuracy_counts(

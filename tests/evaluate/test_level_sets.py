@@ -125,7 +125,7 @@ def cam_maps(rng: np.random.Generator):
 
 
 @pytest.mark.parametrize("interval", [0.01, 0.001])
-def test_compiled_mosaic_and_loop_agree(monkeypatch, interval):
+def test_kernel_fallback_and_loop_agree(monkeypatch, interval):
     rng = np.random.default_rng(2)
     thresholds = cam_thresholds(interval)
     gt = np.array([[30, 40, 150, 190], [100, 0, 223, 90]])
@@ -133,8 +133,8 @@ def test_compiled_mosaic_and_loop_agree(monkeypatch, interval):
     loop = [iou_curve_loop(m, gt, thresholds) for m in maps]
     fast = [iou_curve(m, gt, thresholds) for m in maps]  # the kernel where built
     monkeypatch.setattr(localization, "_level_sets", None)
-    mosaic = [iou_curve(m, gt, thresholds) for m in maps]  # the OpenCV fallback
-    for a, b, c in zip(loop, fast, mosaic, strict=True):
+    fallback = [iou_curve(m, gt, thresholds) for m in maps]  # one findContours per distinct level
+    for a, b, c in zip(loop, fast, fallback, strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
 

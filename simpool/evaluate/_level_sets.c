@@ -18,13 +18,11 @@
  * in one component, so each pixel looks up one root per group of touching neighbours (a table over the
  * 256 neighbour masks), not one per neighbour.
  *
- * level_set_boxes(image, height, width, levels, out) -> count
+ * level_set_boxes(image, height, width, levels) -> bytes
  *   image:  bytes-like, height * width uint8, row-major.
  *   levels: bytes-like int32, strictly increasing, each in [-1, 254]: foreground is image > level.
- *   out:    writable int32 buffer of rows (level_index, kind, x_min, y_min, x_max, y_max); kind 0 is a
- *           foreground component, 1 a hole; coordinates are the inclusive pixel box of the component.
- *   Returns the number of rows; when it exceeds the rows `out` holds, only those are written and the
- *   caller retries with a larger buffer.
+ *   Returns int32 rows (level_index, kind, x_min, y_min, x_max, y_max) as bytes; kind 0 is a foreground
+ *   component, 1 a hole; coordinates are the inclusive pixel box of the component.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -167,20 +165,30 @@ static void add_pixels(Forest *f, const int32_t *order, int32_t begin, int32_t e
     for (int32_t i = begin; i < end; i++) add_pixel(f, parent, order[i], ring, s, last_x, last_y, groups);
 }
 
-/* Append a row per live component (per one not touching the border when holes_only) for level li. */
-static Py_ssize_t emit(const Forest *f, int32_t li, int kind, int holes_only, int32_t *out, Py_ssize_t count,
-                       Py_ssize_t capacity) {
+/* Rows of (level_index, kind, x_min, y_min, x_max, y_max), in a buffer that doubles when full. */
+typedef struct {
+    int32_t *rows;
+    Py_ssize_t count, capacity;
+} Rows;
+
+/* Append a row per live component (per one not touching the border when holes_only) for level li;
+   returns 0, or -1 when out of memory. */
+static int emit(const Forest *f, int32_t li, int kind, int holes_only, Rows *out) {
     for (int32_t i = 0; i < f->num_live; i++) {
         const Component *c = &f->comp[f->live[i]];
         if (holes_only && c->touches_border) continue;
-        if (count < capacity) {
-            int32_t *row = out + ROW * count;
-            row[0] = li; row[1] = kind;
-            row[2] = c->x0; row[3] = c->y0; row[4] = c->x1; row[5] = c->y1;
+        if (out->count == out->capacity) {
+            Py_ssize_t capacity = 2 * out->capacity + 256;
+            int32_t *rows = realloc(out->rows, capacity * ROW * sizeof(int32_t));
+            if (!rows) return -1;
+            out->rows = rows;
+            out->capacity = capacity;
         }
-        count++;
+        int32_t *row = out->rows + ROW * out->count++;
+        row[0] = li; row[1] = kind;
+        row[2] = c->x0; row[3] = c->y0; row[4] = c->x1; row[5] = c->y1;
     }
-    return count;
+    return 0;
 }
 
 static void reset(Forest *f, Py_ssize_t padded) {
@@ -188,10 +196,11 @@ static void reset(Forest *f, Py_ssize_t padded) {
     f->num_live = f->num_comp = 0;
 }
 
-/* The whole computation, without the GIL: returns the number of rows, or -1 when out of memory. */
-static Py_ssize_t level_set_boxes_core(const uint8_t *value, int32_t height, int32_t width, const int32_t *level,
-                                       int32_t num_levels, int32_t *out, Py_ssize_t capacity) {
-    Py_ssize_t n = (Py_ssize_t)height * width, padded = (Py_ssize_t)(height + 2) * (width + 2), count = 0;
+/* The whole computation, without the GIL: fills `out`; returns 0, or -1 when out of memory. */
+static int level_set_boxes_core(const uint8_t *value, int32_t height, int32_t width, const int32_t *level,
+                                int32_t num_levels, Rows *out) {
+    Py_ssize_t n = (Py_ssize_t)height * width, padded = (Py_ssize_t)(height + 2) * (width + 2);
+    int failed = 0;
     int32_t *order = malloc(n * sizeof(int32_t)), *parent = malloc(padded * sizeof(int32_t));
     int32_t *live = malloc(n * sizeof(int32_t));
     Component *comp = malloc(n * sizeof(Component));
@@ -221,23 +230,23 @@ static Py_ssize_t level_set_boxes_core(const uint8_t *value, int32_t height, int
     reset(&f, padded);
     for (int32_t j = num_q - 1; j >= 1; j--) {
         add_pixels(&f, order, start[j], start[j + 1], 1);
-        count = emit(&f, j - 1, 0, 0, out, count, capacity);
+        failed |= emit(&f, j - 1, 0, 0, out);
     }
     /* Holes (4-connected background not touching the border), q ascending: after bucket j the active
        set is {q <= j}, the background of level j. */
     reset(&f, padded);
     for (int32_t j = 0; j < num_q - 1; j++) {
         add_pixels(&f, order, start[j], start[j + 1], 0);
-        count = emit(&f, j, 1, 1, out, count, capacity);
+        failed |= emit(&f, j, 1, 1, out);
     }
     free(order); free(parent); free(live); free(comp);
-    return count;
+    return failed ? -1 : 0;
 }
 
 static PyObject *level_set_boxes(PyObject *self, PyObject *args) {
-    Py_buffer image, levels, out;
-    Py_ssize_t height, width, count = 0;
-    if (!PyArg_ParseTuple(args, "y*nny*w*", &image, &height, &width, &levels, &out)) return NULL;
+    Py_buffer image, levels;
+    Py_ssize_t height, width;
+    if (!PyArg_ParseTuple(args, "y*nny*", &image, &height, &width, &levels)) return NULL;
     PyObject *result = NULL;
     Py_ssize_t num_levels = levels.len / (Py_ssize_t)sizeof(int32_t);
     const int32_t *level = (const int32_t *)levels.buf;
@@ -255,21 +264,25 @@ static PyObject *level_set_boxes(PyObject *self, PyObject *args) {
             goto done;
         }
     }
+    Rows out = {NULL, 0, 0};
+    int status;
     Py_BEGIN_ALLOW_THREADS
-    count = level_set_boxes_core(image.buf, (int32_t)height, (int32_t)width, level, (int32_t)num_levels, out.buf,
-                                 out.len / (Py_ssize_t)(ROW * sizeof(int32_t)));
+    status = level_set_boxes_core(image.buf, (int32_t)height, (int32_t)width, level, (int32_t)num_levels, &out);
     Py_END_ALLOW_THREADS
-    result = count < 0 ? PyErr_NoMemory() : PyLong_FromSsize_t(count);
+    if (status < 0)
+        PyErr_NoMemory();
+    else
+        result = PyBytes_FromStringAndSize((const char *)out.rows, out.count * ROW * (Py_ssize_t)sizeof(int32_t));
+    free(out.rows);
 done:
     PyBuffer_Release(&image);
     PyBuffer_Release(&levels);
-    PyBuffer_Release(&out);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"level_set_boxes", level_set_boxes, METH_VARARGS,
-     "level_set_boxes(image, height, width, levels, out) -> count: component boxes of every level set."},
+     "level_set_boxes(image, height, width, levels) -> bytes: component boxes of every level set."},
     {NULL, NULL, 0, NULL},
 };
 

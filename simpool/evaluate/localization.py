@@ -194,12 +194,8 @@ def _level_set_boxes(image: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray,
     height, width = image.shape
     image = np.ascontiguousarray(image, dtype=np.uint8)  # (H, W)
     levels = np.ascontiguousarray(levels, dtype=np.int32)  # (K,)
-    rows = np.empty((8 * len(levels) + 64, 6), dtype=np.int32)  # (level, kind, x_min, y_min, x_max, y_max)
-    count = _level_sets.level_set_boxes(image, height, width, levels, rows)
-    if count > len(rows):  # more components than guessed: once more with the exact size
-        rows = np.empty((count, 6), dtype=np.int32)
-        _level_sets.level_set_boxes(image, height, width, levels, rows)
-    rows = rows[:count].astype(np.int64)  # (M, 6)
+    packed = _level_sets.level_set_boxes(image, height, width, levels)  # int32 rows as bytes
+    rows = np.frombuffer(packed, dtype=np.int32).reshape(-1, 6).astype(np.int64)  # (M, 6): level, kind, box
     hole = rows[:, 1]  # 1: a hole, whose border lies one pixel outside it
     x0, y0 = rows[:, 2] - hole, rows[:, 3] - hole  # the contour's points' box: (M,)
     x_end, y_end = rows[:, 4] + hole + 1, rows[:, 5] + hole + 1  # boundingRect's x + w, y + h

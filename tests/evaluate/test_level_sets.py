@@ -84,14 +84,17 @@ def test_every_level_equals_opencv_on_random_maps():
 
 
 @needs_kernel
-def test_a_small_output_buffer_reports_the_full_count():
-    image = np.random.default_rng(1).integers(0, 256, size=(30, 30)).astype(np.uint8)  # noise: many components
-    levels = np.arange(-1, 255, 16, dtype=np.int32)
-    full = np.empty((100000, 6), np.int32)
-    count = level_sets.level_set_boxes(image, 30, 30, levels, full)
-    small = np.zeros((5, 6), np.int32)
-    assert level_sets.level_set_boxes(image, 30, 30, levels, small) == count > 5
-    np.testing.assert_array_equal(small, full[:5])
+def test_many_boxes_grow_the_output_and_all_come_back():
+    image = np.random.default_rng(1).integers(0, 256, size=(64, 64)).astype(np.uint8)  # noise: many components
+    levels = np.arange(-1, 255, dtype=np.int32)  # every level: thousands of boxes, the buffer grows many times
+    rows = np.frombuffer(level_sets.level_set_boxes(image, 64, 64, levels), dtype=np.int32).reshape(-1, 6)
+    contours = [
+        cv2.findContours((image > v).astype(np.uint8), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0] for v in levels
+    ]
+    assert len(rows) == sum(len(c) for c in contours) > 10000  # one row per OpenCV contour, none lost
+    got = kernel_boxes(image, levels)
+    for level in (-1, 0, 100, 200, 254):
+        assert got[level] == opencv_boxes(image, level)
 
 
 @needs_kernel
@@ -110,7 +113,7 @@ def test_kernel_rejects_bad_input(levels, shape, message):
     image = np.zeros((4, 4), np.uint8)
     with pytest.raises(ValueError, match=message):
         levels = levels if isinstance(levels, np.ndarray) else np.array(levels, np.int32)
-        level_sets.level_set_boxes(image, *shape, levels, np.empty((8, 6), np.int32))
+        level_sets.level_set_boxes(image, *shape, levels)
 
 
 def cam_maps(rng: np.random.Generator):

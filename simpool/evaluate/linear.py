@@ -201,18 +201,19 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(args)
     device = next(model.parameters()).device
     progress = not args.no_progress
-    classes = image_folder(os.path.join(args.data_path, args.train_split)).classes
-    val = image_folder(os.path.join(args.data_path, args.val_split), eval_transform(args.resize, args.crop), classes)
+    train_tf = eval_transform(args.resize, args.crop) if args.cached else train_transform(args.crop)
+    train = image_folder(os.path.join(args.data_path, args.train_split), train_tf)
+    val = image_folder(
+        os.path.join(args.data_path, args.val_split), eval_transform(args.resize, args.crop), train.classes
+    )
     val_features, val_labels = extract_features(model, loader(val, args), progress=progress, desc="val")
     if args.cached:
-        train = image_folder(os.path.join(args.data_path, args.train_split), eval_transform(args.resize, args.crop))
         train_features, train_labels = extract_features(model, loader(train, args), progress=progress, desc="train")
         result = linear_probe_cached(
             train_features, train_labels, val_features, val_labels, args.lrs, args.epochs, args.batch_size,
             len(val.classes), args.seed, progress,
         )  # fmt: skip
     else:
-        train = image_folder(os.path.join(args.data_path, args.train_split), train_transform(args.crop))
         batches = loader(train, args, shuffle=True, drop_last=len(train) > args.batch_size)
 
         @torch.no_grad()

@@ -251,13 +251,11 @@ def run(args: argparse.Namespace) -> int:
         backbone, head, train_pairs, args.iterations, args.batch_size, args.crop, args.lr, reduce_zero,
         args.warmup, args.seed, progress,
     )  # fmt: skip
-    total = torch.zeros(4, args.num_seg_classes, dtype=torch.float64)
-    for image_path, label_path in tqdm(ade20k_pairs(args.data_root, args.val_split), desc="val", disable=not progress):
-        prediction = predict(backbone, head, load_rgb(image_path), args.crop, patch)
-        label = torch.from_numpy(np.asarray(Image.open(label_path), dtype=np.int64))
-        label = reduce_zero_label(label) if reduce_zero else label
-        total += intersect_and_union(prediction, label, args.num_seg_classes)
-    metrics = segmentation_metrics(total)
+    pairs = ade20k_pairs(args.data_root, args.val_split)
+    images = tqdm([image_path for image_path, _ in pairs], desc="val", disable=not progress)
+    predictions = (predict(backbone, head, load_rgb(image_path), args.crop, patch) for image_path in images)
+    labels = (np.asarray(Image.open(label_path), dtype=np.int64) for _, label_path in pairs)
+    metrics = evaluate_segmentation(predictions, labels, args.num_seg_classes, reduce_zero=reduce_zero)
     print(format_table([(metrics["mIoU"], metrics["mAcc"], metrics["aAcc"])], ("mIoU %", "mAcc %", "aAcc %")))
     if args.output:
         info = {"protocol": "segmentation", "model": args.model, "pool": args.pool, "blocks": args.blocks}

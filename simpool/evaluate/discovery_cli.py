@@ -12,7 +12,8 @@ from torch import nn
 
 from ..utils import write_json
 from .discovery import corloc_flags, dino_seg, lost
-from .localization_cli import IMAGENET_MEAN, IMAGENET_STD, add_model_arguments, build_model
+from .features import IMAGENET_MEAN, IMAGENET_STD
+from .localization_cli import add_model_arguments, build_model
 
 EXAMPLE = """examples:
   # LOST with SimPool's keys K = W_K LN(X) on VOC07 trainval (<root>/VOCdevkit/VOC2007/...)

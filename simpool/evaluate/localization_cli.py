@@ -10,9 +10,8 @@ import torch
 
 from ..data.wsol import load_scoremaps, read_wsol_metadata, scoremap_path
 from ..utils import default_device, write_json
+from .features import IMAGENET_MEAN, IMAGENET_STD
 from .localization import max_box_acc_v2, prepare_scoremaps
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 EXAMPLE = """examples:
   # score maps saved as wsolevaluation names them: <scoremaps>/<image_id>.npy (224x224, in [0, 1])
@@ -40,17 +39,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def build_model(args: argparse.Namespace, dynamic_img_size: bool = False) -> torch.nn.Module:
     """The model of ``--model/--pool/--checkpoint``, in eval mode on the chosen device."""
     from ..models import create_model, load_checkpoint
+    from ..models.families import family_of_name
+    from .features import parse_kwargs
 
     if not args.model or not args.checkpoint:
         raise ValueError("a model needs both --model and --checkpoint")
-    from .features import parse_kwargs
-
-    common = dict(pool=args.pool, pool_kwargs=parse_kwargs(args.pool_kwargs), num_classes=args.num_classes)
     kwargs = parse_kwargs(args.model_kwargs)
-    try:
-        model = create_model(args.model, **common, **kwargs, **({"dynamic_img_size": True} if dynamic_img_size else {}))
-    except TypeError:  # not a ViT: no dynamic_img_size
-        model = create_model(args.model, **common, **kwargs)
+    if dynamic_img_size and family_of_name(args.model).name == "vit":  # CNNs take any size anyway
+        kwargs.setdefault("dynamic_img_size", True)
+    pool_kwargs = parse_kwargs(args.pool_kwargs)
+    model = create_model(args.model, pool=args.pool, pool_kwargs=pool_kwargs, num_classes=args.num_classes, **kwargs)
     load_checkpoint(model, args.checkpoint, key=args.checkpoint_key)
     return model.eval().to(torch.device(args.device) if args.device else default_device())
 

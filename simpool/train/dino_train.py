@@ -81,6 +81,17 @@ def build_student_teacher(config: DinoConfig) -> tuple[MultiCropWrapper, MultiCr
     return student, teacher
 
 
+def wrap_teacher(teacher: nn.Module, device_ids: list[int] | None) -> DistributedDataParallel:
+    """The teacher in DDP, for its synchronised BatchNorm, as DINO does: DDP refuses a module with no
+    trainable parameter, so they are wrapped trainable and frozen again (the teacher learns by EMA only)."""
+    for param in teacher.parameters():
+        param.requires_grad = True
+    wrapped = DistributedDataParallel(teacher, device_ids=device_ids)
+    for param in teacher.parameters():
+        param.requires_grad = False
+    return wrapped
+
+
 def build_loader(config: DinoConfig, info: DistInfo):
     """The multi-crop training set and its loader (each process takes its slice of every global batch)."""
     data, run = config.data, config.train
@@ -182,7 +193,7 @@ def _train(config: DinoConfig, info: DistInfo) -> dict:
         ids = [info.local_rank] if device.type == "cuda" else None
         student = DistributedDataParallel(student, device_ids=ids)
         if has_bn and device.type == "cuda":  # DINO: the teacher's BN statistics stay in sync through DDP
-            teacher = DistributedDataParallel(teacher, device_ids=ids)
+            teacher = wrap_teacher(teacher, ids)
     teacher_without_ddp = unwrap(teacher)
 
     def save_training_state(epoch_: int, update_in_epoch: int) -> None:

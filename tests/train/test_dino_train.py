@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -202,3 +204,35 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_da
     center_one, center_two = state_one["dino_loss"]["center"], state_two["dino_loss"]["center"]
     assert center_one.abs().sum() > 0  # the center moved from its zero start
     torch.testing.assert_close(center_two, center_one, rtol=1e-4, atol=1e-6)  # reduced over both processes
+
+
+WRAP_TEACHER_SCRIPT = """
+import json, sys, torch
+from torch import nn
+from simpool.train.distributed import cleanup, init_distributed
+from simpool.train.dino_train import wrap_teacher
+info = init_distributed("cpu")
+teacher = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+for param in teacher.parameters():
+    param.requires_grad = False  # as build_student_teacher leaves it
+wrapped = wrap_teacher(teacher, None)
+with torch.no_grad():
+    out = wrapped(torch.randn(2, 3, 4, 4))
+frozen = not any(param.requires_grad for param in teacher.parameters())
+with open(f"{sys.argv[1]}.{info.rank}", "w") as f:
+    json.dump({"shape": list(out.shape), "frozen": frozen}, f)
+cleanup()
+"""
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
+def test_a_frozen_batchnorm_teacher_can_be_wrapped_in_ddp(tmp_path):
+    # DDP refuses a module without trainable parameters; DINO's BN teacher (ResNet) must still be wrapped
+    script, out = tmp_path / "wrap.py", tmp_path / "wrap"
+    script.write_text(WRAP_TEACHER_SCRIPT)
+    torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([*torchrun, str(script), str(out)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for rank in range(2):
+        assert json.loads(Path(f"{out}.{rank}").read_text()) == {"shape": [2, 4, 4, 4], "frozen": True}

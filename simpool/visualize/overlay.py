@@ -56,6 +56,6 @@ def overlay(image: np.ndarray | torch.Tensor, attention, alpha: float = 0.5, cma
     import matplotlib
 
     img = to_rgb(image)
-    heat = normalize_map(upsample_map(torch.as_tensor(np.asarray(attention, dtype=np.float32)), img.shape[:2]))
+    heat = normalize_map(upsample_map(attention, img.shape[:2]))  # tensors (also with grad, on GPU) or arrays
     colored = matplotlib.colormaps[cmap](heat)[..., :3]  # (H, W, 3)
     return (1 - alpha) * img + alpha * colored

@@ -3,6 +3,7 @@
 import matplotlib
 import numpy as np
 import pytest
+import torch
 
 from simpool.visualize import overlay, to_rgb
 
@@ -52,3 +53,10 @@ def test_alpha_blend_formula_and_layouts():
     assert to_rgb(np.zeros((5, 4))).shape == (5, 4, 3)
     with pytest.raises(ValueError):
         to_rgb(np.zeros((2, 3, 4, 5)))
+
+
+def test_a_map_straight_from_a_model_needs_no_detaching():
+    # attention returned by a forward pass with grad enabled (and on any device) overlays as its array does
+    attention = torch.rand(4, 4, requires_grad=True)
+    image = np.zeros((16, 16, 3))
+    np.testing.assert_allclose(overlay(image, attention), overlay(image, attention.detach().numpy()))

@@ -60,10 +60,7 @@ class AttentionMonitor:
         metric: Callable | None = None,
     ):
         if metric is None:
-            try:
-                from ..evaluate.localization import max_box_acc_v2 as metric
-            except ImportError as error:
-                raise ValueError("the attention monitor needs simpool.evaluate.localization.max_box_acc_v2") from error
+            from ..evaluate.localization import max_box_acc_v2 as metric
         self.metric = metric
         loaders = {"bench": self._bench, "wsol": self._wsol}
         if source not in loaders:

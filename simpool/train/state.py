@@ -9,22 +9,14 @@ process's RNG states, so that dropout, drop-path and Mixup streams resume where 
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
-import numpy as np
 import torch
+from timm.utils import random_seed
 
 from .checkpointing import load_state, rng_state, save_state, set_rng_state
 from .distributed import DistInfo
 from .run import RunFolder
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch, NumPy and Python's ``random`` (timm's Mixup draws from NumPy)."""
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
 
 
 def gather_rng_states(info: DistInfo) -> list[dict]:
@@ -62,7 +54,7 @@ class TrainingState:
         path = self.folder.last_state
         if not (enabled and path.is_file()):
             self.folder.truncate_log(0)  # a fresh start in an old run folder does not append to the old log
-            seed_everything(seed + self.info.rank)
+            random_seed(seed, self.info.rank)  # torch, NumPy (timm's Mixup), Python: seed + rank
             return {}
         state = load_state(path, map_location=device)
         for name, obj in self.objects.items():

@@ -46,11 +46,9 @@ def attention_box(attention, image_size: tuple[int, int], threshold: float = 0.5
 
 def box_iou(a: Box, b: Box) -> float:
     """Intersection over union with wsolevaluation's inclusive-pixel convention (+1 on each side)."""
-    iw = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    ih = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    inter = max(0, iw) * max(0, ih)
-    union = (a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1) - inter
-    return inter / union if union > 0 else 0.0
+    from ..evaluate.localization import box_iou_inclusive
+
+    return float(box_iou_inclusive(np.array([a]), np.array([b]))[0, 0])
 
 
 def scale_box(box: Box, from_size: tuple[int, int], to_size: tuple[int, int]) -> Box:

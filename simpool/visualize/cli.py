@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
+from ..evaluate.features import parse_kwargs
 from ..utils import default_device
 from .boxes import read_boxes
 from .figures import gamma_label
@@ -77,17 +76,6 @@ def parse_checkpoints(specs: list[str], pool: str, gammas: list[str] | None) -> 
     if len(set(labels)) != len(labels):
         raise ValueError(f"checkpoint labels must differ, got {labels}; name them LABEL=PATH")
     return checkpoints
-
-
-def parse_kwargs(items: list[str]) -> dict:
-    """``key=value`` pairs, values parsed as YAML (``8`` is an int, ``[32, 32]`` a list)."""
-    kwargs = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"expected KEY=VALUE, got {item!r}")
-        kwargs[key] = yaml.safe_load(value)
-    return kwargs
 
 
 def run(args: argparse.Namespace) -> int:

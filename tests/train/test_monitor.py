@@ -68,7 +68,7 @@ def test_training_logs_the_monitor_beside_accuracy(tiny_data, tmp_path, monkeypa
         calls.append(len(maps))
         return {"MaxBoxAccV2": 12.5, "BoxAcc@50": 20.0, "threshold@50": 0.3}
 
-    monkeypatch.setattr(localization, "max_box_acc_v2", metric, raising=False)
+    monkeypatch.setattr(localization, "max_box_acc_v2", metric)
     config = load_config(
         SupervisedConfig,
         None,

@@ -25,6 +25,11 @@ def as_tokens(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int] | None]:
     raise ValueError(f"expected features of shape (B, C, H, W) or (B, N, C), got {tuple(x.shape)}")
 
 
+def grid_of(x: torch.Tensor) -> tuple[int, int] | None:
+    """The ``(H, W)`` grid of a map input ``(B, C, H, W)``; None for tokens ``(B, N, C)`` (as :func:`as_tokens`)."""
+    return tuple(x.shape[-2:]) if x.ndim == 4 else None
+
+
 def attention_layout(attention: torch.Tensor, grid: tuple[int, int] | None) -> torch.Tensor:
     """Put ``(B, M, N)`` attention (M heads or vectors) in the contract's layout.
 

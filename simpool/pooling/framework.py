@@ -27,8 +27,7 @@ from torch import nn
 from .assignment import hard_assignment, kmeans, normalize_locations, sinkhorn
 from .base import Pool, as_tokens, attention_layout
 from .registry import register_pool
-
-SHIFT_EPS = 1e-6  # added after the min shift of the value, as SimPool does
+from .simpool import SHIFT_EPS, _value_min
 
 
 @dataclass(frozen=True)
@@ -284,7 +283,7 @@ class PoolingFramework(Pool):
             attention = ATTENTIONS[self.attention](SIMILARITIES[self.similarity](queries, keys))  # (B, m, k, N) (3)
             values = maps.v(values_in)  # (B, N, C)                                                     (4)
             if self.gamma is not None:
-                values = (values - values.amin(dim=(1, 2), keepdim=True) + SHIFT_EPS) ** self.gamma  # (16), f
+                values = (values - _value_min(values, "sample") + SHIFT_EPS) ** self.gamma  # (16), f
             pooled = attention @ values.view(B, N, m, D).transpose(1, 2)  # (B, m, k, N) x (B, m, N, D) -> (B, m, k, D)
             if self.gamma is not None:
                 pooled = pooled ** (1.0 / self.gamma)  # f^{-1}                                          (5)
@@ -304,11 +303,6 @@ class PoolingFramework(Pool):
             f"linear={self.linear_on!r}, norm={self.norm_on!r}, s={self.similarity!r}, h={self.attention!r}, "
             f"gamma={self.gamma}"
         )
-
-    @property
-    def instance_components(self) -> Components:
-        """This instance's row of Table 1, derived from its options."""
-        return framework_components(self)
 
 
 def framework_components(pool: PoolingFramework, method: str = "framework", group: int | str = "A") -> Components:

@@ -11,13 +11,9 @@ import torch
 from torch import nn
 
 from .assignment import kmeans, normalize_locations, sinkhorn, squared_distances
-from .base import Pool, as_tokens, attention_layout
+from .base import Pool, as_tokens, attention_layout, grid_of
 from .framework import Components, slot_attention
 from .registry import register_pool
-
-
-def _grid(x: torch.Tensor) -> tuple[int, int] | None:
-    return tuple(x.shape[-2:]) if x.ndim == 4 else None
 
 
 def otk(
@@ -73,7 +69,7 @@ class OTK(Pool):
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         tokens, _ = as_tokens(x)
         pooled, attention = otk(tokens, self.references, self.eps, self.iterations)
-        return (pooled, attention_layout(attention, _grid(x))) if return_attention else pooled
+        return (pooled, attention_layout(attention, grid_of(x))) if return_attention else pooled
 
 
 @register_pool("kmeans")
@@ -108,7 +104,7 @@ class KMeans(Pool):
         tokens, _ = as_tokens(x)
         generator = None if self.training else torch.Generator().manual_seed(self.seed)
         pooled, attention = kmeans(tokens, self.num_vectors, self.iterations, self.tolerance, generator)
-        return (pooled, attention_layout(attention, _grid(x))) if return_attention else pooled
+        return (pooled, attention_layout(attention, grid_of(x))) if return_attention else pooled
 
 
 @register_pool("slot")
@@ -167,4 +163,4 @@ class SlotAttention(Pool):
             updates = torch.bmm(attention, values)  # (B, k, C)                                            (B22)
             slots = self.gru(updates.reshape(B * k, C), slots.reshape(B * k, C)).view(B, k, C)  # (B23)
             slots = slots + self.mlp(self.norm_mlp(slots))  # (B24)
-        return (slots, attention_layout(attention, _grid(x))) if return_attention else slots
+        return (slots, attention_layout(attention, grid_of(x))) if return_attention else slots

@@ -13,14 +13,10 @@ from timm.layers import make_divisible
 from torch import nn
 
 from .assignment import normalize_locations
-from .base import Pool, as_tokens, attention_layout, uniform_attention
+from .base import Pool, as_tokens, attention_layout, grid_of, uniform_attention
 from .framework import Components
 from .grid import as_map
 from .registry import register_pool
-
-
-def _grid(x: torch.Tensor) -> tuple[int, int] | None:
-    return tuple(x.shape[-2:]) if x.ndim == 4 else None
 
 
 class ChannelMLP(nn.Sequential):
@@ -56,7 +52,7 @@ class SqueezeExcitation(Pool):
         u0 = tokens.mean(dim=1)  # pi_A(X): (B, C)                       (B25)
         gate = self.fc(u0).sigmoid()  # q: (B, C)                          (B26)
         pooled = gate * u0  # pi_A(diag(q) X): (B, C)                      (B28)
-        return (pooled, attention_layout(uniform_attention(x), _grid(x))) if return_attention else pooled
+        return (pooled, attention_layout(uniform_attention(x), grid_of(x))) if return_attention else pooled
 
 
 @register_pool("cbam")
@@ -94,7 +90,7 @@ class CBAM(Pool):
         pooled = (values * spatial).mean(dim=(2, 3))  # V a / p: (B, C)                               (B35)
         if return_attention:
             attention = normalize_locations(spatial.flatten(1)).unsqueeze(1)  # (B, 1, N)
-            return pooled, attention_layout(attention, _grid(x))
+            return pooled, attention_layout(attention, grid_of(x))
         return pooled
 
 
@@ -140,5 +136,5 @@ class GatherExcite(Pool):
         pooled = (fmap * gate).mean(dim=(2, 3))  # (B, C)
         if return_attention:
             weights = gate.mean(dim=1).flatten(1).expand(fmap.shape[0], fmap.shape[2] * fmap.shape[3])  # (B, N)
-            return pooled, attention_layout(normalize_locations(weights).unsqueeze(1), _grid(x))
+            return pooled, attention_layout(normalize_locations(weights).unsqueeze(1), grid_of(x))
         return pooled

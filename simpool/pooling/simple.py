@@ -13,14 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .assignment import normalize_locations
-from .base import Pool, as_tokens, attention_layout, uniform_attention
+from .base import Pool, as_tokens, attention_layout, grid_of, uniform_attention
 from .framework import Components
 from .grid import as_map
 from .registry import register_pool
-
-
-def _grid(x: torch.Tensor) -> tuple[int, int] | None:
-    return tuple(x.shape[-2:]) if x.ndim == 4 else None
 
 
 def gap(x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +92,7 @@ class _SimplePool(Pool):
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         pooled = self.pool(x)
         if return_attention:
-            return pooled, attention_layout(self.weights(x), _grid(x))
+            return pooled, attention_layout(self.weights(x), grid_of(x))
         return pooled
 
 
@@ -209,5 +205,5 @@ class HOW(Pool):
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         pooled, attention = how(x, self.normalize)
         if return_attention:
-            return pooled, attention_layout(attention, _grid(x))
+            return pooled, attention_layout(attention, grid_of(x))
         return pooled

@@ -20,7 +20,6 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from xml.etree import ElementTree
 
 import cv2
 import numpy as np
@@ -29,8 +28,8 @@ from tqdm import tqdm
 from ..utils import atomic_write_bytes
 from .bench import SPLITS, VARIANTS, BenchConfig, SimPoolBench
 from .fashion_mnist import CLASSES
-
-VOC_IMAGE_SETS = {"train": "train", "val": "val", "test": "test"}
+from .voc import write_voc_annotation
+from .wsol import WSOLMetadata, write_wsol_metadata
 
 
 def class_dir(label: int) -> str:
@@ -63,37 +62,15 @@ def export_imagefolder(data: SimPoolBench, out: Path, progress: bool = True) -> 
 
 
 def export_wsol(data: SimPoolBench, out: Path, progress: bool = True) -> Path:
-    ids, labels, sizes, boxes = [], [], [], []
+    meta = WSOLMetadata(image_ids=[])
     for i, label, image, _, box in _items(data, progress):
         image_id = f"{data.split}/{class_dir(label)}/{i:06d}.png"
         _write_png(out / "dataset" / image_id, image)
-        ids.append(image_id)
-        labels.append(f"{image_id},{label}")
-        sizes.append(f"{image_id},{image.shape[1]},{image.shape[0]}")
-        boxes.append(f"{image_id}," + ",".join(str(int(v)) for v in box))
-    meta = out / "metadata" / data.split
-    for name, lines in (("image_ids", ids), ("class_labels", labels), ("image_sizes", sizes), ("localization", boxes)):
-        _lines(meta / f"{name}.txt", lines)
-    return meta
-
-
-def _voc_xml(name: str, label: int, image: np.ndarray, box: np.ndarray) -> bytes:
-    root = ElementTree.Element("annotation")
-    ElementTree.SubElement(root, "folder").text = "VOC2007"
-    ElementTree.SubElement(root, "filename").text = name
-    size = ElementTree.SubElement(root, "size")
-    for tag, value in (("width", image.shape[1]), ("height", image.shape[0]), ("depth", 3)):
-        ElementTree.SubElement(size, tag).text = str(value)
-    ElementTree.SubElement(root, "segmented").text = "1"
-    obj = ElementTree.SubElement(root, "object")
-    ElementTree.SubElement(obj, "name").text = class_dir(label)[3:]
-    for tag in ("pose", "truncated", "difficult"):
-        ElementTree.SubElement(obj, tag).text = "Unspecified" if tag == "pose" else "0"
-    bndbox = ElementTree.SubElement(obj, "bndbox")
-    x0, y0, x1, y1 = (int(v) for v in box)
-    for tag, value in (("xmin", x0 + 1), ("ymin", y0 + 1), ("xmax", x1), ("ymax", y1)):  # 1-based inclusive
-        ElementTree.SubElement(bndbox, tag).text = str(value)
-    return ElementTree.tostring(root)
+        meta.image_ids.append(image_id)
+        meta.class_labels[image_id] = label
+        meta.image_sizes[image_id] = (image.shape[1], image.shape[0])  # (W, H)
+        meta.boxes[image_id] = np.asarray([box], dtype=np.int64)  # (1, 4)
+    return write_wsol_metadata(out / "metadata" / data.split, meta)
 
 
 def export_voc(data: SimPoolBench, out: Path, progress: bool = True) -> Path:
@@ -107,11 +84,12 @@ def export_voc(data: SimPoolBench, out: Path, progress: bool = True) -> Path:
         if not ok:
             raise OSError(f"could not encode {name}.jpg")
         (root / "JPEGImages" / f"{name}.jpg").write_bytes(jpeg.tobytes())
-        (root / "Annotations" / f"{name}.xml").write_bytes(_voc_xml(f"{name}.jpg", label, image, box))
+        size = (image.shape[1], image.shape[0])  # (W, H)
+        write_voc_annotation(root / "Annotations" / f"{name}.xml", f"{name}.jpg", size, [box], [class_dir(label)[3:]])
         _write_png(root / "SegmentationClass" / f"{name}.png", (mask * (label + 1)).astype(np.uint8))
         names.append(name)
     for folder in ("Main", "Segmentation"):
-        _lines(root / "ImageSets" / folder / f"{VOC_IMAGE_SETS[data.split]}.txt", names)
+        _lines(root / "ImageSets" / folder / f"{data.split}.txt", names)
     return root
 
 

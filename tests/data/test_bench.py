@@ -18,7 +18,7 @@ from simpool.data.bench import (
 )
 from simpool.data.fashion_mnist import DEFAULT_DIR
 
-pytestmark = pytest.mark.skipif(
+needs_fmnist = pytest.mark.skipif(  # only the tests that render images
     not (DEFAULT_DIR / "train-images-idx3-ubyte.gz").exists(), reason="dataset-fashion-mnist is not installed"
 )
 
@@ -36,6 +36,7 @@ def rendered():
     return out
 
 
+@needs_fmnist
 def test_box_is_the_mask_extent(rendered):
     _, masks, boxes, _ = rendered["original"]
     for mask, (x0, y0, x1, y1) in zip(masks, boxes, strict=True):
@@ -44,6 +45,7 @@ def test_box_is_the_mask_extent(rendered):
         assert (x0, y0, x1, y1) == (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
 
 
+@needs_fmnist
 def test_masks_and_boxes_are_shared_by_all_variants(rendered):
     _, masks, boxes, labels = rendered["original"]
     for variant in VARIANTS:
@@ -52,6 +54,7 @@ def test_masks_and_boxes_are_shared_by_all_variants(rendered):
         np.testing.assert_array_equal(rendered[variant][3], labels)
 
 
+@needs_fmnist
 def test_only_fg_is_black_outside_the_mask_and_the_object_inside(rendered):
     only_fg, masks, _, _ = rendered["only_fg"]
     original = rendered["original"][0]
@@ -60,6 +63,7 @@ def test_only_fg_is_black_outside_the_mask_and_the_object_inside(rendered):
     assert only_fg[masks].max() > MASK_THRESHOLD // 2  # visible: intensity > threshold times a tint >= 0.3
 
 
+@needs_fmnist
 def test_no_fg_is_black_inside_the_mask_and_original_outside(rendered):
     no_fg, masks, _, _ = rendered["no_fg"]
     original = rendered["original"][0]
@@ -67,6 +71,7 @@ def test_no_fg_is_black_inside_the_mask_and_original_outside(rendered):
     np.testing.assert_array_equal(no_fg[~masks], original[~masks])
 
 
+@needs_fmnist
 def test_only_bg_variants_remove_the_box_and_keep_the_rest(rendered):
     original, _, boxes, _ = rendered["original"]
     blacked, tiled = rendered["only_bg_b"][0], rendered["only_bg_t"][0]
@@ -90,6 +95,7 @@ def test_tile_box_repeats_the_largest_band():
     np.testing.assert_array_equal(out[1:3, 2:5, 1], [[3, 3, 3], [4, 4, 4]])
 
 
+@needs_fmnist
 def test_mixed_variants_keep_the_object_and_draw_backgrounds_by_definition(rendered):
     _, masks, _, labels = rendered["original"]
     data = SimPoolBench("val", "original", num_images=N)
@@ -113,6 +119,7 @@ def test_background_correlation_extremes(correlation):
         assert abs(own.mean() - 0.1) < 0.03
 
 
+@needs_fmnist
 def test_determinism_by_seed_and_independence_of_num_images():
     a = SimPoolBench("test", "original", BenchConfig(seed=3), num_images=5)
     b = SimPoolBench("test", "original", BenchConfig(seed=3), num_images=50)
@@ -122,6 +129,7 @@ def test_determinism_by_seed_and_independence_of_num_images():
     assert any(not np.array_equal(a.render(i)[0], c.render(i)[0]) for i in range(5))
 
 
+@needs_fmnist
 def test_dataset_item_and_batch_agree():
     data = SimPoolBench("val", "mixed_rand", num_images=4)
     image, label, box, mask = data[2]
@@ -132,6 +140,7 @@ def test_dataset_item_and_batch_agree():
     assert labels[0] == label and torch.equal(boxes[0].float(), box) and torch.equal(masks[0], mask)
 
 
+@needs_fmnist
 def test_size_224_works():
     image, _, box, mask = SimPoolBench("test", "original", BenchConfig(image_size=224), num_images=2)[1]
     assert image.shape == (3, 224, 224) and mask.shape == (224, 224)
@@ -146,6 +155,7 @@ def test_size_224_works():
         (dict(num_images=0), "num_images"),
     ],
 )
+@needs_fmnist
 def test_bad_inputs_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SimPoolBench(**kwargs)

@@ -22,7 +22,6 @@ from simpool.models.official import (
     build_official,
     convert_state_dict,
     create_official_model,
-    dino_pos_embed,
     list_official,
 )
 
@@ -300,7 +299,6 @@ def test_dino_vit_needs_its_pos_embed_resampling(tmp_path):
         torch.testing.assert_close(ours(x), expected, rtol=1e-4, atol=1e-5)
         del ours._pos_embed  # back to timm's plain addition
         assert not torch.allclose(ours(x), expected, atol=1e-4)
-    assert dino_pos_embed.__doc__
 
 
 def test_supervised_ema_weights_on_request(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from simpool.models import create_model
 from simpool.train.checkpointing import load_state
 from simpool.train.config import load_config
 from simpool.train.supervised import train
@@ -93,8 +94,12 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_da
     assert set(one) == set(two)
     for key in one:
         torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5, msg=key)
-    initial = load_state(tmp_path / "two" / "run" / "last.pt")  # sanity: training moved the weights
-    assert initial["update"] == 8
+    assert load_state(tmp_path / "two" / "run" / "last.pt")["update"] == 8
+    config = load_config(SupervisedConfig, None, overrides(tiny_data, tmp_path / "x", **common))
+    torch.manual_seed(config.train.seed)  # the initial weights, as train() builds them
+    model = create_model(config.model.name, config.model.pool, num_classes=2, **config.model.kwargs)
+    moved = [key for key, value in model.state_dict().items() if not torch.equal(value, one[key])]
+    assert "head.weight" in moved and len(moved) > len(one) // 2  # the equality above is not of untrained weights
 
 
 def test_corrupted_images_are_skipped_and_counted_in_the_log(tiny_data, tmp_path):

@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .data.bench import BenchConfig, SimPoolBench
+from .data.bench import BenchConfig, SimPoolBench, normalize_images
 from .models import attention_maps, create_model
+from .utils import warmup_cosine
 
 GATE = 0.6  # mixed_rand accuracy both models need before their attention maps are compared
 MODELS = {"cls": ("default", "cls"), "simpool": ("simpool", "pool")}  # name: (pool, attention source)
@@ -104,11 +105,6 @@ def bench_vit(kind: str, config: DemoConfig) -> torch.nn.Module:
     )
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(B, 3, H, W)`` to floats centred on 0: ``(x / 255 - 0.5) / 0.25``."""
-    return images.float().div(255.0).sub_(0.5).div_(0.25)
-
-
 def train_model(kind: str, config: DemoConfig, device: torch.device, progress: bool = True) -> dict:
     """Train one model on the bench's ``original`` train split; returns ``{"model", "seconds", "steps", "loss"}``."""
     torch.manual_seed(config.seed)
@@ -117,9 +113,7 @@ def train_model(kind: str, config: DemoConfig, device: torch.device, progress: b
     steps = max(1, int(config.epochs * len(data) / config.batch_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     warmup = max(1, int(config.warmup * steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
-    )
+    schedule = warmup_cosine(optimizer, steps, warmup)
     generator = torch.Generator().manual_seed(config.seed)
     order = torch.cat([torch.randperm(len(data), generator=generator) for _ in range(math.ceil(config.epochs) + 1)])
     model.train()
@@ -129,7 +123,7 @@ def train_model(kind: str, config: DemoConfig, device: torch.device, progress: b
         images, labels, _, _ = data.batch(order[step * config.batch_size : (step + 1) * config.batch_size].numpy())
         flip = torch.rand(len(images), 1, 1, 1, generator=generator) < 0.5
         images = torch.where(flip, images.flip(-1), images)  # horizontal flip
-        loss = F.cross_entropy(model(normalize(images).to(device)), labels.to(device), label_smoothing=0.1)
+        loss = F.cross_entropy(model(normalize_images(images).to(device)), labels.to(device), label_smoothing=0.1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -158,7 +152,7 @@ def predict(model, data: SimPoolBench, device, source: str | None = None, batch_
     out = {"pred": [], "labels": [], "boxes": [], "masks": [], "maps": []}
     for i in range(0, len(data), batch_size):
         images, labels, boxes, masks = data.batch(np.arange(i, min(i + batch_size, len(data))))
-        x = normalize(images).to(device)
+        x = normalize_images(images).to(device)
         out["pred"].append(model(x).argmax(1).cpu())
         out["labels"].append(labels)
         out["boxes"].append(boxes)

@@ -33,3 +33,14 @@ def write_json(path: str | os.PathLike, obj) -> Path:
 def default_device() -> torch.device:
     """CUDA when available, else CPU: chosen once by entry points, then passed down."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step learning-rate factor ``min(1, (s + 1) / warmup) * (1 + cos(pi * min(s, steps) / steps)) / 2``:
+    a linear ramp multiplied by a cosine decay to 0 (the demo's and the tournament's short CPU runs)."""
+    import math
+
+    def factor(step: int) -> float:
+        return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

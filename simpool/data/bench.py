@@ -315,3 +315,8 @@ class SimPoolBench(torch.utils.data.Dataset):
         boxes = torch.from_numpy(np.stack([r[2] for r in rendered]))  # (B, 4)
         masks = torch.from_numpy(np.stack([r[1] for r in rendered]))  # (B, S, S)
         return images, torch.from_numpy(self.labels[np.asarray(indices)]), boxes, masks
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """Bench images, uint8 ``(B, 3, H, W)``, to floats centred on 0: ``(x / 255 - 0.5) / 0.25``."""
+    return images.float().div(255.0).sub_(0.5).div_(0.25)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..utils import atomic_write_bytes, write_json
-from .bench import SimPoolBench
+from .bench import SimPoolBench, normalize_images
 
 ROWS = (  # (key, label, format)
     ("acc_original", "top-1 original", "{:.3f}"),
@@ -118,13 +118,13 @@ def save_figure(models: dict, config, path: Path, device) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..demo import MODELS, normalize
+    from ..demo import MODELS
     from ..models import attention_maps
     from ..visualize import overlay
 
     data = SimPoolBench(config.eval_split, "original", config.bench(), num_images=config.figure_images)
     images, labels, boxes, _ = data.batch(np.arange(len(data)))
-    x = normalize(images).to(device)
+    x = normalize_images(images).to(device)
     titles = {"cls": "CLS attention", "simpool": "SimPool attention"}
     columns = [("input", None)] + [(titles.get(kind, kind), kind) for kind in models]
     n = len(data)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-from ..utils import atomic_write_bytes, default_device, write_json
+from ..utils import atomic_write_bytes, default_device, warmup_cosine, write_json
 from .framework import components_of
 from .registry import list_pools, pool_constructor
 
@@ -73,11 +73,11 @@ class TournamentConfig:
 
 
 def _bench(split: str, count: int, config: TournamentConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    from ..data.bench import BenchConfig, SimPoolBench
+    from ..data.bench import BenchConfig, SimPoolBench, normalize_images
 
     data = SimPoolBench(split, "original", BenchConfig(image_size=config.image_size, seed=config.seed), count)
     images, labels, _, _ = data.batch(range(len(data)))  # (B, 3, S, S) uint8
-    return images.float().div_(255.0).sub_(0.5).div_(0.25), labels.long()
+    return normalize_images(images), labels.long()
 
 
 def _fashion_mnist(split: str, count: int, config: TournamentConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,10 +138,7 @@ def train_and_evaluate(
     pool_params = sum(p.numel() for p in slot.parameters()) if slot is not None else 0
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     warmup = max(1, config.steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)),
-    )
+    schedule = warmup_cosine(optimizer, config.steps, warmup)
     generator = torch.Generator().manual_seed(config.seed)
     epochs = math.ceil(config.steps * config.batch_size / len(train_x)) + 1
     order = torch.cat([torch.randperm(len(train_x), generator=generator) for _ in range(epochs)])

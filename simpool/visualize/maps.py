@@ -114,15 +114,7 @@ def load_model(
         if state["pos_embed"].shape != model.pos_embed.shape:
             prefix = model.pos_embed.shape[1] - model.patch_embed.num_patches  # tokens with a position slot
             side = math.isqrt(state["pos_embed"].shape[1] - prefix)
-            img_size = side * model.patch_embed.patch_size[0]
-            model = create_model(
-                model_name,
-                pool=candidate,
-                pool_kwargs=kwargs,
-                num_classes=num_classes,
-                img_size=img_size,
-                **timm_kwargs,
-            )
+            set_image_size(model, side * model.patch_embed.patch_size[0])  # the checkpoint's pos_embed then fits
     load_checkpoint(model, checkpoint)
     return model.eval()
 

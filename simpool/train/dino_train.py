@@ -12,6 +12,7 @@ supervised trainer's (``run.py``, ``checkpointing.py``, ``distributed.py``, ``va
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -58,23 +59,11 @@ def build_backbone(config: DinoConfig, student: bool) -> nn.Module:
 
 def build_student_teacher(config: DinoConfig) -> tuple[MultiCropWrapper, MultiCropWrapper]:
     """Student and teacher ``MultiCropWrapper(backbone, DINOHead)``; the teacher starts as a copy, without gradients."""
-    head = config.head
     student_backbone = build_backbone(config, student=True)
     teacher_backbone = build_backbone(config, student=False)
-
-    def make_head() -> DINOHead:
-        return DINOHead(
-            student_backbone.num_features,
-            head.out_dim,
-            head.use_bn,
-            head.norm_last_layer,
-            head.nlayers,
-            head.hidden_dim,
-            head.bottleneck_dim,
-        )
-
-    student = MultiCropWrapper(student_backbone, make_head())
-    teacher = MultiCropWrapper(teacher_backbone, make_head())
+    head = dataclasses.asdict(config.head)  # the section's fields are DINOHead's arguments
+    student = MultiCropWrapper(student_backbone, DINOHead(student_backbone.num_features, **head))
+    teacher = MultiCropWrapper(teacher_backbone, DINOHead(student_backbone.num_features, **head))
     teacher.load_state_dict(student.state_dict())
     for param in teacher.parameters():
         param.requires_grad = False
@@ -157,17 +146,8 @@ def _train(config: DinoConfig, info: DistInfo) -> dict:
         student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
         teacher = nn.SyncBatchNorm.convert_sync_batchnorm(teacher)
     num_crops = 2 + config.data.local_crops_number
-    loss_cfg = config.loss
-    dino_loss = DINOLoss(
-        config.head.out_dim,
-        num_crops,
-        loss_cfg.warmup_teacher_temp,
-        loss_cfg.teacher_temp,
-        loss_cfg.warmup_teacher_temp_epochs,
-        run.epochs,
-        loss_cfg.student_temp,
-        loss_cfg.center_momentum,
-    ).to(device)
+    loss_kwargs = dataclasses.asdict(config.loss)  # the section's fields are DINOLoss's arguments
+    dino_loss = DINOLoss(config.head.out_dim, num_crops, epochs=run.epochs, **loss_kwargs).to(device)
     optimizer = build_optimizer(student, optim.opt, optim.momentum)
     scaler = torch.amp.GradScaler(device.type) if run.amp == "fp16" else None
 
@@ -212,7 +192,7 @@ def _train(config: DinoConfig, info: DistInfo) -> dict:
             disable=not info.is_main,
             dynamic_ncols=True,
         )
-        update_in_epoch = start_update
+        update_in_epoch, readable = start_update, 0  # readable: updates with a loss, counted on the host
         for crops, _, skipped in loader:
             totals[2] += skipped
             step = min(update, total_updates - 1)
@@ -223,10 +203,11 @@ def _train(config: DinoConfig, info: DistInfo) -> dict:
                 update_teacher(unwrap(student), teacher_without_ddp, float(momentum_schedule[step]))
                 totals[0] += loss
                 totals[1] += 1
+                readable += 1
             update += 1
             update_in_epoch += 1
             bar.update(1)
-            if totals[1] and (update % max(run.log_every, 1) == 0 or update_in_epoch == updates_per_epoch):
+            if readable and (update % max(run.log_every, 1) == 0 or update_in_epoch == updates_per_epoch):
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr_schedule[step]:.2e}", wd=f"{wd_schedule[step]:.3f}")
             if run.checkpoint_every and update % run.checkpoint_every == 0 and update_in_epoch < updates_per_epoch:
                 save_training_state(epoch, update_in_epoch)

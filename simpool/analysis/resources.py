@@ -18,7 +18,7 @@ import argparse
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from ..models import create_model, pool_slot
+from ..models import create_model, pool_input, pool_slot
 from ..pooling import SimPool, simpool_direct
 
 aten = torch.ops.aten
@@ -85,7 +85,8 @@ def resources(
     pool_macs = direct_macs = None
     slot = pool_slot(model)
     if slot is not None and isinstance(slot.pool, SimPool):
-        features = _pool_input(model, images)
+        with torch.no_grad():
+            features = pool_input(model, images)
         pool_flops = count_flops(slot.pool, features)
         direct_flops = count_flops(simpool_direct, slot.pool, features)
         flops_paper += direct_flops - pool_flops
@@ -100,19 +101,6 @@ def resources(
         "pool_gmacs": pool_macs,
         "pool_gmacs_direct": direct_macs,
     }
-
-
-def _pool_input(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The features the pool sees: captured by a pre-hook on the pool slot."""
-    captured = {}
-    slot = pool_slot(model)
-    handle = slot.register_forward_pre_hook(lambda module, args: captured.setdefault("x", args[0]))
-    try:
-        with torch.no_grad():
-            model(images)
-    finally:
-        handle.remove()
-    return captured["x"]
 
 
 def format_table(rows: list[dict]) -> str:

@@ -79,22 +79,6 @@ def patch_size_of(model: nn.Module) -> int:
     return int(model.feature_info[-1]["reduction"])
 
 
-def pool_input(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
-    """What the model's pool receives for ``image``: tokens ``(1, N, C)`` or a map ``(1, C, h, w)``."""
-    from ..models import pool_slot
-
-    slot = pool_slot(model)
-    if slot is None:
-        raise ValueError(f"{type(model).__name__} has timm's own pooling; use --source cls")
-    captured = {}
-    handle = slot.register_forward_pre_hook(lambda module, args: captured.setdefault("x", args[0]))
-    try:
-        model.forward_head(model.forward_features(image), pre_logits=True)
-    finally:
-        handle.remove()
-    return captured["x"]
-
-
 def cls_vit_keys(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
     """Keys of the last attention layer, all heads concatenated, prefix tokens dropped ``(N, C)`` (LOST)."""
     if not getattr(model, "has_class_token", False):
@@ -115,7 +99,7 @@ def cls_vit_keys(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
 
 def predict(model: nn.Module, image: torch.Tensor, image_hw: tuple[int, int], args: argparse.Namespace) -> np.ndarray:
     """One box for one padded image ``(1, 3, H', W')``."""
-    from ..models import attention_maps, pool_slot
+    from ..models import attention_maps, pool_input, pool_slot
 
     p = patch_size_of(model)
     source = args.source if args.source != "auto" else ("pool" if pool_slot(model) is not None else "cls")

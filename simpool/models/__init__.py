@@ -2,7 +2,7 @@
 
 from .attention import attention_maps, cls_attention_all
 from .checkpoint import load_checkpoint, save_checkpoint
-from .factory import create_model, pool_slot, replace_pool
+from .factory import create_model, pool_input, pool_slot, replace_pool
 from .families import FAMILIES, family_of
 from .official import build_official, create_official_model, list_official
 
@@ -16,6 +16,7 @@ __all__ = [
     "family_of",
     "list_official",
     "load_checkpoint",
+    "pool_input",
     "pool_slot",
     "replace_pool",
     "save_checkpoint",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import types
 
 import timm
+import torch
 from torch import nn
 
 from ..pooling import create_pool
@@ -88,6 +89,23 @@ def pool_slot(model: nn.Module) -> PoolSlot | None:
         if isinstance(module, PoolSlot):
             return module
     return None
+
+
+def pool_input(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """What the model's simpool pool receives for ``images``: tokens ``(B, N, C)`` or a map ``(B, C, h, w)``.
+
+    Captured by a pre-hook on the pool slot during a forward pass up to the pre-logits.
+    """
+    slot = pool_slot(model)
+    if slot is None:
+        raise ValueError(f"{type(model).__name__} has timm's own pooling: no simpool pool input")
+    captured = {}
+    handle = slot.register_forward_pre_hook(lambda module, args: captured.setdefault("x", args[0]))
+    try:
+        model.forward_head(model.forward_features(images), pre_logits=True)
+    finally:
+        handle.remove()
+    return captured["x"]
 
 
 def _hook_classifier(family: Family, model: nn.Module, pool: nn.Module) -> None:

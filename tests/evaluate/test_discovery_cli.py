@@ -9,7 +9,8 @@ from PIL import Image
 
 from simpool.cli import main
 from simpool.data.voc import write_voc_annotation
-from simpool.evaluate.discovery_cli import cls_vit_keys, pool_input
+from simpool.evaluate.discovery_cli import cls_vit_keys
+from simpool.models import pool_input
 
 
 def make_voc(root, sizes):
@@ -64,7 +65,7 @@ def test_voc_end_to_end(tmp_path, checkpoints, method, pool, source):
 
 
 def test_keys_are_what_the_model_computes():
-    from simpool.models import create_model, pool_slot
+    from simpool.models import create_model
 
     torch.manual_seed(0)
     image = torch.randn(1, 3, 32, 48)
@@ -80,7 +81,6 @@ def test_keys_are_what_the_model_computes():
     assert keys.shape == (6, C)
     torch.testing.assert_close(keys, expected[0, 1:])
     simpool_vit = create_model("vit_tiny_patch16_224", num_classes=0, dynamic_img_size=True).eval()
-    tokens = pool_input(simpool_vit, image)  # (1, 6, C): no CLS token
-    pool = pool_slot(simpool_vit).pool
-    torch.testing.assert_close(pool.keys(tokens)[0], pool.k(pool.norm(tokens))[0])
-    assert tokens.shape == (1, 6, C)
+    tokens = pool_input(simpool_vit, image)  # (1, 6, C): the normed patch tokens, no CLS token
+    assert tokens.shape == (1, 6, C) and simpool_vit.num_prefix_tokens == 0
+    torch.testing.assert_close(tokens, simpool_vit.forward_features(image))

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.functional as TF
 from PIL import Image
 from torch import nn
 from tqdm import tqdm
@@ -142,10 +143,8 @@ def ade20k_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _normalise(image: Image.Image, device) -> torch.Tensor:
-    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, H, W)
-    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return ((x - mean) / std).to(device)
+def _normalise(image: Image.Image) -> torch.Tensor:
+    return TF.normalize(TF.to_tensor(image), IMAGENET_MEAN, IMAGENET_STD)  # (3, H, W)
 
 
 def _train_sample(image: Image.Image, label: Image.Image, crop: int, rng: np.random.Generator):
@@ -181,7 +180,7 @@ def train_linear_segmentation(
             _train_sample(load_rgb(i), Image.open(a), crop, rng)
             for i, a in (pairs[j] for j in rng.integers(0, len(pairs), batch_size))
         ]
-        images = torch.stack([_normalise(image, device) for image, _ in samples])  # (B, 3, crop, crop)
+        images = torch.stack([_normalise(image) for image, _ in samples]).to(device)  # (B, 3, crop, crop)
         labels = torch.stack([torch.from_numpy(np.asarray(label, dtype=np.int64)) for _, label in samples]).to(device)
         labels = reduce_zero_label(labels) if reduce_zero else labels
         logits = head(backbone(images), labels.shape[-2:])  # (B, classes, crop, crop)
@@ -206,7 +205,7 @@ def predict(
         max(multiple, round(image.width * scale / multiple) * multiple),
         max(multiple, round(image.height * scale / multiple) * multiple),
     )
-    x = _normalise(image.resize(size, Image.BILINEAR), next(head.parameters()).device)[None]  # (1, 3, h, w)
+    x = _normalise(image.resize(size, Image.BILINEAR))[None].to(next(head.parameters()).device)  # (1, 3, h, w)
     return head(backbone(x), (image.height, image.width))[0].argmax(0).cpu()  # (H, W)
 
 

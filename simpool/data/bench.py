@@ -34,8 +34,9 @@ import numpy as np
 import torch
 
 from .fashion_mnist import CLASSES, load_fashion_mnist
+from .in9 import VARIATIONS
 
-VARIANTS = ("original", "only_fg", "no_fg", "only_bg_b", "only_bg_t", "mixed_same", "mixed_rand", "mixed_next")
+VARIANTS = VARIATIONS  # the bench renders the eight variations of IN-9 (Xiao et al.)
 SPLITS = ("train", "val", "test")
 VAL_SIZE = 5000
 MASK_THRESHOLD = 32  # object pixels: resized Fashion-MNIST intensity above this (of 255)

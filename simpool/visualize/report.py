@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data.folders import IMG_EXTENSIONS, load_rgb
 from ..utils import atomic_write_bytes, write_json
 from .boxes import BOX_COLORS, GROUND_TRUTH_COLOR, attention_box, box_iou, boxes_for, draw_boxes, scale_box
 from .figures import figure_grid, save_png
@@ -16,8 +17,6 @@ from .gallery import write_gallery
 from .maps import compute_maps, input_channels, load_model, set_image_size
 from .masks import mass_mask, overlay_mask
 from .overlay import overlay
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 @dataclass
@@ -35,22 +34,19 @@ def find_images(inputs: list[str | Path]) -> list[Path]:
     found = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and p.is_file())
         elif item.is_file():
             found.append(item)
         else:
             raise ValueError(f"no image or folder at {item}")
     if not found:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {[str(i) for i in inputs]}")
+        raise ValueError(f"no images ({', '.join(IMG_EXTENSIONS)}) in {[str(i) for i in inputs]}")
     return found
 
 
 def read_image(path: Path) -> np.ndarray:
     """An image file as ``(H, W, 3)`` uint8 RGB."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+    return np.asarray(load_rgb(path))
 
 
 def to_input(images: list[np.ndarray], size: int, in_chans: int, mean, std) -> torch.Tensor:

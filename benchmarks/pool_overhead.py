@@ -72,13 +72,13 @@ def bench_pools(device, repeats: int, batch: int) -> list[dict]:
         x = torch.randn(shape, device=device, requires_grad=True)
         with torch.no_grad():  # same numbers before timing them
             torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=1e-4)
-        gap = lambda t: F.adaptive_avg_pool2d(t, 1).flatten(1)  # noqa: E731
+        gap = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
         paper = SimPool(C, gamma=gamma).to(device)  # the paper's per-sample minimum
         fns = {
             "simpool (ours, channel min)": _forward_backward(ours, x),
             "simpool (ours, sample min)": _forward_backward(paper, x),
             "timm SimPool2d": _forward_backward(reference, x),
-            "gap": _forward_backward(torch.nn.Module.__new__(_Lambda).setup(gap), x),
+            "gap": _forward_backward(gap, x),
         }
         times = time_interleaved(fns, repeats, device)
         base = times["timm SimPool2d"]
@@ -94,16 +94,6 @@ def bench_pools(device, repeats: int, batch: int) -> list[dict]:
                 }
             )
     return rows
-
-
-class _Lambda(torch.nn.Module):
-    def setup(self, fn):
-        torch.nn.Module.__init__(self)
-        self.fn = fn
-        return self
-
-    def forward(self, x):
-        return self.fn(x)
 
 
 def _autograd_generalized_mean(values, attention, gamma, min_over):
@@ -188,12 +178,13 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="write the rows to this file")
     args = parser.parse_args(argv)
     device = default_device()
-    print(f"device: {device}, torch {torch.__version__}, timm {timm.__version__}, threads {torch.get_num_threads()}")
+    print(f"device: {device}, torch {torch.__version__}, timm {timm.__version__}")
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     rows = []
     if args.only in (None, "pool"):
-        rows += bench_pools(device, args.repeats, args.pool_batch)
-        for r in (r for r in rows if r["bench"] == "pool fwd+bwd"):
+        pool_rows = bench_pools(device, args.repeats, args.pool_batch)
+        rows += pool_rows
+        for r in pool_rows:
             print(
                 f"pool {r['shape']} gamma={r['gamma']:<5} {r['method']:<28} {r['ms']:9.2f} ms  "
                 f"{r['speedup_vs_timm']:6.2f}x vs timm"

@@ -276,14 +276,22 @@ class PoolingFramework(Pool):
         values_in = normed if "v" in self.norm_on else tokens
         vectors = self.initial_vectors(tokens)  # U^0: (B, k, C)
         k = vectors.shape[1]
-        for t in range(self.iterations):
-            maps = self.layers[0 if self.share_parameters else t]
-            queries = maps.q(self.norm_q(vectors)).view(B, k, m, D).transpose(1, 2)  # (B, m, k, D)   (1)
+
+        def keys_values(maps: _Mappings) -> tuple[torch.Tensor, torch.Tensor]:  # (2) and (4), f: apart from U^t
             keys = maps.k(keys_in).view(B, N, m, D).transpose(1, 2)  # (B, m, N, D)                     (2)
-            attention = ATTENTIONS[self.attention](SIMILARITIES[self.similarity](queries, keys))  # (B, m, k, N) (3)
             values = maps.v(values_in)  # (B, N, C)                                                     (4)
             if self.gamma is not None:
                 values = (values - _value_min(values, "sample") + SHIFT_EPS) ** self.gamma  # (16), f
+            return keys, values
+
+        if self.share_parameters:  # one set of maps: keys and values are the same at every iteration
+            keys, values = keys_values(self.layers[0])
+        for t in range(self.iterations):
+            maps = self.layers[0 if self.share_parameters else t]
+            if not self.share_parameters:
+                keys, values = keys_values(maps)
+            queries = maps.q(self.norm_q(vectors)).view(B, k, m, D).transpose(1, 2)  # (B, m, k, D)   (1)
+            attention = ATTENTIONS[self.attention](SIMILARITIES[self.similarity](queries, keys))  # (B, m, k, N) (3)
             pooled = attention @ values.view(B, N, m, D).transpose(1, 2)  # (B, m, k, N) x (B, m, N, D) -> (B, m, k, D)
             if self.gamma is not None:
                 pooled = pooled ** (1.0 / self.gamma)  # f^{-1}                                          (5)

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
+from ..pooling import SimPool
 from ..utils import atomic_write_bytes
 
 STATE_KEYS = ("state_dict", "model", "teacher", "student")
@@ -123,11 +124,6 @@ def load_pretrained(
     return {**report, "missing": missing, "layout": layout}
 
 
-def _pool_gamma(model: nn.Module, prefix: str):
-    pool = model.get_submodule(prefix) if prefix else model
-    return getattr(pool, "gamma", None)
-
-
 def load_state(
     model: nn.Module, state: dict, notices: list[str] | tuple = (), source: str = "state dict", strict: bool = True
 ) -> dict:
@@ -136,7 +132,8 @@ def load_state(
     own = model.state_dict()
     for name in [k for k in state if k.endswith("pool.beta") and k not in own]:
         prefix = name[: -len(".beta")]
-        if prefix + ".norm.weight" in own and _pool_gamma(model, prefix) is None:
+        pool = model.get_submodule(prefix) if prefix + ".norm.weight" in own else None
+        if isinstance(pool, SimPool) and pool.gamma is None:
             # the official SimPool adds beta only with gamma, and its loader drops unknown keys
             notices.append(f"ignored {name}: the official SimPool uses beta only with a gamma")
             state = {k: v for k, v in state.items() if k != name}

@@ -13,7 +13,7 @@ import json
 import warnings
 
 from .checkpoint import load_state, read_state_dict, save_checkpoint
-from .official import LAYOUTS, PRESETS, convert_state_dict, create_official_model
+from .official import LAYOUTS, PRESETS, convert_state_dict, create_official_model, official_use_beta
 
 EXAMPLE = (
     "example: simpool convert --in vits_dino_simpool_ep100.pth --out vits_dino.safetensors --preset vit_small_dino"
@@ -38,8 +38,7 @@ def convert(input: str, out: str, key: str | None = None, layout: str | None = N
     """Convert ``input`` to ``out``; returns a summary (layout, tensors written, notices)."""
     state, layout, notices = convert_state_dict(read_state_dict(input, key), layout)
     if preset is not None:
-        use_beta = any(k.endswith("pool.beta") for k in state) if PRESETS[preset].gamma is not None else None
-        model = create_official_model(preset, use_beta=use_beta)
+        model = create_official_model(preset, use_beta=official_use_beta(PRESETS[preset], state))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the notices are printed below
             report = load_state(model, state, notices=notices, source=input)

@@ -362,6 +362,13 @@ def build_official(
     return model
 
 
+def official_use_beta(preset: OfficialPreset, state: dict | None) -> bool:
+    """Whether an official SimPool has ``beta``: with a gamma, as its checkpoint's keys say; else the preset's."""
+    if state is not None and preset.gamma is not None:
+        return any(k.endswith("pool.beta") for k in state)
+    return bool(preset.use_beta)
+
+
 def create_official_model(
     name: str,
     checkpoint: str | None = None,
@@ -393,9 +400,7 @@ def create_official_model(
     if checkpoint is not None:
         state, _, notices = convert_state_dict(read_state_dict(checkpoint, key))
     if use_beta is None:
-        use_beta = bool(preset.use_beta)
-        if state is not None and preset.gamma is not None:
-            use_beta = any(k.endswith("pool.beta") for k in state)
+        use_beta = official_use_beta(preset, state)
     model = build_official(
         preset.model_name,
         preset.wiring,

@@ -125,6 +125,7 @@ def attention_report(
         }
 
     scores, entries = [], []
+    cells: dict[tuple[int, str], dict[str, np.ndarray]] = {}  # (image, label) -> attention/mask/box pictures
     for i, (name, path) in enumerate(zip(names, paths, strict=True)):
         H, W = originals[i].shape[:2]
         truth = boxes_for(path, boxes) if boxes else []
@@ -133,8 +134,9 @@ def attention_report(
         for k, (label, result) in enumerate(results.items()):
             folder = out / name / label
             main = result["maps"][result["main"]][i]  # (h, w)
-            for key, value in result["maps"].items():
-                save_png(overlay(shown[i], value[i]), folder / f"{key}.png")
+            overlays = {key: overlay(shown[i], value[i]) for key, value in result["maps"].items()}
+            for key, picture in overlays.items():
+                save_png(picture, folder / f"{key}.png")
             mask = mass_mask(main, mass)  # (h, w)
             box = attention_box(main, (W, H), box_threshold)
             color = BOX_COLORS[k % len(BOX_COLORS)]
@@ -156,7 +158,8 @@ def attention_report(
             record["models"][label] = model_scores
             for key in ("confidence", "iou", "mask_area"):
                 entry["scores"][f"{label} {key}"] = model_scores.get(key)
-            entry["pictures"] += [(f"{label} {result['main']}", overlay(shown[i], main))]
+            cells[i, label] = {"attention": overlays[result["main"]], **pictures}
+            entry["pictures"] += [(f"{label} {result['main']}", overlays[result["main"]])]
             entry["pictures"] += [(f"{label} {key}", picture) for key, picture in pictures.items()]
         scores.append(record)
         entries.append(entry)
@@ -165,10 +168,7 @@ def attention_report(
     for page, start in enumerate(range(0, len(paths), grid_rows)):
         chunk = range(start, min(start + grid_rows, len(paths)))
         for kind in ("attention", "mask", "box"):
-            rows = [
-                [shown[i]] + [_cell(out / names[i] / label, kind, results[label]["main"]) for label in labels]
-                for i in chunk
-            ]
+            rows = [[shown[i]] + [cells[i, label][kind] for label in labels] for i in chunk]
             figure_grid(rows, ["input", *labels], out / f"grid_{kind}_{page:02d}.png", cell=display)
         for label, result in results.items():
             blocks = sorted((k for k in result["maps"] if k.startswith("cls_block")), key=lambda k: int(k[9:]))
@@ -178,7 +178,7 @@ def attention_report(
             rows = [
                 [shown[i]]
                 + [overlay(shown[i], result["maps"][b][i]) for b in blocks]
-                + [_cell(out / names[i] / other, "attention", "pool") for other in others]
+                + [cells[i, other]["attention"] for other in others]
                 for i in chunk
             ]
             columns = ["input", *[f"block {b[9:]}" for b in blocks], *others]
@@ -187,10 +187,6 @@ def attention_report(
     summary = {"model": model_name, "image_size": image_size, "mass": mass, "images": scores}
     write_json(out / "scores.json", summary)
     return summary
-
-
-def _cell(folder: Path, kind: str, main: str) -> np.ndarray:
-    return read_image(folder / (f"{main}.png" if kind == "attention" else f"{kind}.png"))
 
 
 def _resize(image: np.ndarray, size: int):

@@ -247,12 +247,11 @@ def box_accuracy_counts(
     from tqdm import tqdm
 
     counts = np.zeros((len(iou_thresholds), len(thresholds)), dtype=np.int64)
+    levels = np.asarray(iou_thresholds, dtype=np.float64)[:, None] / 100  # (D, 1)
     pairs = zip(score_maps, gt_boxes_224, strict=True)
     bars = tqdm(pairs, total=len(score_maps), disable=not progress, desc="MaxBoxAccV2")
     for scoremap, boxes in bars:
-        ious = iou_curve(scoremap, boxes, thresholds, multi_contour)  # (T,)
-        for row, delta in enumerate(iou_thresholds):
-            counts[row] += ious >= (delta / 100)
+        counts += iou_curve(scoremap, boxes, thresholds, multi_contour)[None] >= levels  # (D, T)
     return counts
 
 
@@ -308,8 +307,8 @@ def max_box_acc_v2(
     counts = box_accuracy_counts(maps, resized, thresholds, iou_thresholds, multi_contour, progress)
     accuracy = counts * 100.0 / float(len(maps))  # BoxAcc(delta, tau): (D, T)
     result = {"MaxBoxAccV2": float(np.average(accuracy.max(axis=1)))}
-    for row, delta in enumerate(iou_thresholds):
-        result[f"BoxAcc@{delta}"] = float(accuracy[row].max())
-    for row, delta in enumerate(iou_thresholds):
-        result[f"threshold@{delta}"] = float(thresholds[accuracy[row].argmax()])
+    result.update({f"BoxAcc@{delta}": float(accuracy[row].max()) for row, delta in enumerate(iou_thresholds)})
+    result.update(
+        {f"threshold@{delta}": float(thresholds[accuracy[row].argmax()]) for row, delta in enumerate(iou_thresholds)}
+    )
     return result

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.folders import load_rgb
 from ..utils import write_json
 from .discovery import corloc_flags, dino_seg, lost
 from .features import IMAGENET_MEAN, IMAGENET_STD
@@ -126,7 +127,6 @@ def predict(model: nn.Module, image: torch.Tensor, image_hw: tuple[int, int], ar
 
 
 def run(args: argparse.Namespace) -> int:
-    from PIL import Image
     from torchvision.transforms import functional as TF
     from tqdm import tqdm
 
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     p = patch_size_of(model)
     boxes, gts = {}, []
     for name, path, gt in tqdm(items, desc=f"{args.method} {args.dataset}"):
-        image = TF.normalize(TF.to_tensor(Image.open(path).convert("RGB")), IMAGENET_MEAN, IMAGENET_STD)  # (3, H, W)
+        image = TF.normalize(TF.to_tensor(load_rgb(path)), IMAGENET_MEAN, IMAGENET_STD)  # (3, H, W)
         H, W = image.shape[-2:]
         padded = torch.zeros(3, math.ceil(H / p) * p, math.ceil(W / p) * p)  # zeros after normalisation
         padded[:, :H, :W] = image

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.folders import load_rgb
 from ..data.wsol import load_scoremaps, read_wsol_metadata, scoremap_path
 from ..utils import default_device, write_json
 from .features import IMAGENET_MEAN, IMAGENET_STD
@@ -71,7 +72,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def model_scoremaps(args: argparse.Namespace, image_ids: list[str], labels: dict[str, int]) -> np.ndarray:
     """``(N, 224, 224)`` normalised maps of the model, images resized to 224x224 without crop (the reference)."""
-    from PIL import Image
     from torchvision import transforms
     from tqdm import tqdm
 
@@ -86,7 +86,7 @@ def model_scoremaps(args: argparse.Namespace, image_ids: list[str], labels: dict
     maps = []
     for start in tqdm(range(0, len(image_ids), args.batch_size), desc="score maps"):
         batch_ids = image_ids[start : start + args.batch_size]
-        images = torch.stack([transform(Image.open(Path(args.data) / i).convert("RGB")) for i in batch_ids])
+        images = torch.stack([transform(load_rgb(Path(args.data) / i)) for i in batch_ids])
         images = images.to(device)  # (B, 3, 224, 224)
         if args.source == "cam":
             targets = torch.tensor([labels[i] for i in batch_ids])

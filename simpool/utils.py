@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import torch
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` all or nothing: a temporary file in the same folder, then a rename."""
+    """Write ``data`` to ``path`` all or nothing: a temporary file in the same folder, then a rename.
+
+    The file gets the mode a plain ``open(path, "wb")`` gives a new file (``0o666`` less the umask), not
+    ``mkstemp``'s ``0o600``: checkpoints, configs and logs stay readable by whoever could read the folder.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = _create_temporary(path)
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
@@ -23,6 +27,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         if os.path.exists(temporary):
             os.remove(temporary)
     return path
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """A new file ``.<name>.<random>.tmp`` beside ``path``, opened for writing with mode ``0o666 & ~umask``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        temporary = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(temporary, flags, 0o666), temporary
+        except FileExistsError:  # another writer drew the same name: draw again
+            continue
+    raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
 def write_json(path: str | os.PathLike, obj) -> Path:

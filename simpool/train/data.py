@@ -75,21 +75,27 @@ def first_fraction_per_class(samples: list[tuple[str, int]], fraction: float) ->
 
 
 class seeded:
-    """Context: torch, NumPy and Python RNGs seeded with ``seed`` inside, restored on exit."""
+    """Context: the CPU torch, NumPy and Python RNGs seeded with ``seed`` inside, all three restored on exit.
+
+    CUDA generators are neither reseeded nor saved (``torch.random.fork_rng(devices=[])``): a transform
+    runs on the CPU, and touching them would reset the training stream of every GPU of the process.
+    """
 
     def __init__(self, seed: int):
         self.seed = seed
 
     def __enter__(self):
-        self._states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
-        torch.manual_seed(self.seed)
+        self._fork = torch.random.fork_rng(devices=[])
+        self._fork.__enter__()
+        self._states = (np.random.get_state(), random.getstate())
+        torch.default_generator.manual_seed(self.seed)  # not torch.manual_seed, which reseeds CUDA too
         np.random.seed(self.seed)
         random.seed(self.seed)
 
     def __exit__(self, *exc):
-        torch.set_rng_state(self._states[0])
-        np.random.set_state(self._states[1])
-        random.setstate(self._states[2])
+        np.random.set_state(self._states[0])
+        random.setstate(self._states[1])
+        return self._fork.__exit__(*exc)
 
 
 def collate_skip(batch: list) -> tuple[torch.Tensor, torch.Tensor, int]:

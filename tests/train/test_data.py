@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
 import torch
 
-from simpool.train.data import SafeImageFolder, StepSampler, collate_skip, first_fraction_per_class
+from simpool.train.data import SafeImageFolder, StepSampler, collate_skip, first_fraction_per_class, seeded
 from simpool.train.validation import topk_correct
 
 from .conftest import write_image_folder
@@ -45,6 +48,25 @@ def test_augmentation_depends_only_on_seed_epoch_and_index(tmp_path):
     torch.rand(10)  # the global RNG has moved on: no effect
     assert torch.equal(a, b) and torch.equal(a, dataset[(0, 1)][0])
     assert not torch.equal(a, dataset[(1, 1)][0])
+
+
+def test_seeded_restores_the_cpu_streams_and_leaves_cuda_alone(monkeypatch):
+    def touched(*args, **kwargs):  # torch.manual_seed reseeds every CUDA generator (and never restores them)
+        raise AssertionError("seeded() touched a CUDA generator")
+
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", touched)
+    monkeypatch.setattr(torch.cuda, "manual_seed", touched)
+    torch.default_generator.manual_seed(1), np.random.seed(1), random.seed(1)
+    expected = torch.rand(2), np.random.rand(2), random.random()
+    torch.default_generator.manual_seed(1), np.random.seed(1), random.seed(1)
+    with pytest.raises(KeyError), seeded(9):  # restored on an exception too
+        inside = torch.rand(2), np.random.rand(2), random.random()
+        raise KeyError
+    assert torch.equal(torch.rand(2), expected[0]) and np.array_equal(np.random.rand(2), expected[1])
+    assert random.random() == expected[2]
+    with seeded(9):
+        again = torch.rand(2), np.random.rand(2), random.random()
+    assert torch.equal(inside[0], again[0]) and np.array_equal(inside[1], again[1]) and inside[2] == again[2]
 
 
 def test_unreadable_images_are_skipped_with_a_warning_and_counted(tmp_path):

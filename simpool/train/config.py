@@ -44,6 +44,7 @@ class LoopConfig:
     log_every: int = 50  # updates between progress-bar refreshes
     max_updates: int = 0  # stop after this many updates in total, saving last.pt to resume from; 0: no limit
     kill_at_update: int = 0  # testing hook: SIGKILL this process after that update (0: never)
+    dist_timeout_s: int = 1800  # process-group timeout: how long ranks wait at a collective (NCCL's default: 600)
 
 
 def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
@@ -187,3 +188,96 @@ def to_dict(config) -> dict:
 def save_config(config, path: str | os.PathLike) -> Path:
     """Write the resolved config as YAML, atomically; ``load_config(cls, path)`` reads it back equal."""
     return atomic_write_bytes(path, yaml.safe_dump(to_dict(config), sort_keys=False).encode())
+
+
+# Keys a resumed run may change freely: how the run is driven (stopping points, threads, workers, device
+# and its speed settings, progress and logging, the process-group timeout) and where it lives, never the
+# recipe it computes.
+RESUME_IGNORED = (
+    "train.resume",
+    "train.max_updates",
+    "train.kill_at_update",
+    "train.num_threads",
+    "train.log_every",
+    "train.progress",
+    "train.checkpoint_every",
+    "train.dist_timeout_s",
+    "train.device",
+    "train.tf32",
+    "train.output",
+    "train.name",
+    "data.num_workers",
+)
+_ABSENT = object()
+
+
+def config_changes(saved: dict, new: dict, ignored: tuple[str, ...] = ()) -> list[str]:
+    """The dotted keys whose values differ between two nested config dicts, sorted.
+
+    A key present on one side only counts as changed; a mapping compares key by key, any other value
+    (lists included) as a whole. Keys in ``ignored``, and keys under an ignored section, are left out.
+    """
+    changed = []
+
+    def walk(a, b, prefix: str) -> None:
+        for key in sorted(set(a) | set(b), key=str):
+            dotted = f"{prefix}{key}"
+            if dotted in ignored or any(dotted.startswith(section + ".") for section in ignored):
+                continue
+            left, right = a.get(key, _ABSENT), b.get(key, _ABSENT)
+            if isinstance(left, dict) and isinstance(right, dict):
+                walk(left, right, dotted + ".")
+            elif _plain(left) != _plain(right):
+                changed.append(dotted)
+
+    walk(saved, new, "")
+    return changed
+
+
+def _plain(value):
+    """Tuples as lists, as YAML reads them back."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def check_resume_config(
+    saved: dict, new: dict, allowed: tuple[str, ...] = ("train.epochs",), ignored: tuple[str, ...] = RESUME_IGNORED
+) -> str | None:
+    """Whether a run whose folder holds ``saved`` (its ``config.yaml``) may resume with the config ``new``.
+
+    Returns:
+        ``None`` when nothing that matters changed, or a note such as ``"extending train.epochs from 1
+        to 2"`` when only keys in ``allowed`` changed.
+
+    Raises:
+        ValueError: any other change, listing the changed keys with both values and saying how to start over.
+    """
+    changes = config_changes(saved, new, ignored)
+    refused = [key for key in changes if key not in allowed]
+    if refused:
+        listed = "; ".join(f"{key}: {_lookup(saved, key)!r} -> {_lookup(new, key)!r}" for key in refused)
+        raise ValueError(
+            f"cannot resume with a different config ({listed}); only {', '.join(allowed)} may change on resume: "
+            "undo the change, or start over with --no-resume (train.resume=false)"
+        )
+    if not changes:
+        return None
+    return "; ".join(_describe(key, _lookup(saved, key), _lookup(new, key)) for key in changes)
+
+
+def _describe(key: str, old, new) -> str:
+    """``"extending train.epochs from 1 to 2"`` (``shortening`` when smaller, ``changing`` when not numbers)."""
+    verb = "changing"
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (old, new)):
+        verb = "extending" if new > old else "shortening"
+    return f"{verb} {key} from {old} to {new}"
+
+
+def _lookup(config: dict, key: str):
+    node = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return "(absent)"
+        node = node[part]
+    return node

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+DEFAULT_TIMEOUT_S = 1800  # process-group timeout (train.dist_timeout_s): 30 min, not NCCL's 10
 
 
 @dataclass(frozen=True)
@@ -32,14 +35,21 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device: str = "auto") -> DistInfo:
+def init_distributed(device: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) -> DistInfo:
     """Read torchrun's environment, pick the device and join the process group (NCCL on CUDA, else gloo).
+
+    The CUDA device is ``local_rank % device_count``: ``cuda:local_rank`` with every GPU of the node
+    visible, ``cuda:0`` where each process sees only its own GPU (``CUDA_VISIBLE_DEVICES`` per process).
 
     Args:
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        timeout_s: how long a collective (a barrier while rank 0 evaluates, say) may wait before the
+            process group gives up (``train.dist_timeout_s``; NCCL's own default is 10 minutes).
     """
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+    if timeout_s <= 0:
+        raise ValueError(f"the process-group timeout must be positive, got {timeout_s} s")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -47,13 +57,25 @@ def init_distributed(device: str = "auto") -> DistInfo:
     if use_cuda and not torch.cuda.is_available():
         raise ValueError("device=cuda was asked for but torch sees no CUDA device")
     if use_cuda:
-        torch.cuda.set_device(local_rank)
-        chosen = torch.device("cuda", local_rank)
+        index = local_rank % torch.cuda.device_count()
+        torch.cuda.set_device(index)
+        chosen = torch.device("cuda", index)
     else:
         chosen = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", init_method="env://")
+        dist.init_process_group(
+            backend="nccl" if use_cuda else "gloo", init_method="env://", timeout=timedelta(seconds=timeout_s)
+        )
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=chosen)
+
+
+def broadcast_object(obj, info: DistInfo, src: int = 0):
+    """Rank ``src``'s ``obj`` on every process (a picklable object; the input itself in a single process)."""
+    if not info.distributed or not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj if info.rank == src else None]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

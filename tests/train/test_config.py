@@ -5,9 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from simpool.cli import main
-from simpool.train.config import load_config, parse_overrides, save_config
+from simpool.train.config import (
+    check_resume_config,
+    config_changes,
+    load_config,
+    parse_overrides,
+    save_config,
+    to_dict,
+)
 from simpool.train.supervised_config import SupervisedConfig
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
@@ -104,3 +112,32 @@ def test_cli_reports_an_unknown_key_and_prints_a_resolved_config(capsys):
     assert "optim.typo" in capsys.readouterr().out
     assert main(["train", "--config", str(RECIPES[0]), "optim.lr=0.123", "--print-config"]) == 0
     assert "lr: 0.123" in capsys.readouterr().out
+
+
+def test_config_changes_lists_dotted_keys_that_differ():
+    saved = {
+        "optim": {"lr": 0.1, "betas": [0.9, 0.999]},
+        "train": {"epochs": 1, "resume": True},
+        "model": {"pool": "a"},
+    }
+    new = {"optim": {"lr": 0.5, "betas": (0.9, 0.999)}, "train": {"epochs": 1, "resume": False}, "model": {}}
+    # a tuple equals the list YAML reads back; a key missing on one side counts as changed
+    assert config_changes(saved, new) == ["model.pool", "optim.lr", "train.resume"]
+    assert config_changes(saved, new, ignored=("train.resume", "model")) == ["optim.lr"]
+
+
+def test_resume_may_extend_epochs_and_says_so():
+    saved = to_dict(load_config(SupervisedConfig, None, ["train.epochs=1"]))
+    new = to_dict(load_config(SupervisedConfig, None, ["train.epochs=2", "train.max_updates=5", "data.num_workers=0"]))
+    assert check_resume_config(saved, new) == "extending train.epochs from 1 to 2"
+    assert check_resume_config(saved, saved) is None
+
+
+def test_resume_refuses_other_changes_listing_them(tmp_path):
+    config = load_config(SupervisedConfig, None, ["train.epochs=1"])
+    save_config(config, tmp_path / "config.yaml")
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())  # what RunFolder.read_config gives
+    new = to_dict(load_config(SupervisedConfig, None, ["train.epochs=2", "optim.lr=0.5", "train.batch_size=32"]))
+    with pytest.raises(ValueError, match="optim.lr: 0.0005 -> 0.5; train.batch_size: 256 -> 32") as error:
+        check_resume_config(saved, new)
+    assert "--no-resume" in str(error.value) and "\n" not in str(error.value)

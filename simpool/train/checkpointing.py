@@ -36,7 +36,12 @@ def load_state(path: str | os.PathLike, map_location: str | torch.device = "cpu"
 
 
 def rng_state() -> dict[str, torch.Tensor]:
-    """The torch (CPU and CUDA), NumPy and Python RNG states, every one as a tensor."""
+    """The torch (CPU, and this process's CUDA device), NumPy and Python RNG states, every one as a tensor.
+
+    ``"cuda"`` is ``(1, L)``: the generator of the current CUDA device only (the device this process trains
+    on), so a state saved with eight visible GPUs restores where one is visible, and no other device's
+    generator is touched.
+    """
     version, words, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
@@ -49,19 +54,28 @@ def rng_state() -> dict[str, torch.Tensor]:
         "numpy_gauss": torch.tensor([cached], dtype=torch.float64),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+        state["cuda"] = torch.cuda.get_rng_state().unsqueeze(0)  # (1, L): the current device
     return state
 
 
 def set_rng_state(state: dict[str, torch.Tensor]) -> None:
-    """Restore what :func:`rng_state` captured."""
-    torch.set_rng_state(state["torch"].cpu())
-    gauss = float(state["python_gauss"][0])
-    random.setstate(
-        (int(state["python_version"][0]), tuple(int(w) for w in state["python"]), None if gauss != gauss else gauss)
-    )
-    pos, has_gauss = (int(v) for v in state["numpy_aux"])
+    """Restore what :func:`rng_state` captured; the tensors may lie on any device (they are read on the CPU).
+
+    The CUDA state goes to the current CUDA device only, and only when one is visible: a ``(1, L)`` state
+    is that device's; a ``(D, L)`` state (older files: every device of the saving process) gives the row of
+    the current device index when it has one. A CUDA state without a visible device is skipped, never an error.
+    """
+    state = {key: value.cpu() for key, value in state.items()}  # no .numpy() / int() on device tensors
+    torch.set_rng_state(state["torch"])
+    gauss = state["python_gauss"].tolist()[0]
+    version = state["python_version"].tolist()[0]
+    random.setstate((version, tuple(state["python"].tolist()), None if gauss != gauss else gauss))
+    pos, has_gauss = state["numpy_aux"].tolist()
     keys = state["numpy"].numpy().astype(np.uint32)
-    np.random.set_state(("MT19937", keys, pos, has_gauss, float(state["numpy_gauss"][0])))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(state["cuda"].cpu()))
+    np.random.set_state(("MT19937", keys, pos, has_gauss, state["numpy_gauss"].tolist()[0]))
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        device = torch.cuda.current_device()
+        rows = cuda.reshape(-1, cuda.shape[-1])  # (D, L)
+        if len(rows) == 1 or device < len(rows):
+            torch.cuda.set_rng_state(rows[0 if len(rows) == 1 else device], device)

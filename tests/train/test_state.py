@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from simpool.train import state as state_module
 from simpool.train.distributed import DistInfo
 from simpool.train.run import RunFolder
-from simpool.train.state import TrainingState
+from simpool.train.state import ResumeError, TrainingState
 
 CPU = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
@@ -53,7 +54,7 @@ def test_missing_objects_optional_or_not(tmp_path):
     scaler = torch.amp.GradScaler("cpu")  # the saved run had none: it starts fresh
     with_scaler = TrainingState(folder, CPU, {**objects(1), "scaler": scaler})
     assert with_scaler.resume(True, torch.device("cpu"), seed=0)["update"] == 4
-    with pytest.raises(KeyError, match="no 'scheduler' state"):
+    with pytest.raises(ResumeError, match="no 'scheduler' state.*--no-resume"):
         scheduler = torch.optim.lr_scheduler.StepLR(objects(2)["optimizer"], 1)
         TrainingState(folder, CPU, {**objects(2), "scheduler": scheduler}).resume(True, torch.device("cpu"), seed=0)
 
@@ -63,3 +64,79 @@ def test_none_objects_are_left_out(tmp_path):
     TrainingState(folder, CPU, {**objects(0), "ema": None}).save(epoch=1, update_in_epoch=0, update=1)
     saved = torch.load(folder.last_state, weights_only=True)
     assert set(saved) == {"model", "optimizer", "epoch", "update_in_epoch", "update", "rng"}
+
+
+def test_resume_reads_everything_on_the_cpu_whatever_the_device(tmp_path, monkeypatch):
+    # On a GPU the old code loaded with map_location=device: the RNG states landed on CUDA and
+    # set_rng_state failed on them. Here, without CUDA, map_location="cuda" fails at torch.load already.
+    folder = RunFolder(tmp_path / "run")
+    TrainingState(folder, CPU, objects(0)).save(epoch=1, update_in_epoch=0, update=2)
+    restored = []
+    monkeypatch.setattr(state_module, "set_rng_state", lambda rng: restored.append(rng))
+    counters = TrainingState(folder, CPU, objects(1)).resume(True, torch.device("cuda"), seed=0)
+    assert counters["update"] == 2
+    assert {value.device.type for value in restored[0].values()} == {"cpu"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_resume_on_cuda_puts_optimizer_state_on_the_parameters_device(tmp_path):
+    cuda = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cuda"))
+    folder = RunFolder(tmp_path / "run")
+    saved = {name: obj for name, obj in objects(0).items()}
+    saved["model"].cuda()
+    saved["optimizer"] = torch.optim.SGD(saved["model"].parameters(), lr=0.1, momentum=0.9)
+    saved["model"](torch.randn(4, 3, device="cuda")).sum().backward()
+    saved["optimizer"].step()
+    torch.cuda.manual_seed(5)
+    TrainingState(folder, cuda, saved).save(epoch=1, update_in_epoch=0, update=1)
+    expected = torch.rand(3, device="cuda")
+    model = torch.nn.Linear(3, 2).cuda()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    TrainingState(folder, cuda, {"model": model, "optimizer": optimizer}).resume(True, cuda.device, seed=0)
+    assert optimizer.state_dict()["state"][0]["momentum_buffer"].device.type == "cuda"
+    torch.testing.assert_close(torch.rand(3, device="cuda"), expected)  # the CUDA stream resumes too
+
+
+def test_a_truncated_state_is_one_line_naming_the_file(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    TrainingState(folder, CPU, objects(0)).save(epoch=1, update_in_epoch=0, update=2)
+    data = folder.last_state.read_bytes()
+    folder.last_state.write_bytes(data[: len(data) // 2])  # a copy cut short
+    with pytest.raises(ResumeError) as error:
+        TrainingState(folder, CPU, objects(1)).resume(True, torch.device("cpu"), seed=0)
+    message = str(error.value)
+    assert "\n" not in message and str(folder.last_state) in message and "--no-resume" in message
+    assert "truncated or corrupt" in message
+
+
+@pytest.mark.parametrize("changed", ["model", "optimizer"])
+def test_a_state_that_does_not_fit_the_objects_is_one_line(tmp_path, changed):
+    folder = RunFolder(tmp_path / "run")
+    TrainingState(folder, CPU, objects(0)).save(epoch=1, update_in_epoch=0, update=2)
+    model = torch.nn.Linear(3, 5)  # another head: parameter shapes differ
+    extra = torch.nn.Linear(5, 1)  # another optimizer: one more parameter in its group
+    if changed == "model":
+        fresh = {"model": model, "optimizer": torch.optim.SGD(model.parameters(), lr=0.1)}
+    else:
+        fresh = {"optimizer": torch.optim.SGD([*model.parameters(), *extra.parameters()], lr=0.1)}
+    with pytest.raises(ResumeError, match=f"'{changed}' state does not fit") as error:
+        TrainingState(folder, CPU, fresh).resume(True, torch.device("cpu"), seed=0)
+    assert "\n" not in str(error.value) and "--no-resume" in str(error.value)
+
+
+def test_whether_to_resume_is_rank_0s_decision(tmp_path, monkeypatch):
+    # Rank 1 sees a last.pt that rank 0 does not (a stale copy on a node-local disk, a file written
+    # between the two checks): it must start fresh with rank 0, not resume alone.
+    folder = RunFolder(tmp_path / "run")
+    TrainingState(folder, CPU, objects(0)).save(epoch=1, update_in_epoch=0, update=2)
+    broadcasts = []
+
+    def broadcast_object_list(box, src=0):  # rank 0 answered "no last.pt"
+        broadcasts.append((list(box), src))
+        box[0] = False
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "broadcast_object_list", broadcast_object_list)
+    rank1 = DistInfo(rank=1, world_size=2, local_rank=1, device=torch.device("cpu"))
+    assert TrainingState(RunFolder(folder.path, is_main=False), rank1, objects(1)).resume(True, seed=0) == {}
+    assert broadcasts == [([None], 0)]

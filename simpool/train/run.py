@@ -8,16 +8,26 @@ Layout of ``<output>/<name>/``::
     last.safetensors     model weights at the last epoch end (and last_ema.safetensors with EMA)
     best.safetensors     model weights of the best validation top-1 (and best_ema.safetensors)
     tensorboard/         events, when the tensorboard package is installed
+    .lock                the process training in the folder (pid, host, since when), while it runs
 
-Only the main process (rank 0) writes; every write is atomic.
+Only the main process (rank 0) writes; every write is atomic. A folder is used by one run at a time:
+``with folder.lock():`` refuses a second run while the first lives (:class:`RunLock`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import os
+import secrets
+import socket
+import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
+
+import yaml
 
 from ..utils import atomic_write_bytes
 from .config import save_config
@@ -45,9 +55,27 @@ class RunFolder:
         """``last``, ``best``, ``last_ema``, ``best_ema`` -> their safetensors path."""
         return self.path / f"{name}.safetensors"
 
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    def lock(self) -> RunLock:
+        """The folder's lock (``with folder.lock(): ...``); it only locks on the main process."""
+        return RunLock(self.path, enabled=self.is_main)
+
     def write_config(self, config) -> None:
         if self.is_main:
-            save_config(config, self.path / "config.yaml")
+            save_config(config, self.config_path)
+
+    def read_config(self) -> dict | None:
+        """The saved ``config.yaml`` as a nested dict (what :func:`.config.to_dict` gave), or ``None`` if absent."""
+        if not self.config_path.is_file():
+            return None
+        try:
+            data = yaml.safe_load(self.config_path.read_text())
+        except yaml.YAMLError as error:
+            raise ValueError(f"cannot read {self.config_path}: {str(error).splitlines()[0]}") from error
+        return data if isinstance(data, dict) else None
 
     def log(self, row: dict, step: int | None = None) -> None:
         """Append ``row`` to ``log.csv`` (rewritten atomically) and to TensorBoard when available."""
@@ -104,3 +132,161 @@ class RunFolder:
     def close(self) -> None:
         if self._writer:
             self._writer.close()
+
+
+class RunLockedError(ValueError):
+    """Another live process trains in this run folder."""
+
+
+class RunLock:
+    """``<run>/.lock``: one line of JSON naming the process that trains in the folder (pid, host, since when).
+
+    :meth:`acquire` creates it atomically (``O_CREAT | O_EXCL``), so of two runs started together exactly one
+    gets it; :meth:`release` removes it (the context manager also on an exception). A lock left by a
+    process that died without releasing it (SIGKILL, power cut) is stale when it names this host and a pid
+    that no longer runs (or that now belongs to a later process): it is taken over with a note. A lock held
+    by a live process, or by one on another host (which cannot be checked), raises :class:`RunLockedError`.
+    With ``enabled=False`` (processes other than rank 0) every method is a no-op.
+    """
+
+    NAME = ".lock"
+    UNREADABLE_GRACE_S = 10.0  # an empty or unparseable lock younger than this is being written by its owner
+
+    def __init__(self, folder: str | os.PathLike, enabled: bool = True):
+        self.folder = Path(folder)
+        self.path = self.folder / self.NAME
+        self.enabled = enabled
+        self.held = False
+        self.note: str | None = None
+        self._token = secrets.token_hex(8)
+
+    def acquire(self) -> str | None:
+        """Take the lock; returns (and prints) a note when a stale lock was taken over, else ``None``.
+
+        Raises:
+            RunLockedError: a live process holds it; the message names that process and the folder.
+        """
+        if not self.enabled or self.held:
+            return self.note
+        self.folder.mkdir(parents=True, exist_ok=True)
+        content = json.dumps(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "start": _process_start(os.getpid()),
+                "token": self._token,
+            }
+        )
+        deadline = time.monotonic() + self.UNREADABLE_GRACE_S + 5.0
+        while time.monotonic() < deadline:
+            try:
+                handle = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                self._clear_stale()
+                continue
+            with os.fdopen(handle, "w") as file:
+                file.write(content + "\n")
+            self.held = True
+            if self.note:
+                print(self.note, file=sys.stderr)
+            return self.note
+        raise RunLockedError(f"could not lock the run folder {self.folder}: delete {self.path} if no run uses it")
+
+    def release(self) -> None:
+        """Remove the lock if this object holds it (a lock taken over by another process is left alone)."""
+        if not self.held:
+            return
+        self.held = False
+        owner = _read_owner(self.path)
+        if owner is not None and owner.get("token") == self._token:
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def _clear_stale(self) -> None:
+        """Remove the existing lock if it is stale; raise :class:`RunLockedError` if its owner lives."""
+        owner = _read_owner(self.path)
+        if owner is None:  # empty or garbled: being written right now, or left so by a crash
+            try:
+                age = time.time() - self.path.stat().st_mtime
+            except FileNotFoundError:
+                return  # released meanwhile: try again
+            if age < self.UNREADABLE_GRACE_S:
+                time.sleep(0.2)
+                return
+            reason = f"an unreadable lock file {age:.0f} s old"
+        else:
+            if not _is_stale(owner):
+                raise RunLockedError(_locked_message(self.folder, self.path, owner))
+            reason = f"pid {owner.get('pid')} on {owner.get('host')} (since {owner.get('since')}), no longer running"
+        # Move it aside, then check that what moved is what was judged stale: a concurrent run may have
+        # replaced it in between, and its live lock must not be deleted.
+        aside = self.path.with_name(f"{self.NAME}.stale.{self._token}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return
+        moved = _read_owner(aside)
+        if owner is not None and (moved is None or moved.get("token") != owner.get("token")):
+            try:
+                os.link(aside, self.path)  # put the live lock back (fails if yet another one appeared)
+            except FileExistsError:
+                pass
+            aside.unlink(missing_ok=True)
+            return
+        aside.unlink(missing_ok=True)
+        self.note = f"note: took over the stale lock of {self.folder}: {reason}"
+
+
+def _read_owner(path: Path) -> dict | None:
+    """The lock file's JSON, or ``None`` when it is missing, empty or garbled."""
+    try:
+        owner = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) and "pid" in owner else None
+
+
+def _is_stale(owner: dict) -> bool:
+    """Whether the lock's process is gone: only decidable on its own host."""
+    if owner.get("host") != socket.gethostname():
+        return False
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by another user
+        pass
+    start = owner.get("start")
+    return start is not None and _process_start(pid) not in (None, start)  # the pid now names a later process
+
+
+def _process_start(pid: int) -> int | None:
+    """The start time of process ``pid`` in clock ticks since boot (Linux ``/proc``), or ``None`` elsewhere."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        return int(text.rsplit(")", 1)[1].split()[19])  # field 22; fields 3.. follow the command name
+    except (IndexError, ValueError):
+        return None
+
+
+def _locked_message(folder: Path, path: Path, owner: dict) -> str:
+    message = (
+        f"run folder {folder} is in use by pid {owner.get('pid')} on {owner.get('host')} since {owner.get('since')}: "
+        "wait for that run to end or choose another train.name"
+    )
+    if owner.get("host") != socket.gethostname():
+        message += f" (if that process is gone, delete {path})"
+    return message

@@ -258,8 +258,8 @@ def check_resume_config(
     if refused:
         listed = "; ".join(f"{key}: {_lookup(saved, key)!r} -> {_lookup(new, key)!r}" for key in refused)
         raise ValueError(
-            f"cannot resume with a different config ({listed}); only {', '.join(allowed)} may change on resume: "
-            "undo the change, or start over with --no-resume (train.resume=false)"
+            f"the config differs from the saved config.yaml ({listed}) and only {', '.join(allowed)} may change "
+            "on resume: undo the change, or start over with --no-resume (train.resume=false)"
         )
     if not changes:
         return None

@@ -31,6 +31,7 @@ import yaml
 
 from ..utils import atomic_write_bytes
 from .config import save_config
+from .distributed import DistInfo, broadcast_object
 
 
 class RunFolder:
@@ -59,9 +60,13 @@ class RunFolder:
     def config_path(self) -> Path:
         return self.path / "config.yaml"
 
-    def lock(self) -> RunLock:
-        """The folder's lock (``with folder.lock(): ...``); it only locks on the main process."""
-        return RunLock(self.path, enabled=self.is_main)
+    def lock(self, info: DistInfo | None = None) -> RunLock:
+        """The folder's lock (``with folder.lock(info): ...``); only the main process takes it.
+
+        With ``info`` of a distributed run, every process must enter it: rank 0's refusal is broadcast,
+        so every rank raises the same :class:`RunLockedError` instead of waiting for rank 0 at a collective.
+        """
+        return RunLock(self.path, enabled=self.is_main, info=info)
 
     def write_config(self, config) -> None:
         if self.is_main:
@@ -152,10 +157,11 @@ class RunLock:
     NAME = ".lock"
     UNREADABLE_GRACE_S = 10.0  # an empty or unparseable lock younger than this is being written by its owner
 
-    def __init__(self, folder: str | os.PathLike, enabled: bool = True):
+    def __init__(self, folder: str | os.PathLike, enabled: bool = True, info: DistInfo | None = None):
         self.folder = Path(folder)
         self.path = self.folder / self.NAME
         self.enabled = enabled
+        self.info = info
         self.held = False
         self.note: str | None = None
         self._token = secrets.token_hex(8)
@@ -164,10 +170,22 @@ class RunLock:
         """Take the lock; returns (and prints) a note when a stale lock was taken over, else ``None``.
 
         Raises:
-            RunLockedError: a live process holds it; the message names that process and the folder.
+            RunLockedError: a live process holds it; the message names that process and the folder. With
+                ``info``, raised on every rank when rank 0 could not lock (a collective: all ranks call it).
         """
-        if not self.enabled or self.held:
-            return self.note
+        refusal = None
+        if self.enabled and not self.held:
+            try:
+                self._acquire()
+            except RunLockedError as error:
+                refusal = str(error)
+        if self.info is not None:
+            refusal = broadcast_object(refusal, self.info)
+        if refusal:
+            raise RunLockedError(refusal)
+        return self.note
+
+    def _acquire(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         content = json.dumps(
             {
@@ -190,7 +208,7 @@ class RunLock:
             self.held = True
             if self.note:
                 print(self.note, file=sys.stderr)
-            return self.note
+            return
         raise RunLockedError(f"could not lock the run folder {self.folder}: delete {self.path} if no run uses it")
 
     def release(self) -> None:

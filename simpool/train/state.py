@@ -15,16 +15,20 @@ import torch
 from timm.utils import random_seed
 
 from .checkpointing import load_state, rng_state, save_state, set_rng_state
+from .config import check_resume_config, to_dict
 from .distributed import DistInfo, broadcast_object
 from .run import RunFolder
 
+NO_RESUME = "start over with --no-resume (train.resume=false)"
+
 
 class ResumeError(ValueError):
-    """``last.pt`` cannot be resumed from; the message is one line naming the file and the way out."""
+    """A run cannot resume: ``last.pt`` is unreadable or does not fit, or the config changed. The message is
+    one line naming the file (or folder) and the way out."""
 
-    def __init__(self, path, reason: str):
+    def __init__(self, path, reason: str, suggest: bool = True):
         self.path = path
-        super().__init__(f"cannot resume from {path}: {reason}; start over with --no-resume (train.resume=false)")
+        super().__init__(f"cannot resume {path}: {reason}" + (f"; {NO_RESUME}" if suggest else ""))
 
 
 def _summary(error: BaseException, limit: int = 240) -> str:
@@ -58,24 +62,39 @@ class TrainingState:
         self.folder, self.info, self.optional = folder, info, optional
         self.objects = {name: obj for name, obj in objects.items() if obj is not None}
 
-    def resume(self, enabled: bool, device: torch.device | None = None, seed: int = 0) -> dict:
+    def resume(self, enabled: bool, device: torch.device | None = None, seed: int = 0, config=None) -> dict:
         """Load ``last.pt`` when ``enabled`` and present; returns its counters, or ``{}`` for a fresh start.
 
-        Rank 0 decides whether ``last.pt`` is there and tells the others, so every process takes the same
-        branch. A fresh start truncates an old log in the folder and seeds every RNG with ``seed + rank``
-        (streams differ per process); a resume restores this process's RNG states and cuts the log after
-        the epoch it resumes from. Everything is read onto the CPU (RNG states must stay there); each
-        object's ``load_state_dict`` moves its tensors to its own device (modules copy into their
-        parameters, optimizers cast their state to each parameter's device). ``device`` is not used; it
-        is kept for callers of the older signature.
+        Every process must call it. Rank 0 decides whether ``last.pt`` is there and whether ``config`` may
+        resume it, and tells the others, so every process takes the same branch or raises the same error.
+        A fresh start truncates an old log in the folder and seeds every RNG with ``seed + rank`` (streams
+        differ per process); a resume restores this process's RNG states and cuts the log after the epoch
+        it resumes from. Everything is read onto the CPU (RNG states must stay there); each object's
+        ``load_state_dict`` moves its tensors to its own device (modules copy into their parameters,
+        optimizers cast their state to each parameter's device). ``device`` is not used; it is kept for
+        callers of the older signature.
+
+        Args:
+            enabled: ``train.resume``; ``False`` starts over even when ``last.pt`` exists.
+            seed: ``train.seed`` for a fresh start.
+            config: the run's resolved config (a config dataclass). When given, a resume first compares it
+                with the folder's ``config.yaml`` (:func:`.config.check_resume_config`: only ``train.epochs``
+                may change, and rank 0 prints a note saying so), then ``config.yaml`` is (re)written with it,
+                on a fresh start too. Without it, write ``config.yaml`` yourself, after this call.
 
         Raises:
-            ResumeError: ``last.pt`` cannot be read (truncated, corrupt) or does not fit these objects
-                (a changed model or optimizer); the one-line message names the file and suggests ``--no-resume``.
+            ResumeError: the config changed in a way a resume cannot follow, or ``last.pt`` cannot be read
+                (truncated, corrupt) or does not fit these objects (a changed model or optimizer); the
+                one-line message names the folder or file and suggests ``--no-resume``.
         """
         path = self.folder.last_state
-        found = broadcast_object(enabled and path.is_file() if self.info.is_main else None, self.info)
-        if not (enabled and found):
+        verdict = self._decide(enabled, config) if self.info.is_main else None
+        found, note, refusal = broadcast_object(verdict, self.info)
+        if refusal:
+            raise ResumeError(self.folder.path, refusal, suggest=False)
+        if config is not None:
+            self.folder.write_config(config)
+        if not found:
             self.folder.truncate_log(0)  # a fresh start in an old run folder does not append to the old log
             random_seed(seed, self.info.rank)  # torch, NumPy (timm's Mixup), Python: seed + rank
             return {}
@@ -94,7 +113,22 @@ class TrainingState:
         self.folder.truncate_log(counters["epoch"])
         if self.info.is_main:
             print(f"resumed {self.folder.path} at epoch {counters['epoch']}, update {counters['update']}")
+            if note:
+                print(f"note: {note}")
         return counters
+
+    def _decide(self, enabled: bool, config) -> tuple[bool, str | None, str | None]:
+        """Rank 0's verdict: ``(resume?, note on an allowed config change, why the config refuses a resume)``."""
+        if not (enabled and self.folder.last_state.is_file()):
+            return False, None, None
+        if config is None:
+            return True, None, None
+        try:
+            saved = self.folder.read_config()
+            note = None if saved is None else check_resume_config(saved, to_dict(config))
+        except ValueError as error:
+            return True, None, str(error)
+        return True, note, None
 
     @staticmethod
     def _read(path) -> dict:

@@ -117,3 +117,20 @@ def test_read_config_gives_the_saved_config(tmp_path):
     config = load_config(SupervisedConfig, None, ["optim.lr=0.25"])
     folder.write_config(config)
     assert folder.read_config() == to_dict(config)
+
+
+def test_every_rank_raises_rank_0s_lock_refusal(tmp_path, monkeypatch):
+    import torch
+    import torch.distributed as dist
+
+    from simpool.train.distributed import DistInfo
+
+    def broadcast_object_list(box, src=0):  # rank 0 found the folder locked
+        box[0] = "run folder /x is in use by pid 7 on node0 since 2026-01-01T00:00:00+00:00"
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "broadcast_object_list", broadcast_object_list)
+    rank1 = DistInfo(rank=1, world_size=2, local_rank=1, device=torch.device("cpu"))
+    RunFolder(tmp_path / "run")
+    with pytest.raises(RunLockedError, match="in use by pid 7 on node0"):
+        RunFolder(tmp_path / "run", is_main=False).lock(rank1).acquire()

@@ -82,7 +82,7 @@ def test_resume_reads_everything_on_the_cpu_whatever_the_device(tmp_path, monkey
 def test_resume_on_cuda_puts_optimizer_state_on_the_parameters_device(tmp_path):
     cuda = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cuda"))
     folder = RunFolder(tmp_path / "run")
-    saved = {name: obj for name, obj in objects(0).items()}
+    saved = objects(0)
     saved["model"].cuda()
     saved["optimizer"] = torch.optim.SGD(saved["model"].parameters(), lr=0.1, momentum=0.9)
     saved["model"](torch.randn(4, 3, device="cuda")).sum().backward()
@@ -131,12 +131,48 @@ def test_whether_to_resume_is_rank_0s_decision(tmp_path, monkeypatch):
     TrainingState(folder, CPU, objects(0)).save(epoch=1, update_in_epoch=0, update=2)
     broadcasts = []
 
-    def broadcast_object_list(box, src=0):  # rank 0 answered "no last.pt"
+    def broadcast_object_list(box, src=0):  # rank 0 answered "no last.pt" (no note, no refusal)
         broadcasts.append((list(box), src))
-        box[0] = False
+        box[0] = (False, None, None)
 
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.distributed, "broadcast_object_list", broadcast_object_list)
     rank1 = DistInfo(rank=1, world_size=2, local_rank=1, device=torch.device("cpu"))
     assert TrainingState(RunFolder(folder.path, is_main=False), rank1, objects(1)).resume(True, seed=0) == {}
     assert broadcasts == [([None], 0)]
+
+
+def test_resume_checks_the_config_then_writes_it(tmp_path, capsys):
+    from simpool.train.config import load_config
+    from simpool.train.supervised_config import SupervisedConfig
+
+    def config(*overrides):
+        return load_config(SupervisedConfig, None, ["train.epochs=1", *overrides])
+
+    folder = RunFolder(tmp_path / "run")
+    assert TrainingState(folder, CPU, objects(0)).resume(True, seed=0, config=config()) == {}  # fresh
+    assert folder.read_config()["train"]["epochs"] == 1
+    TrainingState(folder, CPU, objects(0)).save(epoch=1, update_in_epoch=0, update=2)
+    with pytest.raises(ResumeError, match="optim.lr: 0.0005 -> 0.5.*--no-resume") as error:
+        TrainingState(folder, CPU, objects(1)).resume(True, seed=0, config=config("optim.lr=0.5"))
+    assert str(folder.path) in str(error.value) and "\n" not in str(error.value)
+    assert folder.read_config()["optim"]["lr"] == 5e-4  # the refused config was not written
+    capsys.readouterr()
+    counters = TrainingState(folder, CPU, objects(1)).resume(True, seed=0, config=config("train.epochs=2"))
+    assert counters["update"] == 2 and "extending train.epochs from 1 to 2" in capsys.readouterr().out
+    assert folder.read_config()["train"]["epochs"] == 2
+    assert TrainingState(folder, CPU, objects(1)).resume(False, seed=0, config=config("optim.lr=0.5")) == {}
+
+
+def test_every_rank_raises_rank_0s_config_refusal(tmp_path, monkeypatch):
+    folder = RunFolder(tmp_path / "run")
+    TrainingState(folder, CPU, objects(0)).save(epoch=1, update_in_epoch=0, update=2)
+
+    def broadcast_object_list(box, src=0):  # rank 0 found last.pt and refused the new config
+        box[0] = (True, None, "the config differs from the saved config.yaml (optim.lr: 0.1 -> 0.5)")
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "broadcast_object_list", broadcast_object_list)
+    rank1 = DistInfo(rank=1, world_size=2, local_rank=1, device=torch.device("cpu"))
+    with pytest.raises(ResumeError, match="optim.lr: 0.1 -> 0.5"):
+        TrainingState(RunFolder(folder.path, is_main=False), rank1, objects(1)).resume(True, seed=0, config=object())

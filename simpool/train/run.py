@@ -151,7 +151,8 @@ class RunLock:
     process that died without releasing it (SIGKILL, power cut) is stale when it names this host and a pid
     that no longer runs (or that now belongs to a later process): it is taken over with a note. A lock held
     by a live process, or by one on another host (which cannot be checked), raises :class:`RunLockedError`.
-    With ``enabled=False`` (processes other than rank 0) every method is a no-op.
+    With ``enabled=False`` (processes other than rank 0) nothing is locked; with the run's ``info`` every
+    rank's :meth:`acquire` raises rank 0's refusal (all ranks must call it then).
     """
 
     NAME = ".lock"

@@ -1,8 +1,9 @@
-"""Training throughput: our step (``forward_backward`` + ``optimizer_step`` + per-update schedule) against a
-bare timm step (``cross_entropy(model(x), y).backward(); opt.step(); opt.zero_grad()``), same model, batch
-and AMP, timed in alternating rounds of the same run on in-memory batches.
+"""Training throughput: an update of our engine (``simpool.train.engine.Engine.run_update``: autocast, scaled
+backward, optimizer step, per-update timm schedule) against a bare timm step (``cross_entropy(model(x),
+y).backward(); opt.step(); opt.zero_grad()``), same model, batch and AMP, timed in alternating rounds of the
+same run on in-memory batches.
 
-``python -m simpool.train.throughput --model vit_small_patch16_224 --pool simpool --batch 64 --amp bf16``
+``python benchmarks/train_throughput.py --model vit_small_patch16_224 --pool simpool --batch 64 --amp bf16``
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
-from ..models import create_model
-from ..utils import default_device
-from .step import forward_backward, optimizer_step
-from .validation import autocast
+from simpool.models import create_model
+from simpool.train.engine import Engine
+from simpool.train.validation import autocast
+from simpool.utils import default_device
 
 
 def _sync(device: torch.device) -> None:
@@ -41,7 +42,11 @@ def measure(
 ) -> dict:
     """Images/s of our training step and of a bare timm step, and their ratio (ours / bare); best round of each."""
     device = device or default_device()
-    ours = create_model(model_name, pool=pool, num_classes=1000, img_size=img_size, **timm_kwargs).to(device)
+    try:  # ViT-like models take the image size; CNNs do not
+        ours = create_model(model_name, pool=pool, num_classes=1000, img_size=img_size, **timm_kwargs)
+    except TypeError:
+        ours = create_model(model_name, pool=pool, num_classes=1000, **timm_kwargs)
+    ours = ours.to(device)
     bare = copy.deepcopy(ours)
     images = torch.randn(batch, 3, img_size, img_size, device=device)  # (B, 3, S, S)
     targets = torch.randint(0, 1000, (batch,), device=device)  # (B,)
@@ -50,16 +55,19 @@ def measure(
     sched, _ = create_scheduler_v2(
         opt_ours, num_epochs=1000, warmup_epochs=1, step_on_epochs=False, updates_per_epoch=1000
     )
-    scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
     criterion = torch.nn.CrossEntropyLoss()
-    update = 0
+    engine = Engine(
+        ours,
+        opt_ours,
+        lambda model, x, y, weight: (criterion(model(x), y), len(y)),
+        amp=amp,
+        scheduler=sched,
+        progress=False,
+    )
+    scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None  # the bare step's own
 
     def our_step():
-        nonlocal update
-        forward_backward(ours, images, targets, criterion, scaler=scaler, amp=amp)
-        optimizer_step(opt_ours, scaler, ours, None)
-        update += 1
-        sched.step_update(num_updates=update)
+        engine.run_update(iter([(images, targets, 1.0)]))
 
     def bare_step():
         with autocast(device, amp):

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from .data.bench import BenchConfig, SimPoolBench, normalize_images
 from .models import attention_maps, create_model
+from .train.engine import Engine
 from .utils import warmup_cosine
 
 GATE = 0.6  # mixed_rand accuracy both models need before their attention maps are compared
@@ -106,36 +107,41 @@ def bench_vit(kind: str, config: DemoConfig) -> torch.nn.Module:
 
 
 def train_model(kind: str, config: DemoConfig, device: torch.device, progress: bool = True) -> dict:
-    """Train one model on the bench's ``original`` train split; returns ``{"model", "seconds", "steps", "loss"}``."""
+    """Train one model on the bench's ``original`` train split; returns ``{"model", "seconds", "steps", "loss"}``.
+
+    One engine epoch of ``steps`` updates over a seeded order of the images (``config.epochs`` passes),
+    AdamW with a linear warm-up and a cosine decay, label-smoothed cross-entropy, random horizontal flips.
+    """
     torch.manual_seed(config.seed)
     model = bench_vit(kind, config).to(device)
     data = SimPoolBench("train", "original", config.bench(), num_images=config.train_images)
     steps = max(1, int(config.epochs * len(data) / config.batch_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    warmup = max(1, int(config.warmup * steps))
-    schedule = warmup_cosine(optimizer, steps, warmup)
+    schedule = warmup_cosine(optimizer, steps, max(1, int(config.warmup * steps)))
     generator = torch.Generator().manual_seed(config.seed)
     order = torch.cat([torch.randperm(len(data), generator=generator) for _ in range(math.ceil(config.epochs) + 1)])
-    model.train()
-    start, losses = time.perf_counter(), []
-    bar = tqdm(range(steps), desc=f"train {kind}", disable=not progress, unit="step")
-    for step in bar:
-        images, labels, _, _ = data.batch(order[step * config.batch_size : (step + 1) * config.batch_size].numpy())
-        flip = torch.rand(len(images), 1, 1, 1, generator=generator) < 0.5
-        images = torch.where(flip, images.flip(-1), images)  # horizontal flip
-        loss = F.cross_entropy(model(normalize_images(images).to(device)), labels.to(device), label_smoothing=0.1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    losses: list[torch.Tensor] = []  # on the device: read once at the end
+
+    def batches(epoch: int, start_update: int):
+        for step in range(start_update, steps):
+            images, labels, _, _ = data.batch(order[step * config.batch_size : (step + 1) * config.batch_size].numpy())
+            flip = torch.rand(len(images), 1, 1, 1, generator=generator) < 0.5
+            images = torch.where(flip, images.flip(-1), images)  # horizontal flip
+            yield normalize_images(images), labels, 0
+
+    def step(model, images, labels, weight):
+        loss = F.cross_entropy(model(images.to(device)), labels.to(device), label_smoothing=0.1)
+        losses.append(loss.detach())
+        return loss, len(labels)
+
+    engine = Engine(model, optimizer, step, scheduler=schedule, desc=f"train {kind}", progress=progress, log_every=10)
+    start = time.perf_counter()
+    engine.fit(batches, epochs=1, updates_per_epoch=steps)
     return {
         "model": model,
         "seconds": time.perf_counter() - start,
         "steps": steps,
-        "loss": float(np.mean(losses[-20:])),
+        "loss": float(torch.stack(losses[-20:]).double().mean()),
     }
 
 

@@ -55,17 +55,22 @@ def extract_features(
     device: torch.device | str | None = None,
     progress: bool = True,
     desc: str = "features",
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Features of every batch ``(images, labels)`` of a loader, in loader order.
+
+    The features stay on the evaluation device (a GPU keeps ImageNet's 1.28M x 384 in 1 GB of float16 and
+    runs k-NN on it in seconds); nothing is copied to the host per batch.
 
     Args:
         model: a timm model (any pool); put in eval mode here.
         batches: an iterable of ``(images (B, 3, H, W), labels (B,))``, e.g. a ``DataLoader`` without shuffling.
         device: where the model runs; by default the device of its parameters.
         progress: show a progress bar.
+        dtype: of the kept features (``torch.float16`` halves their memory).
 
     Returns:
-        ``(features (N, D) float32 on CPU, labels (N,) int64)``.
+        ``(features (N, D) on the device, labels (N,) int64 on the device)``.
     """
     model.eval()
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -73,8 +78,8 @@ def extract_features(
     features, labels = [], []
     total = len(batches) if hasattr(batches, "__len__") else None
     for images, targets in tqdm(batches, desc=desc, total=total, disable=not progress, unit="batch"):
-        features.append(pre_logits(model, images.to(device, non_blocking=True)).float().cpu())  # (B, D)
-        labels.append(torch.as_tensor(targets).long())
+        features.append(pre_logits(model, images.to(device, non_blocking=True)).to(dtype))  # (B, D)
+        labels.append(torch.as_tensor(targets).long().to(device, non_blocking=True))
     if not features:
         raise ValueError("extract_features: the loader yielded no batches")
     return torch.cat(features), torch.cat(labels)

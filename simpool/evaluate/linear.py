@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision import transforms
-from tqdm import tqdm
 
 from ..data.folders import image_folder
+from ..train.engine import Engine
 from ..utils import write_json
 from .features import (
     IMAGENET_MEAN,
@@ -96,19 +96,23 @@ def fit_linear_heads(
     optimizer = torch.optim.SGD(groups, momentum=0.9, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=0.0)
     history = []
-    for epoch in tqdm(range(epochs), desc="linear", disable=not progress, unit="epoch"):
-        heads.train()
+
+    def batches(epoch: int, start_update: int):
         for features, labels in epoch_batches(epoch):
-            logits = heads(features.to(device))  # (heads, B, classes)
-            labels = labels.to(device)
-            # the sum of the heads' losses: each head's gradient is that of its own loss
-            loss = sum(F.cross_entropy(head_logits, labels) for head_logits in logits)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        schedule.step()
+            yield features, labels, 0
+
+    def step(heads, features, labels, weight):
+        logits = heads(features.to(device))  # (heads, B, classes)
+        labels = labels.to(device)
+        # the sum of the heads' losses: each head's gradient is that of its own loss
+        return sum(F.cross_entropy(head_logits, labels) for head_logits in logits), len(labels)
+
+    def end_epoch(epoch: int, row: dict) -> None:
         heads.eval()
         history.append(top1_per_head(heads, val_features, val_labels))
+
+    engine = Engine(heads, optimizer, step, scheduler=schedule, schedule_on="epoch", desc="linear", progress=progress)
+    engine.fit(batches, epochs, updates_per_epoch=None, end_epoch=end_epoch)
     table = torch.stack(history)  # (epochs, heads)
     results = []
     for i, lr in enumerate(lrs):

@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.folders import load_rgb
+from ..train.engine import Engine
 from ..utils import write_json
 from .features import IMAGENET_MEAN, IMAGENET_STD, add_model_arguments, build_model, format_table
 
@@ -174,21 +175,24 @@ def train_linear_segmentation(
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=0.05)
     poly = lambda step: (1 - step / iterations) * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
-    head.train()
-    for _ in tqdm(range(iterations), desc="segmentation", disable=not progress, unit="iter"):
-        samples = [
-            _train_sample(load_rgb(i), Image.open(a), crop, rng)
-            for i, a in (pairs[j] for j in rng.integers(0, len(pairs), batch_size))
-        ]
-        images = torch.stack([_normalise(image) for image, _ in samples]).to(device)  # (B, 3, crop, crop)
-        labels = torch.stack([torch.from_numpy(np.asarray(label, dtype=np.int64)) for _, label in samples]).to(device)
-        labels = reduce_zero_label(labels) if reduce_zero else labels
+
+    def batches(epoch: int, start_update: int):
+        for _ in range(start_update, iterations):
+            samples = [
+                _train_sample(load_rgb(i), Image.open(a), crop, rng)
+                for i, a in (pairs[j] for j in rng.integers(0, len(pairs), batch_size))
+            ]
+            images = torch.stack([_normalise(image) for image, _ in samples])  # (B, 3, crop, crop)
+            labels = torch.stack([torch.from_numpy(np.asarray(label, dtype=np.int64)) for _, label in samples])
+            yield images, reduce_zero_label(labels) if reduce_zero else labels, 0
+
+    def step(head, images, labels, weight):
+        images, labels = images.to(device), labels.to(device)
         logits = head(backbone(images), labels.shape[-2:])  # (B, classes, crop, crop)
-        loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX), len(labels)
+
+    engine = Engine(head, optimizer, step, scheduler=schedule, desc="segmentation", progress=progress)
+    engine.fit(batches, epochs=1, updates_per_epoch=iterations)
 
 
 @torch.no_grad()

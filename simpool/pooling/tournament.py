@@ -27,6 +27,7 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
+from ..train.engine import Engine
 from ..utils import atomic_write_bytes, default_device, warmup_cosine, write_json
 from .framework import components_of
 from .registry import list_pools, pool_constructor
@@ -137,22 +138,24 @@ def train_and_evaluate(
     slot = pool_slot(model)
     pool_params = sum(p.numel() for p in slot.parameters()) if slot is not None else 0
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    warmup = max(1, config.steps // 20)
-    schedule = warmup_cosine(optimizer, config.steps, warmup)
+    schedule = warmup_cosine(optimizer, config.steps, max(1, config.steps // 20))
     generator = torch.Generator().manual_seed(config.seed)
     epochs = math.ceil(config.steps * config.batch_size / len(train_x)) + 1
     order = torch.cat([torch.randperm(len(train_x), generator=generator) for _ in range(epochs)])
-    start, loss = time.perf_counter(), torch.tensor(float("nan"))
-    model.train()
-    for step in tqdm(range(config.steps), desc=spec, leave=False, disable=not progress, unit="step"):
-        index = order[step * config.batch_size : (step + 1) * config.batch_size]
-        loss = F.cross_entropy(model(train_x[index].to(device)), train_y[index].to(device))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+
+    def batches(epoch: int, start_update: int):
+        for step in range(start_update, config.steps):
+            index = order[step * config.batch_size : (step + 1) * config.batch_size]
+            yield train_x[index], train_y[index], 0
+
+    def step(model, images, labels, weight):
+        return F.cross_entropy(model(images.to(device)), labels.to(device)), len(labels)
+
+    # the loss is read (and checked finite, so that a diverging pool fails) every 10 steps and at the end
+    engine = Engine(model, optimizer, step, scheduler=schedule, desc=spec, progress=progress, log_every=10)
+    start = time.perf_counter()
+    engine.fit(batches, epochs=1, updates_per_epoch=config.steps)
+    loss = engine.last_loss
     model.eval()
     correct = 0
     with torch.no_grad():
@@ -160,7 +163,7 @@ def train_and_evaluate(
             correct += (model(test_x[i : i + 256].to(device)).argmax(-1).cpu() == test_y[i : i + 256]).sum().item()
     return {
         "accuracy": 100.0 * correct / len(test_x),
-        "final_loss": float(loss.item()),
+        "final_loss": loss,
         "pool_params": pool_params,
         "seconds": time.perf_counter() - start,
     }

@@ -44,6 +44,8 @@ class LoopConfig:
     log_every: int = 50  # updates between progress-bar refreshes
     max_updates: int = 0  # stop after this many updates in total, saving last.pt to resume from; 0: no limit
     kill_at_update: int = 0  # testing hook: SIGKILL this process after that update (0: never)
+    tf32: bool = True  # CUDA: TF32 matmuls and convolutions, cudnn.benchmark (false: full fp32 matmuls)
+    progress: bool = True  # progress bars (rank 0)
     dist_timeout_s: int = 1800  # process-group timeout: how long ranks wait at a collective (NCCL's default: 600)
 
 

@@ -93,7 +93,7 @@ class DinoMonitorConfig:
     val_split: str = "val"
     k: int = 20
     temperature: float = 0.07
-    max_images: int = 0  # per split, evenly spaced over it (every class kept); 0: all
+    max_images: int = 10000  # per split, spread evenly over the classes (0: all); shared by the processes
     batch_size: int = 64
 
 

@@ -40,8 +40,9 @@ def dino_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor
     teacher = teacher_probs.float().view(num_teacher, batch, -1)  # (G, B, K)
     # (G, B, K) x (V, B, K) -> (G, V): the batch mean of H(P_t(view g), P_s(view v)) for every pair
     cross = -torch.einsum("gbk,vbk->gv", teacher, log_student) / batch
-    off_diagonal = ~torch.eye(num_teacher, num_crops, dtype=torch.bool, device=cross.device)  # (G, V): skip v == g
-    return cross[off_diagonal].mean()
+    same_view = torch.eye(num_teacher, num_crops, dtype=torch.bool, device=cross.device)  # (G, V): v == g
+    pairs = num_teacher * num_crops - num_teacher  # G <= V: one same-view pair per teacher view
+    return cross.masked_fill(same_view, 0.0).sum() / pairs  # no boolean indexing: no host sync
 
 
 def teacher_temperature_schedule(
@@ -98,20 +99,31 @@ class DINOLoss(nn.Module):
             warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs, epochs
         )
 
-    def forward(self, student_output: torch.Tensor, teacher_output: torch.Tensor, epoch: int) -> torch.Tensor:
-        """``student_output (V * B, K)``, ``teacher_output (G * B, K)``, view-major -> loss; updates the centre."""
+    def forward(
+        self, student_output: torch.Tensor, teacher_output: torch.Tensor, epoch: int, weight: float = 1.0
+    ) -> torch.Tensor:
+        """``student_output (V * B, K)``, ``teacher_output (G * B, K)``, view-major -> loss; updates the centre.
+
+        ``weight`` scales this batch's share of the centre update (0: a stand-in batch that must still take
+        part in the all-reduce, see :class:`simpool.train.engine.Engine`).
+        """
         temp = float(self.teacher_temps[min(epoch, len(self.teacher_temps) - 1)])
         teacher_probs = F.softmax((teacher_output.float() - self.center) / temp, dim=-1).detach()  # (G * B, K)
         loss = dino_cross_entropy(student_output / self.student_temp, teacher_probs, self.num_crops)
-        self.update_center(teacher_output)
+        self.update_center(teacher_output, weight)
         return loss
 
     @torch.no_grad()
-    def update_center(self, teacher_output: torch.Tensor) -> None:
-        """``c <- m c + (1 - m) * (sum of teacher outputs over all processes) / (rows over all processes)``."""
-        totals = torch.cat(
-            [teacher_output.float().sum(dim=0), teacher_output.new_tensor([teacher_output.shape[0]], dtype=torch.float)]
-        )  # (K + 1,): this process's sum and row count
+    def update_center(self, teacher_output: torch.Tensor, weight: float = 1.0) -> None:
+        """``c <- m c + (1 - m) * (sum of teacher outputs over all processes) / (rows over all processes)``.
+
+        Every process calls it (one all-reduce); the centre stays as it is when no process had a row.
+        No host sync: the row count is filled on the device and the no-row case is a ``where``.
+        """
+        rows = torch.full((1,), teacher_output.shape[0] * weight, dtype=torch.float32, device=teacher_output.device)
+        totals = torch.cat([teacher_output.float().sum(dim=0) * weight, rows])  # (K + 1,): this process's sum, rows
         totals = all_reduce_sum(totals)
-        batch_center = (totals[:-1] / totals[-1])[None]  # (1, K)
-        self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)
+        count = totals[-1]
+        batch_center = (totals[:-1] / count.clamp(min=1.0))[None]  # (1, K)
+        updated = torch.add(self.center * self.center_momentum, batch_center, alpha=1 - self.center_momentum)
+        self.center.copy_(torch.where(count > 0, updated, self.center))

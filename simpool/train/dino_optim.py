@@ -104,10 +104,3 @@ def update_teacher(student: nn.Module, teacher: nn.Module, momentum: float) -> N
     torch._foreach_mul_(teacher_params, momentum)
     torch._foreach_add_(teacher_params, student_params, alpha=1 - momentum)
 
-
-def clip_gradients(model: nn.Module, clip: float) -> None:
-    """DINO's clipping: each parameter's gradient separately rescaled to norm at most ``clip``."""
-    for param in model.parameters():
-        if param.grad is not None:
-            norm = param.grad.detach().norm(2)
-            param.grad.mul_(torch.clamp(clip / (norm + 1e-6), max=1.0))

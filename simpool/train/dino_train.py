@@ -13,16 +13,13 @@ supervised trainer's (``run.py``, ``checkpointing.py``, ``distributed.py``, ``va
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..models import create_model, save_checkpoint
 from ..models.families import family_of_name
@@ -36,14 +33,12 @@ from .dino_optim import (
     apply_schedules,
     build_optimizer,
     cancel_last_layer_gradients,
-    clip_gradients,
     cosine_schedule,
     update_teacher,
 )
-from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, unwrap
+from .distributed import DistInfo, barrier, cleanup, init_distributed
+from .engine import Engine, configure_backends
 from .run import RunFolder
-from .state import TrainingState
-from .validation import autocast
 
 
 def build_backbone(config: DinoConfig, student: bool) -> nn.Module:
@@ -141,6 +136,7 @@ def _train(config: DinoConfig, info: DistInfo) -> dict:
 
     student, teacher = build_student_teacher(config)
     student, teacher = student.to(device), teacher.to(device)
+    configure_backends(device, run.tf32)
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in student.modules())
     if info.distributed and has_bn and device.type == "cuda":  # DINO: synchronised BN in student and teacher
         student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
@@ -149,7 +145,6 @@ def _train(config: DinoConfig, info: DistInfo) -> dict:
     loss_kwargs = dataclasses.asdict(config.loss)  # the section's fields are DINOLoss's arguments
     dino_loss = DINOLoss(config.head.out_dim, num_crops, epochs=run.epochs, **loss_kwargs).to(device)
     optimizer = build_optimizer(student, optim.opt, optim.momentum)
-    scaler = torch.amp.GradScaler(device.type) if run.amp == "fp16" else None
 
     lr_schedule = cosine_schedule(
         optim.lr * run.batch_size / 256.0,
@@ -160,132 +155,94 @@ def _train(config: DinoConfig, info: DistInfo) -> dict:
     )
     wd_schedule = cosine_schedule(optim.weight_decay, optim.weight_decay_end, run.epochs, updates_per_epoch)
     momentum_schedule = cosine_schedule(optim.momentum_teacher, 1.0, run.epochs, updates_per_epoch)
-
-    state = TrainingState(
-        folder,
-        info,
-        {"student": student, "teacher": teacher, "dino_loss": dino_loss, "optimizer": optimizer, "scaler": scaler},
-    )
-    counters = state.resume(run.resume, device, run.seed)  # a fresh start: drop-path streams differ per process
-    epoch, start_update, update = (counters.get(key, 0) for key in ("epoch", "update_in_epoch", "update"))
-
-    if info.distributed:
-        ids = [info.local_rank] if device.type == "cuda" else None
-        student = DistributedDataParallel(student, device_ids=ids)
-        if has_bn and device.type == "cuda":  # DINO: the teacher's BN statistics stay in sync through DDP
-            teacher = wrap_teacher(teacher, ids)
-    teacher_without_ddp = unwrap(teacher)
-
-    def save_training_state(epoch_: int, update_in_epoch: int) -> None:
-        state.save(epoch=epoch_, update_in_epoch=update_in_epoch, update=update)
-
-    row: dict = {}
     total_updates = run.epochs * updates_per_epoch
-    while epoch < run.epochs:
-        loader.sampler.set_epoch(epoch, start_update)
-        totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, updates, skipped
-        started = time.perf_counter()
-        bar = tqdm(
-            total=updates_per_epoch,
-            initial=start_update,
-            desc=f"dino epoch {epoch}",
-            disable=not info.is_main,
-            dynamic_ncols=True,
+    teacher_without_ddp = teacher  # the EMA target and the exported backbone
+
+    def schedule_index(update: int) -> int:
+        return min(update, total_updates - 1)
+
+    teacher_forward = teacher
+    if info.distributed and has_bn and device.type == "cuda":  # DINO: the teacher's BN statistics stay in sync
+        teacher_forward = wrap_teacher(teacher, [info.device.index])
+    engine = Engine(
+        student,
+        optimizer,
+        dino_step(teacher_forward, dino_loss, lambda: engine.counters["epoch"], device),
+        info=info,
+        amp=run.amp,
+        clip_grad=optim.clip_grad,
+        clip_mode="per_tensor",
+        before_update=lambda update: apply_schedules(
+            optimizer, float(lr_schedule[schedule_index(update)]), float(wd_schedule[schedule_index(update)])
+        ),
+        before_optimizer_step=lambda: cancel_last_layer_gradients(
+            engine.module, engine.counters["epoch"], optim.freeze_last_layer
+        ),
+        after_update=lambda update: update_teacher(
+            engine.module, teacher_without_ddp, float(momentum_schedule[schedule_index(update - 1)])
+        ),
+        desc="dino",
+        progress=run.progress,
+        log_every=run.log_every,
+        checkpoint_every=run.checkpoint_every,
+        max_updates=run.max_updates,
+        kill_at_update=run.kill_at_update,
+    )
+
+    def end_epoch(epoch: int, row: dict) -> None:
+        """The schedules' values, the k-NN monitor (every rank embeds its shard), the teacher's weights."""
+        step = min(engine.counters["update"], total_updates) - 1
+        row.update(
+            lr=float(lr_schedule[step]),
+            wd=float(wd_schedule[step]),
+            teacher_momentum=float(momentum_schedule[step]),
+            teacher_temp=float(dino_loss.teacher_temps[min(epoch, run.epochs - 1)]),
         )
-        update_in_epoch, readable = start_update, 0  # readable: updates with a loss, counted on the host
-        for crops, _, skipped in loader:
-            totals[2] += skipped
-            step = min(update, total_updates - 1)
-            apply_schedules(optimizer, float(lr_schedule[step]), float(wd_schedule[step]))
-            if crops:  # else every image of this batch was unreadable
-                crops = [crop.to(device, non_blocking=True) for crop in crops]
-                loss = train_step(student, teacher, dino_loss, optimizer, scaler, crops, epoch, config)
-                update_teacher(unwrap(student), teacher_without_ddp, float(momentum_schedule[step]))
-                totals[0] += loss
-                totals[1] += 1
-                readable += 1
-            update += 1
-            update_in_epoch += 1
-            bar.update(1)
-            if readable and (update % max(run.log_every, 1) == 0 or update_in_epoch == updates_per_epoch):
-                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr_schedule[step]:.2e}", wd=f"{wd_schedule[step]:.3f}")
-            if run.checkpoint_every and update % run.checkpoint_every == 0 and update_in_epoch < updates_per_epoch:
-                save_training_state(epoch, update_in_epoch)
-            if run.kill_at_update and update == run.kill_at_update:
-                os.kill(os.getpid(), signal.SIGKILL)  # testing hook: die like a preempted job
-            if run.max_updates and update >= run.max_updates:
-                break
-        bar.close()
-        if update_in_epoch < updates_per_epoch:  # stopped by max_updates: resumable mid-epoch, not logged
-            save_training_state(epoch, update_in_epoch)
-            break
-        elapsed = time.perf_counter() - started
-        loss_sum, steps, skipped_total = all_reduce_sum(totals).tolist()
-        epoch += 1
-        start_update = 0
-        step = min(update, total_updates) - 1
-        row = {
-            "epoch": epoch - 1,
-            "update": update,
-            "lr": float(lr_schedule[step]),
-            "wd": float(wd_schedule[step]),
-            "teacher_momentum": float(momentum_schedule[step]),
-            "teacher_temp": float(dino_loss.teacher_temps[min(epoch - 1, run.epochs - 1)]),
-            "train_loss": loss_sum / max(steps, 1),
-            "skipped": int(skipped_total),
-            "time_s": elapsed,
-        }
         monitor = config.monitor
-        if monitor.every and (epoch % monitor.every == 0 or epoch == run.epochs):
-            if info.is_main:
-                row.update(knn_monitor(teacher_without_ddp.backbone, config, device))
-            barrier()
+        if monitor.every and ((epoch + 1) % monitor.every == 0 or epoch + 1 == run.epochs):
+            row.update(knn_monitor(teacher_without_ddp.backbone, config, info))
         if info.is_main:
             save_checkpoint(teacher_without_ddp.backbone, folder.weights("teacher"))
-        save_training_state(epoch, 0)
-        folder.log(row, step=epoch)
-        if info.is_main:
-            knn = f"  knn_top1 {row['knn_top1']:.2f}" if "knn_top1" in row else ""
-            print(f"dino epoch {epoch}/{run.epochs}  loss {row['train_loss']:.4f}{knn}  lr {row['lr']:.2e}")
-        if run.max_updates and update >= run.max_updates:
-            break
+
+    def batches(epoch: int, start_update: int):
+        loader.sampler.set_epoch(epoch, start_update)
+        return loader
+
+    def summary(row: dict) -> str:
+        knn = f"  knn_top1 {row['knn_top1']:.2f}" if "knn_top1" in row else ""
+        return f"dino epoch {row['epoch'] + 1}/{run.epochs}  loss {row['train_loss']:.4f}{knn}  lr {row['lr']:.2e}"
+
+    objects = {"student": student, "teacher": teacher, "dino_loss": dino_loss, "optimizer": optimizer}
+    row = engine.fit(
+        batches,
+        run.epochs,
+        updates_per_epoch,
+        end_epoch=end_epoch,
+        summary=summary,
+        folder=folder,
+        state_objects=objects,
+        resume=run.resume,
+        seed=run.seed,
+    )
     barrier()
     folder.close()
     return {**row, "run_dir": str(folder.path)}
 
 
-def train_step(
-    student: nn.Module,
-    teacher: nn.Module,
-    dino_loss: DINOLoss,
-    optimizer: torch.optim.Optimizer,
-    scaler,
-    crops: list[torch.Tensor],
-    epoch: int,
-    config: DinoConfig,
-) -> float:
-    """One update of the student: forward both, DINO loss, backward, clip, freeze the last layer, step."""
-    device = crops[0].device
-    with autocast(device, config.train.amp):
+def dino_step(teacher: nn.Module, dino_loss: DINOLoss, epoch: Callable[[], int], device: torch.device):
+    """The engine's step: ``crops`` (V tensors ``(B, C, S_v, S_v)``) -> (DINO loss, images).
+
+    The teacher sees the 2 global crops, the student all of them; the loss is computed in float32 with
+    autocast off, as DINO does (its einsum in half precision loses about 3e-3 of the gradient). ``weight``
+    0 (an empty batch's stand-in under DDP) leaves the centre as it is.
+    """
+
+    def step(student: nn.Module, crops: list[torch.Tensor], targets: torch.Tensor, weight: float):
+        crops = [crop.to(device, non_blocking=True) for crop in crops]
         teacher_output = teacher(crops[:2])  # (2B, K): only the global crops
         student_output = student(crops)  # (V * B, K)
-        loss = dino_loss(student_output.float(), teacher_output.float(), epoch)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"DINO loss is {loss.item()} at epoch {epoch}; lower optim.lr or use train.amp=none")
-    optimizer.zero_grad(set_to_none=True)
-    clip = config.optim.clip_grad
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        if clip:
-            scaler.unscale_(optimizer)
-            clip_gradients(student, clip)
-        cancel_last_layer_gradients(student, epoch, config.optim.freeze_last_layer)
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        if clip:
-            clip_gradients(student, clip)
-        cancel_last_layer_gradients(student, epoch, config.optim.freeze_last_layer)
-        optimizer.step()
-    return loss.item()
+        with torch.autocast(crops[0].device.type, enabled=False):
+            loss = dino_loss(student_output.float(), teacher_output.float(), epoch(), weight=weight)
+        return loss, len(targets)
+
+    return step

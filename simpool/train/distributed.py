@@ -119,3 +119,21 @@ def synchronize_batchnorm(model: torch.nn.Module, info: DistInfo, mode: str) -> 
         from timm.utils import distribute_bn
 
         distribute_bn(model, info.world_size, reduce=mode == "reduce")
+
+
+def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """The rows of ``tensor (n_r, ...)`` of every process, concatenated in rank order (shards may differ in size).
+
+    Every process must call it. Shards are padded to the largest for ``all_gather`` and cut back after.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    count = torch.tensor([tensor.shape[0]], device=tensor.device)
+    counts = [torch.zeros_like(count) for _ in range(dist.get_world_size())]
+    dist.all_gather(counts, count)
+    sizes = [int(c) for c in counts]
+    padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
+    padded[: tensor.shape[0]] = tensor
+    gathered = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(gathered, padded)
+    return torch.cat([rows[:size] for rows, size in zip(gathered, sizes, strict=True)])

@@ -9,11 +9,7 @@ The run folder, checkpoints and process-group helpers live in their own modules 
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import signal
-import time
 from pathlib import Path
 
 import torch
@@ -24,28 +20,24 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..models import create_model, save_checkpoint
 from ..models.checkpoint import load_pretrained
-from .aug_splits import check_aug_splits, drop_aux_bn, split_transform
+from .aug_splits import check_aug_splits, drop_aux_bn, split_major, split_transform
 from .data import ShardSampler, StepSampler, collate_skip, create_dataset
 from .distributed import (
     DIST_BN_MODES,
     DistInfo,
-    all_reduce_sum,
     barrier,
     cleanup,
     init_distributed,
     synchronize_batchnorm,
     unwrap,
 )
+from .engine import Engine, configure_backends
 from .monitor import AttentionMonitor
 from .run import RunFolder
-from .state import TrainingState
-from .step import forward_backward, optimizer_step
 from .supervised_config import SupervisedConfig
 from .validation import validate
 
@@ -196,6 +188,7 @@ def _train(config: SupervisedConfig, info: DistInfo) -> dict:
     if config.model.split_bn:  # after loading: a pretrained checkpoint has no aux_bn to fill them
         model = convert_splitbn_model(model, num_splits=config.data.aug_splits)
     model = model.to(device)
+    configure_backends(device, run.tf32)
     if config.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = create_optimizer_v2(
@@ -219,136 +212,100 @@ def _train(config: SupervisedConfig, info: DistInfo) -> dict:
         updates_per_epoch=updates_per_epoch,
     )
     ema = ModelEmaV3(model, decay=config.ema.decay, use_warmup=config.ema.warmup) if config.ema.enabled else None
-    scaler = torch.amp.GradScaler(device.type) if run.amp == "fp16" else None
     mixup = build_mixup(config, num_classes)
     criterion = build_criterion(config, mixup)
     monitor = build_monitor(config) if info.is_main else None
-
-    state = TrainingState(
-        folder,
-        info,
-        {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler, "ema": ema},
+    engine = Engine(
+        model,
+        optimizer,
+        supervised_step(criterion, mixup, config.model.channels_last, device),
+        info=info,
+        amp=run.amp,
+        accum_steps=run.accum_steps,
+        clip_grad=config.optim.clip_grad,
+        scheduler=scheduler,
+        schedule_on="update" if config.sched.on_updates else "epoch",
+        ema=ema,
+        compile=config.model.compile,
+        sync_batchnorm=config.model.sync_bn,
+        desc="train",
+        progress=run.progress,
+        log_every=run.log_every,
+        checkpoint_every=run.checkpoint_every,
+        max_updates=run.max_updates,
+        kill_at_update=run.kill_at_update,
     )
-    counters = state.resume(run.resume, device, run.seed)
-    epoch, start_update = counters.get("epoch", 0), counters.get("update_in_epoch", 0)
-    update, best = counters.get("update", 0), counters.get("best", -math.inf)
+    engine.counters["best"] = -math.inf
 
-    if config.model.compile:
-        model = torch.compile(model)
-    if info.distributed:
-        model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
-
-    def save_training_state(epoch_: int, update_in_epoch: int) -> None:
-        state.save(epoch=epoch_, update_in_epoch=update_in_epoch, update=update, best=best)
-
-    row: dict = {}
-    while epoch < run.epochs:
-        train_loader.sampler.set_epoch(epoch, start_update)
-        totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, images, skipped
-        started = time.perf_counter()
-        bar = tqdm(
-            total=updates_per_epoch,
-            initial=start_update,
-            desc=f"epoch {epoch}",
-            disable=not info.is_main,
-            dynamic_ncols=True,
-        )
-        micro_step, update_in_epoch, stopped_mid_epoch = 0, start_update, False
-        loss = torch.full((), float("nan"))  # shown until the first readable batch
-        for images, targets, skipped in train_loader:
-            totals[2] += skipped
-            last_micro = (micro_step + 1) % run.accum_steps == 0
-            if len(targets) > 0:
-                images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-                sync = contextlib.nullcontext() if last_micro or not info.distributed else model.no_sync()
-                with sync:
-                    loss, count = forward_backward(
-                        model,
-                        images,
-                        targets,
-                        criterion,
-                        mixup,
-                        scaler,
-                        run.amp,
-                        run.accum_steps,
-                        config.model.channels_last,
-                    )
-                totals[0] += loss.double() * count
-                totals[1] += count
-            micro_step += 1
-            if not last_micro:
-                continue
-            optimizer_step(optimizer, scaler, model, config.optim.clip_grad)
-            update += 1
-            update_in_epoch += 1
-            if config.sched.on_updates:
-                scheduler.step_update(num_updates=update)
-            if ema is not None:
-                ema.update(unwrap(model), step=update)
-            bar.update(1)
-            if update % max(run.log_every, 1) == 0 or update_in_epoch == updates_per_epoch:
-                rate = totals[1].item() * info.world_size / max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix(
-                    loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", img_s=f"{rate:.0f}"
-                )
-            if run.checkpoint_every and update % run.checkpoint_every == 0 and update_in_epoch < updates_per_epoch:
-                save_training_state(epoch, update_in_epoch)
-            if run.kill_at_update and update == run.kill_at_update:
-                os.kill(os.getpid(), signal.SIGKILL)  # testing hook: die like a preempted job
-            if run.max_updates and update >= run.max_updates and update_in_epoch < updates_per_epoch:
-                save_training_state(epoch, update_in_epoch)  # stopped mid-epoch: resumable from here
-                stopped_mid_epoch = True
-                break
-        bar.close()
-        if stopped_mid_epoch:
-            row = {"epoch": epoch, "update": update}
-            break
-        elapsed = time.perf_counter() - started
-        loss_sum, seen, skipped_total = all_reduce_sum(totals).tolist()
-        synchronize_batchnorm(model, info, run.dist_bn)
+    def end_epoch(epoch: int, row: dict) -> None:
+        """dist-bn, validation (and of the EMA), the attention monitor, best and last weights."""
+        synchronize_batchnorm(engine.model, info, run.dist_bn)
         if ema is not None:
             synchronize_batchnorm(ema.module, info, run.dist_bn)
-        epoch += 1
-        start_update = 0
-        if not config.sched.on_updates:
-            scheduler.step(epoch)
-        row = {
-            "epoch": epoch - 1,
-            "update": update,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": loss_sum / max(seen, 1),
-            "images_per_s": seen / max(elapsed, 1e-9),
-            "skipped": int(skipped_total),
-            "time_s": elapsed,
-        }
-        if val_loader is not None and (epoch % max(run.eval_every, 1) == 0 or epoch == run.epochs):
-            metrics = validate(model, val_loader, device, run.amp)
+        done = epoch + 1
+        if val_loader is not None and (done % max(run.eval_every, 1) == 0 or done == run.epochs):
+            layout = dict(channels_last=config.model.channels_last)
+            metrics = validate(engine.model, val_loader, device, run.amp, **layout)
             row.update({"val_top1": metrics["top1"], "val_top5": metrics["top5"], "val_loss": metrics["loss"]})
             if ema is not None:
-                ema_metrics = validate(ema.module, val_loader, device, run.amp)
+                ema_metrics = validate(
+                    ema.module, val_loader, device, run.amp, channels_last=config.model.channels_last
+                )
                 row.update({"ema_top1": ema_metrics["top1"], "ema_top5": ema_metrics["top5"]})
             row["skipped"] += metrics["skipped"]
-        if monitor is not None and epoch % config.monitor.every == 0:
-            localization = monitor(model, device)
+        if monitor is not None and done % config.monitor.every == 0:
+            localization = monitor(engine.model, device)
             row.update({key: float(value) for key, value in localization.items() if key.startswith(("Max", "Box"))})
-        model.train()
         score = row.get("val_top1", -row["train_loss"])
-        if score > best:
-            best = score
+        if score > engine.counters["best"]:
+            engine.counters["best"] = score
             if info.is_main:
-                save_weights(folder, "best", model, ema)
+                save_weights(folder, "best", engine.module, ema)
         if info.is_main:
-            save_weights(folder, "last", model, ema)
-        save_training_state(epoch, 0)
-        folder.log(row, step=epoch)
-        if info.is_main:
-            print(summary_line(row, run.epochs))
-        if run.max_updates and update >= run.max_updates:
-            break
+            save_weights(folder, "last", engine.module, ema)
+
+    def batches(epoch: int, start_update: int):
+        train_loader.sampler.set_epoch(epoch, start_update)
+        return train_loader
+
+    row = engine.fit(
+        batches,
+        run.epochs,
+        train_loader.sampler.updates_per_epoch,
+        end_epoch=end_epoch,
+        summary=lambda row: summary_line(row, run.epochs),
+        folder=folder,
+        state_objects={"model": model, "optimizer": optimizer, "scheduler": scheduler, "ema": ema},
+        resume=run.resume,
+        seed=run.seed,
+    )
     barrier()
     folder.close()
-    best_top1 = {"best_top1": best} if "val_top1" in row else {}  # the best validation top-1 over epochs
+    best_top1 = {"best_top1": engine.counters["best"]} if "val_top1" in row else {}  # the best validation top-1
     return {**row, **best_top1, "run_dir": str(folder.path)}
+
+
+def supervised_step(criterion: nn.Module, mixup: Mixup | None, channels_last: bool, device: torch.device):
+    """The engine's step: ``images (B, C, H, W)``, ``targets (B,)`` -> (mean loss, inputs it covers).
+
+    Augmentation splits come as ``(B, S, C, H, W)`` and are trained as ``S * B`` inputs (timm's layout);
+    timm's Mixup pairs samples, so one is dropped from an odd batch (after a skipped image).
+    """
+
+    def step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, weight: float):
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        if images.ndim == 5:  # augmentation splits (B, S, C, H, W): S * B inputs, view-major, targets repeated
+            images, targets = split_major(images, targets)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        soft = targets
+        if mixup is not None:
+            if len(targets) % 2:
+                images, targets = images[:-1], targets[:-1]
+            images, soft = mixup(images, targets)
+        return criterion(model(images), soft), len(targets)
+
+    return step
 
 
 def save_weights(folder: RunFolder, name: str, model: nn.Module, ema: ModelEmaV3 | None) -> None:

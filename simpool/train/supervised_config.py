@@ -21,7 +21,8 @@ class ModelConfig:
     pool_kwargs: dict = field(default_factory=dict)  # e.g. {gamma: 2.0}; SimPool's family default when unset
     kwargs: dict = field(default_factory=dict)  # timm kwargs: drop_rate, drop_path_rate, img_size, ...
     channels_last: bool = False
-    compile: bool = False  # torch.compile before DDP, as timm does
+    compile: bool = False  # torch.compile after the DDP wrapping, as timm's train.py does
+    sync_bn: bool = False  # SyncBatchNorm under DDP (CNN recipes: BatchNorm statistics over the global batch)
     checkpoint: str = ""  # initial weights for fine-tuning (ours or official); the classifier starts afresh
     checkpoint_key: str | None = None  # entry of the checkpoint dict: state_dict_ema, teacher, student, ...
     split_bn: bool = False  # timm --split-bn: BatchNorms keep the augmented views' statistics apart (aug_splits)

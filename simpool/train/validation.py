@@ -33,8 +33,17 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...
 
 
 @torch.no_grad()
-def validate(model: nn.Module, loader, device: torch.device, amp: str = "none", progress: bool = False) -> dict:
+def validate(
+    model: nn.Module,
+    loader,
+    device: torch.device,
+    amp: str = "none",
+    progress: bool = False,
+    channels_last: bool = False,
+) -> dict:
     """Top-1, top-5 (percent) and mean cross-entropy of ``model`` over ``loader``, summed over processes.
+
+    ``channels_last``: the inputs are given the model's memory layout (a channels-last model trained so).
 
     Returns:
         ``{"top1", "top5", "loss", "images", "skipped"}``.
@@ -46,6 +55,8 @@ def validate(model: nn.Module, loader, device: torch.device, amp: str = "none", 
         if len(targets) == 0:
             continue
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
             logits = model(images)  # (B, K)
         logits = logits.float()

@@ -21,8 +21,7 @@ from simpool.train.aug_splits import check_aug_splits, drop_aux_bn, split_major,
 from simpool.train.checkpointing import load_state
 from simpool.train.config import load_config
 from simpool.train.distributed import DistInfo, synchronize_batchnorm
-from simpool.train.step import forward_backward
-from simpool.train.supervised import build_criterion, train
+from simpool.train.supervised import build_criterion, supervised_step, train
 from simpool.train.supervised_config import SupervisedConfig
 
 from .conftest import overrides
@@ -51,15 +50,16 @@ def test_split_major_layout_and_repeated_targets():
     assert targets.tolist() == [7, 8, 7, 8, 7, 8]
 
 
-def test_forward_backward_feeds_the_jsd_loss_its_layout():
+def test_the_supervised_step_feeds_the_jsd_loss_its_layout():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
     images, targets = torch.randn(4, 3, 3, 4, 4), torch.tensor([0, 1, 2, 3])  # (B, S, C, H, W)
-    loss, count = forward_backward(model, images, targets, JsdCrossEntropy(num_splits=3, smoothing=0.0))
+    step = supervised_step(JsdCrossEntropy(num_splits=3, smoothing=0.0), None, False, torch.device("cpu"))
+    loss, count = step(model, images, targets, 1.0)
     flat = images.transpose(0, 1).reshape(12, 3, 4, 4)  # (S * B, C, H, W)
     expected = JsdCrossEntropy(num_splits=3, smoothing=0.0)(model(flat), targets.repeat(3))
     assert count == 12
-    torch.testing.assert_close(loss, expected.detach())
+    torch.testing.assert_close(loss, expected)
 
 
 def test_criterion_and_bad_combinations():

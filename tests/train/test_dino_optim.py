@@ -15,11 +15,11 @@ from simpool.train.dino_optim import (
     apply_schedules,
     build_optimizer,
     cancel_last_layer_gradients,
-    clip_gradients,
     cosine_schedule,
     param_groups,
     update_teacher,
 )
+from simpool.train.engine import clip_per_tensor
 
 
 def test_cosine_schedule_warmup_then_cosine_by_hand():
@@ -90,7 +90,7 @@ def test_clip_gradients_per_tensor():
     model = nn.Linear(2, 1)
     model.weight.grad = torch.tensor([[3.0, 4.0]])  # norm 5 -> rescaled to norm 1
     model.bias.grad = torch.tensor([0.5])  # norm 0.5 < 1: untouched
-    clip_gradients(model, 1.0)
+    clip_per_tensor(model, 1.0)
     torch.testing.assert_close(model.weight.grad, torch.tensor([[0.6, 0.8]]), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(model.bias.grad, torch.tensor([0.5]))
 

@@ -1,32 +1,24 @@
-"""One training step: accumulation identity, and the throughput benchmark's two steps."""
+"""The throughput benchmark (``benchmarks/train_throughput.py``): the engine's update against a bare timm step."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import torch
-from torch import nn
 
-from simpool.train.step import forward_backward
-from simpool.train.throughput import measure
+BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "train_throughput.py"
 
 
-def test_two_accumulated_halves_give_the_full_batch_gradient():
-    # mean loss over 8 = (mean over the first 4 + mean over the last 4) / 2: the same gradient
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
-    images, targets = torch.randn(8, 3, 2, 2), torch.randint(0, 3, (8,))
-    criterion = nn.CrossEntropyLoss()
-    forward_backward(model, images, targets, criterion)
-    full = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    for half in (slice(0, 4), slice(4, 8)):
-        loss, count = forward_backward(model, images[half], targets[half], criterion, accum_steps=2)
-        assert count == 4 and loss.requires_grad is False
-    for expected, parameter in zip(full, model.parameters(), strict=True):
-        torch.testing.assert_close(parameter.grad, expected)
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("train_throughput", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_throughput_measures_both_steps():
-    result = measure(
+    result = load_benchmark().measure(
         "vit_tiny_patch16_224",
         batch=2,
         img_size=32,
@@ -40,3 +32,8 @@ def test_throughput_measures_both_steps():
     )
     assert result["ours"] > 0 and result["bare"] > 0
     assert result["ratio"] == result["ours"] / result["bare"]
+
+
+def test_throughput_of_a_cnn_does_not_pass_an_image_size():
+    result = load_benchmark().measure("resnet10t", pool="simpool", batch=2, img_size=32, steps=1, rounds=1)
+    assert result["ours"] > 0

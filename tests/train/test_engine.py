@@ -1,0 +1,258 @@
+"""The one training loop: accumulation, empty batches, schedules, finiteness, resume sums, DDP behaviour."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from simpool.train.distributed import DistInfo
+from simpool.train.engine import CLIP_MODES, Engine, clip_per_tensor
+from simpool.train.run import RunFolder
+
+
+def linear_step(model, x, y, weight):
+    return F.cross_entropy(model(x), y), len(y)
+
+
+def batches_of(*parts):
+    """``(epoch, start_update) -> micro-batches``: the given ``(x, y)`` pairs, skipped images 0."""
+    return lambda epoch, start: ((x, y, 0) for x, y in parts)
+
+
+def test_two_accumulated_micro_batches_make_the_update_of_the_full_batch():
+    # SGD without momentum: the update is lr x gradient, and the gradient of the mean loss over 8 samples is
+    # the mean of the two halves' mean-loss gradients, which is what loss / accum_steps accumulates
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    full = nn.Linear(6, 3)
+    halves, initial = copy.deepcopy(full), copy.deepcopy(full)
+    Engine(full, torch.optim.SGD(full.parameters(), lr=0.5), linear_step, progress=False).fit(batches_of((x, y)), 1, 1)
+    engine = Engine(halves, torch.optim.SGD(halves.parameters(), lr=0.5), linear_step, accum_steps=2, progress=False)
+    row = engine.fit(batches_of((x[:4], y[:4]), (x[4:], y[4:])), 1, 1)
+    assert engine.counters["update"] == 1
+    for a, b in zip(full.parameters(), halves.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    # the logged loss is the sample-weighted mean of the micro-batch losses: the full batch's mean loss
+    with torch.no_grad():
+        assert row["train_loss"] == pytest.approx(float(F.cross_entropy(initial(x), y)), rel=1e-6)
+
+
+def test_an_empty_micro_batch_counts_its_skipped_images_and_adds_nothing():
+    torch.manual_seed(0)
+    x, y = torch.randn(4, 6), torch.randint(0, 3, (4,))
+    model = nn.Linear(6, 3)
+    reference = copy.deepcopy(model)
+    engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), linear_step, accum_steps=2, progress=False)
+    row = engine.fit(lambda e, s: iter([(x, y, 1), (torch.empty(0), torch.empty(0, dtype=torch.long), 5)]), 1, 1)
+    assert row["skipped"] == 6 and engine.counters["update"] == 1
+    # only the readable micro-batch's gradient, divided by accum_steps
+    loss = F.cross_entropy(reference(x), y) / 2
+    loss.backward()
+    with torch.no_grad():
+        for p in reference.parameters():
+            p -= 0.1 * p.grad
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_per_update_and_per_epoch_schedules():
+    model = nn.Linear(2, 2)
+    x, y = torch.randn(4, 2), torch.zeros(4, dtype=torch.long)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    per_update = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
+    Engine(model, optimizer, linear_step, scheduler=per_update, progress=False).fit(
+        batches_of((x, y), (x, y), (x, y)), 1, 3
+    )
+    assert optimizer.param_groups[0]["lr"] == 0.5**3  # stepped after each of the 3 updates
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    per_epoch = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 0.1**epoch)
+    Engine(model, optimizer, linear_step, scheduler=per_epoch, schedule_on="epoch", progress=False).fit(
+        batches_of((x, y), (x, y)), 2, 2
+    )
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)  # stepped after each of the 2 epochs
+
+
+def test_hooks_run_in_order_around_each_update():
+    calls = []
+    model = nn.Linear(2, 2)
+    x, y = torch.randn(4, 2), torch.zeros(4, dtype=torch.long)
+    engine = Engine(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        lambda m, a, b, w: calls.append("step") or linear_step(m, a, b, w),
+        accum_steps=2,
+        before_update=lambda update: calls.append(f"before {update}"),
+        before_optimizer_step=lambda: calls.append("pre-step"),
+        after_update=lambda update: calls.append(f"after {update}"),
+        progress=False,
+    )
+    engine.fit(batches_of((x, y), (x, y), (x, y), (x, y)), 1, 2)
+    first, second = (
+        ["before 0", "step", "step", "pre-step", "after 1"],
+        ["before 1", "step", "step", "pre-step", "after 2"],
+    )
+    assert calls == first + second
+
+
+def test_a_non_finite_loss_stops_the_run_at_the_log_interval():
+    model = nn.Linear(2, 2)
+    x, y = torch.randn(4, 2), torch.zeros(4, dtype=torch.long)
+    seen = []
+
+    def step(m, a, b, w):
+        seen.append(1)
+        loss = linear_step(m, a, b, w)[0]
+        return (loss * float("nan") if len(seen) == 2 else loss), len(b)
+
+    engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), step, log_every=3, progress=False)
+    with pytest.raises(FloatingPointError, match="update 3"):
+        engine.fit(batches_of(*[(x, y)] * 5), 1, 5)
+    assert len(seen) == 3  # not read at updates 1 and 2: no host sync between log intervals
+
+
+def test_clip_modes():
+    model = nn.Linear(2, 1, bias=False)
+    model.weight.grad = torch.tensor([[3.0, 4.0]])  # norm 5
+    CLIP_MODES["norm"](model, 1.0)
+    torch.testing.assert_close(model.weight.grad, torch.tensor([[0.6, 0.8]]), rtol=1e-5, atol=1e-6)
+    two = nn.Sequential(nn.Linear(1, 1, bias=False), nn.Linear(1, 1, bias=False))
+    two[0].weight.grad, two[1].weight.grad = torch.tensor([[10.0]]), torch.tensor([[0.5]])
+    clip_per_tensor(two, 1.0)  # each tensor on its own: the small one is left as it is
+    assert two[0].weight.grad.item() == pytest.approx(1.0, rel=1e-5) and two[1].weight.grad.item() == 0.5
+    with pytest.raises(ValueError, match="valid modes: norm, per_tensor"):
+        Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), linear_step, clip_mode="agc")
+
+
+def test_resumed_epoch_loss_averages_the_whole_epoch(tmp_path):
+    # stopped after 2 of 4 updates, then resumed: the epoch's train_loss is the uninterrupted run's,
+    # not the mean over the 2 updates after the resume (the running sums are in last.pt)
+    torch.manual_seed(0)
+    parts = [(torch.randn(4, 6), torch.randint(0, 3, (4,))) for _ in range(4)]
+
+    def run(folder: Path, max_updates: int = 0):
+        torch.manual_seed(1)
+        model = nn.Linear(6, 3)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        engine = Engine(model, optimizer, linear_step, max_updates=max_updates, progress=False)
+        batches = lambda epoch, start: ((x, y, 0) for x, y in parts[start:])
+        run_folder = RunFolder(folder)
+        objects = {"model": model, "optimizer": optimizer}
+        return engine.fit(batches, 1, 4, folder=run_folder, state_objects=objects, resume=True, seed=0)
+
+    whole = run(tmp_path / "whole")
+    assert run(tmp_path / "parts", max_updates=2) == {"epoch": 0, "update": 2}
+    resumed = run(tmp_path / "parts")
+    assert resumed["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-12)
+    assert resumed["update"] == 4
+
+
+@pytest.mark.slow
+def test_compile_wraps_after_ddp(tmp_path):
+    """Two gloo processes: compile wraps DDP (not the reverse), so all-reduce still overlaps the backward."""
+    script = tmp_path / "wrap.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import json, sys, torch
+            from torch import nn
+            from torch.nn.parallel import DistributedDataParallel
+            from simpool.train.distributed import cleanup, init_distributed
+            from simpool.train.engine import Engine
+            info = init_distributed("cpu")
+            model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+            engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), None, info=info,
+                            compile=True, progress=False)
+            wrapped = engine.wrap()
+            result = {"outer": type(wrapped).__name__, "inner": type(wrapped._orig_mod).__name__}
+            if info.rank == 0:
+                print(json.dumps(result))
+            cleanup()
+            """
+        )
+    )
+    result = torchrun(script, nproc=2)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "outer": "OptimizedModule",
+        "inner": "DistributedDataParallel",
+    }
+
+
+def test_sync_batchnorm_is_refused_off_cuda_and_a_no_op_in_one_process():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    two_cpu_ranks = DistInfo(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"))
+    with pytest.raises(ValueError, match="SyncBatchNorm runs on CUDA devices only"):
+        Engine(model, optimizer, linear_step, info=two_cpu_ranks, sync_batchnorm=True)
+    engine = Engine(model, optimizer, linear_step, sync_batchnorm=True)
+    assert engine.wrap() is model and isinstance(model[1], nn.BatchNorm2d)
+
+
+@pytest.mark.slow
+def test_a_rank_whose_micro_batch_is_empty_still_takes_part(tmp_path):
+    """Rank 1's second micro-batch is all unreadable: the ranks neither hang nor fall out of step, rank 1's
+    stand-in adds nothing, and both end with the weights of one process training on the readable samples."""
+    script = tmp_path / "empty.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import json, torch
+            import torch.nn.functional as F
+            from torch import nn
+            from simpool.train.distributed import cleanup, init_distributed
+            from simpool.train.engine import Engine
+            info = init_distributed("cpu")
+            torch.manual_seed(0)
+            x, y = torch.randn(4, 6), torch.randint(0, 3, (4,))
+            model = nn.Linear(6, 3)
+            step = lambda m, a, b, w: (F.cross_entropy(m(a), b), len(b))
+            empty = (torch.empty(0), torch.empty(0, dtype=torch.long), 2)
+            mine = [(x[:2], y[:2], 0), (x[2:], y[2:], 0)] if info.rank == 0 else [(x[:2], y[:2], 0), empty]
+            engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.5), step, info=info, progress=False)
+            row = engine.fit(lambda e, s: iter(mine), 1, 2)
+            out = {"weight": model.weight.tolist(), "skipped": row["skipped"], "update": engine.counters["update"]}
+            print(json.dumps(out))
+            cleanup()
+            """
+        )
+    )
+    result = torchrun(script, nproc=2)
+    lines = [json.loads(line) for line in result.stdout.strip().splitlines() if line.startswith("{")]
+    assert len(lines) == 2 and lines[0] == lines[1]
+    assert lines[0]["skipped"] == 2 and lines[0]["update"] == 2
+    # one process: update 1 averages the two ranks' gradients of x[:2]; update 2 averages rank 0's gradient
+    # of x[2:] with rank 1's zero stand-in (DDP divides by the world size)
+    torch.manual_seed(0)
+    x, y = torch.randn(4, 6), torch.randint(0, 3, (4,))
+    model = nn.Linear(6, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for rows, scale in ((slice(0, 2), 1.0), (slice(2, 4), 0.5)):
+        (F.cross_entropy(model(x[rows]), y[rows]) * scale).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    torch.testing.assert_close(torch.tensor(lines[0]["weight"]), model.weight.detach(), rtol=1e-5, atol=1e-6)
+
+
+def torchrun(script: Path, nproc: int) -> subprocess.CompletedProcess:
+    launcher = [str(Path(sys.executable).parent / "torchrun"), "--standalone", f"--nproc_per_node={nproc}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([*launcher, str(script)], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_single_process_info_follows_the_model():
+    model = nn.Linear(2, 2)
+    engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), linear_step)
+    assert engine.info == DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    with pytest.raises(ValueError, match="amp must be one of"):
+        Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), linear_step, amp="fp8")

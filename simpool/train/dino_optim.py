@@ -103,4 +103,3 @@ def update_teacher(student: nn.Module, teacher: nn.Module, momentum: float) -> N
         raise ValueError(f"student has {len(student_params)} parameters, teacher {len(teacher_params)}")
     torch._foreach_mul_(teacher_params, momentum)
     torch._foreach_add_(teacher_params, student_params, alpha=1 - momentum)
-

@@ -117,20 +117,20 @@ def train_dino(config: DinoConfig) -> dict:
     backbone, which ``create_model(name, pool, pool_kwargs, num_classes=0)`` + ``load_checkpoint`` read.
     Resuming from ``last.pt`` gives the weights an uninterrupted run would have.
     """
-    info = init_distributed(config.train.device)
+    info = init_distributed(config.train.device, config.train.dist_timeout_s)
     try:
-        return _train(config, info)
+        folder = RunFolder(Path(config.train.output) / run_name(config), is_main=info.is_main)
+        with folder.lock(info):  # a second run in the same folder is refused, naming the first
+            return _train(config, info, folder)
     finally:
         cleanup()
 
 
-def _train(config: DinoConfig, info: DistInfo) -> dict:
+def _train(config: DinoConfig, info: DistInfo, folder: RunFolder) -> dict:
     run, optim, device = config.train, config.optim, info.device
     if run.num_threads:
         torch.set_num_threads(run.num_threads)
     torch.manual_seed(run.seed)  # the same initial weights on every process
-    folder = RunFolder(Path(run.output) / run_name(config), is_main=info.is_main)
-    folder.write_config(config)
     _, loader = build_loader(config, info)
     updates_per_epoch = loader.sampler.updates_per_epoch
 
@@ -223,6 +223,7 @@ def _train(config: DinoConfig, info: DistInfo) -> dict:
         state_objects=objects,
         resume=run.resume,
         seed=run.seed,
+        config=config,
     )
     barrier()
     folder.close()

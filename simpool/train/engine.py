@@ -240,6 +240,16 @@ class Engine:
         if self.after_update is not None:
             self.after_update(update)
 
+    def _resume_schedule(self) -> None:
+        """The learning rate of the resumed position, from a timm scheduler built from the current config (the
+        same value an uninterrupted run has, and the extended schedule's when ``train.epochs`` grew)."""
+        if self.scheduler is None or not hasattr(self.scheduler, "step_update"):
+            return
+        if self.schedule_on == "update":
+            self.scheduler.step_update(num_updates=self.counters["update"])
+        else:
+            self.scheduler.step(self.counters["epoch"])
+
     def check_finite(self, loss: torch.Tensor | None) -> float:
         """The last loss as a float, checked on every rank together: a non-finite loss anywhere stops them all."""
         value = loss.float() if loss is not None else torch.zeros((), device=self.info.device)
@@ -263,6 +273,7 @@ class Engine:
         state_objects: dict[str, Any] | None = None,
         resume: bool = False,
         seed: int | None = None,
+        config: Any = None,
     ) -> dict:
         """Train for ``epochs`` epochs of ``updates_per_epoch`` updates (None: as many as ``batches`` gives);
         returns the last log row.
@@ -278,11 +289,16 @@ class Engine:
                 optimizer, scheduler, EMA...).
             resume: continue from ``folder``'s ``last.pt`` when it exists.
             seed: a fresh start with a folder seeds every RNG with ``seed + rank``.
+            config: the run's resolved config: a resume checks it against the folder's ``config.yaml`` (only
+                ``train.epochs`` may grow), which is then written (:meth:`TrainingState.resume`).
         """
         state = None
         if folder is not None:
             state = TrainingState(folder, self.info, {**(state_objects or {}), "scaler": self.scaler})
-            self.counters.update(state.resume(resume, self.info.device, seed or 0))
+            resumed = state.resume(resume, seed=seed or 0, config=config)
+            self.counters.update(resumed)
+            if resumed:
+                self._resume_schedule()
         self.wrap()
         row: dict = {}
         while self.counters["epoch"] < epochs:

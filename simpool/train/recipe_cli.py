@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
+import sys
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, recipes: str = "configs/*.yaml") -> None:
@@ -37,7 +39,21 @@ def run_recipe(args: argparse.Namespace, config_class: type, trainer: str, prog:
 
         print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
         return 0
+    from .run import RunLockedError
+    from .state import ResumeError
+
     module, function = trainer.split(":")
-    result = getattr(importlib.import_module(module), function)(config)  # torch, timm: only for a valid config
+    # SIGTERM (a scheduler's preemption) exits through the finally blocks: the run folder's lock is released
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        result = getattr(importlib.import_module(module), function)(config)  # torch, timm: only for a valid config
+    except (ResumeError, RunLockedError) as error:
+        print(f"{prog}: {error}")
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; run the same command again to resume from the last checkpoint (last.pt)")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"run folder: {result['run_dir']}")
     return result

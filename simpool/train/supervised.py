@@ -154,14 +154,16 @@ def train(config: SupervisedConfig) -> dict:
     scheduler, scaler, EMA, RNG states and the position inside the epoch, so the final weights equal
     those of an uninterrupted run.
     """
-    info = init_distributed(config.train.device)
+    info = init_distributed(config.train.device, config.train.dist_timeout_s)
     try:
-        return _train(config, info)
+        folder = RunFolder(Path(config.train.output) / run_name(config), is_main=info.is_main)
+        with folder.lock(info):  # a second run in the same folder is refused, naming the first
+            return _train(config, info, folder)
     finally:
         cleanup()
 
 
-def _train(config: SupervisedConfig, info: DistInfo) -> dict:
+def _train(config: SupervisedConfig, info: DistInfo, folder: RunFolder) -> dict:
     run, device = config.train, info.device
     mixing = config.mixup.mixup > 0 or config.mixup.cutmix > 0
     check_aug_splits(config.data.aug_splits, config.data.jsd, config.model.split_bn, mixing)
@@ -170,8 +172,6 @@ def _train(config: SupervisedConfig, info: DistInfo) -> dict:
     if run.num_threads:
         torch.set_num_threads(run.num_threads)
     torch.manual_seed(run.seed)  # the same initial weights on every process
-    folder = RunFolder(Path(run.output) / run_name(config), is_main=info.is_main)
-    folder.write_config(config)
     train_set, train_loader, val_loader = build_loaders(config, info)
     num_classes = len(train_set.classes)
 
@@ -275,9 +275,12 @@ def _train(config: SupervisedConfig, info: DistInfo) -> dict:
         end_epoch=end_epoch,
         summary=lambda row: summary_line(row, run.epochs),
         folder=folder,
-        state_objects={"model": model, "optimizer": optimizer, "scheduler": scheduler, "ema": ema},
+        # not the scheduler: rebuilt from the config, so that a resume may extend train.epochs (timm keeps the
+        # run length in its state); the engine sets the resumed update's learning rate from it
+        state_objects={"model": model, "optimizer": optimizer, "ema": ema},
         resume=run.resume,
         seed=run.seed,
+        config=config,
     )
     barrier()
     folder.close()

@@ -199,3 +199,56 @@ def test_amp_channels_last_and_ema_train_with_finite_losses(tiny_data, tmp_path,
     assert "ema_top1" in result and (Path(result["run_dir"]) / "last_ema.safetensors").is_file()
     if amp == "fp16":  # the gradient scaler's state is part of the training state
         assert "scaler" in load_state(Path(result["run_dir"]) / "last.pt")
+
+
+def test_a_second_run_in_a_locked_folder_is_refused_in_one_line(tiny_data, tmp_path, capsys):
+    from simpool.cli import main
+    from simpool.train.run import RunFolder
+
+    args = overrides(tiny_data, tmp_path, train__epochs=1, train__batch_size=8)
+    with RunFolder(tmp_path / "run").lock():  # as if a first run were still training there
+        assert main(["train", *args]) == 2
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and f"pid {os.getpid()}" in out[0] and str(tmp_path / "run") in out[0]
+    assert not (tmp_path / "run" / "log.csv").exists()  # nothing was written by the refused run
+    assert main(["train", *args]) is not None and not (tmp_path / "run" / ".lock").exists()  # released after
+
+
+def test_resume_may_extend_epochs_only_and_follows_the_longer_schedule(tiny_data, tmp_path, capsys):
+    from simpool.cli import main
+
+    common = dict(train__batch_size=8, sched__warmup_epochs=0, sched__min_lr=0.0)
+    assert main(["train", *overrides(tiny_data, tmp_path / "a", train__epochs=1, **common)]) is not None
+    changed = overrides(tiny_data, tmp_path / "a", train__epochs=2, optim__lr=0.5, **common)
+    capsys.readouterr()
+    assert main(["train", *changed]) == 2
+    refusal = capsys.readouterr().out
+    assert "optim.lr: 0.001 -> 0.5" in refusal and "--no-resume" in refusal and "train.epochs: 1" not in refusal
+    after_one = load_file(tmp_path / "a" / "run" / "last.safetensors")
+    assert main(["train", *overrides(tiny_data, tmp_path / "a", train__epochs=2, **common)]) is not None
+    assert "extending train.epochs from 1 to 2" in capsys.readouterr().out
+    assert [row["epoch"] for row in RunFolder_rows(tmp_path / "a" / "run")] == ["0", "1"]
+    # the second epoch follows a 2-epoch cosine (lr > 0 in it), not the finished 1-epoch one (min_lr 0 after it):
+    # the weights moved
+    after_two = load_file(tmp_path / "a" / "run" / "last.safetensors")
+    assert not torch.equal(after_two["head.weight"], after_one["head.weight"])
+
+
+def RunFolder_rows(path: Path) -> list[dict]:
+    from simpool.train.run import RunFolder
+
+    return RunFolder(path).read_log()
+
+
+def test_a_truncated_last_pt_is_one_line_naming_it(tiny_data, tmp_path, capsys):
+    from simpool.cli import main
+
+    args = overrides(tiny_data, tmp_path, train__epochs=1, train__batch_size=8)
+    assert main(["train", *args]) is not None
+    last = tmp_path / "run" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    capsys.readouterr()
+    assert main(["train", *args]) == 2
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and str(last) in out[0] and "--no-resume" in out[0]
+    assert main(["train", *args, "train.epochs=1", "--no-resume"]) is not None

@@ -18,19 +18,13 @@ from simpool.evaluate.features import (
     pre_logits,
     rows_per_chunk,
 )
-from simpool.models import create_model, save_checkpoint
-
-TINY = ["img_size=32", "patch_size=8", "embed_dim=32", "depth=1", "num_heads=2"]
-
-
-def tiny(pool="simpool", num_classes=0):
-    return create_model("vit_tiny_patch16_224", pool=pool, num_classes=num_classes, **parse_kwargs(TINY))
+from simpool.models import save_checkpoint
 
 
 @pytest.mark.parametrize("pool", ["simpool", "default", "gap"])
-def test_extract_features_is_forward_head_pre_logits_in_order(pool):
+def test_extract_features_is_forward_head_pre_logits_in_order(pool, tiny_vit):
     torch.manual_seed(0)
-    model = tiny(pool, num_classes=5).eval()
+    model = tiny_vit(pool, num_classes=5).eval()
     images = torch.randn(7, 3, 32, 32)
     batches = [(images[i : i + 3], torch.arange(i, min(i + 3, 7))) for i in range(0, 7, 3)]
     features, labels = extract_features(model, batches, device="cpu", progress=False)
@@ -41,9 +35,9 @@ def test_extract_features_is_forward_head_pre_logits_in_order(pool):
     assert labels.tolist() == list(range(7))  # loader order kept
 
 
-def test_extract_features_rejects_empty_loader():
+def test_extract_features_rejects_empty_loader(tiny_vit):
     with pytest.raises(ValueError, match="no batches"):
-        extract_features(tiny(), [], progress=False)
+        extract_features(tiny_vit(), [], progress=False)
 
 
 def test_chunks_cover_range_and_budget():
@@ -58,14 +52,21 @@ def test_parse_kwargs_reads_yaml_scalars():
         parse_kwargs(["oops"])
 
 
-def test_build_model_loads_classifier_checkpoint_into_feature_extractor(tmp_path):
+def test_build_model_loads_classifier_checkpoint_into_feature_extractor(tmp_path, tiny_vit, tiny_vit_args):
     torch.manual_seed(0)
-    trained = tiny(num_classes=4)
+    trained = tiny_vit(num_classes=4)
     save_checkpoint(trained, tmp_path / "w.safetensors")
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)
     args = parser.parse_args(
-        ["--model", "vit_tiny_patch16_224", "--model-kwargs", *TINY, "--checkpoint", str(tmp_path / "w.safetensors")]
+        [
+            "--model",
+            "vit_tiny_patch16_224",
+            "--model-kwargs",
+            *tiny_vit_args,
+            "--checkpoint",
+            str(tmp_path / "w.safetensors"),
+        ]
         + ["--device", "cpu"]
     )
     model = build_model(args)

@@ -8,21 +8,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from simpool import create_model
 from simpool.cli import main
 from simpool.models import save_checkpoint
 from simpool.models.checkpoint import load_pretrained
 
-from .conftest import overrides, write_image_folder
 
-VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2)
-
-
-def test_load_pretrained_keeps_a_fresh_classifier_and_names_missing_weights(tmp_path):
+def test_load_pretrained_keeps_a_fresh_classifier_and_names_missing_weights(tmp_path, tiny_vit):
     torch.manual_seed(0)
-    source = create_model("vit_tiny_patch16_224", num_classes=2, **VIT)
+    source = tiny_vit(num_classes=2)
     path = save_checkpoint(source, tmp_path / "pre.safetensors")
-    target = create_model("vit_tiny_patch16_224", num_classes=5, **VIT)
+    target = tiny_vit(num_classes=5)
     fresh_head = target.head.weight.clone()
     load_pretrained(target, path)
     for name, tensor in source.state_dict().items():
@@ -32,20 +27,20 @@ def test_load_pretrained_keeps_a_fresh_classifier_and_names_missing_weights(tmp_
     partial = {k: v for k, v in source.state_dict().items() if not k.startswith("blocks.0.mlp")}
     save_checkpoint(partial, tmp_path / "partial.safetensors")
     with pytest.raises(ValueError, match="blocks.0.mlp.fc1.weight"):
-        load_pretrained(create_model("vit_tiny_patch16_224", num_classes=5, **VIT), tmp_path / "partial.safetensors")
+        load_pretrained(tiny_vit(num_classes=5), tmp_path / "partial.safetensors")
 
 
-def test_cli_fine_tunes_from_the_checkpoint(tmp_path):
+def test_cli_fine_tunes_from_the_checkpoint(tmp_path, tiny_vit, write_image_folder, train_overrides):
     data = tmp_path / "data"
     write_image_folder(data / "train", classes=3, per_class=4, seed=0)
     write_image_folder(data / "val", classes=3, per_class=2, seed=1)
     torch.manual_seed(0)
-    pretrained = create_model("vit_tiny_patch16_224", num_classes=7, **VIT)  # another task, 7 classes
+    pretrained = tiny_vit(num_classes=7)  # another task, 7 classes
     checkpoint = save_checkpoint(pretrained, tmp_path / "pre.safetensors")
     recipe = tmp_path / "finetune.yaml"
     recipe.write_text("model:\n  pool: simpool\ntrain:\n  epochs: 1\n  batch_size: 4\n")
     out = tmp_path / "result.json"
-    args = overrides(data, tmp_path / "runs", optim__lr=0.0, sched__warmup_lr=0.0, sched__min_lr=0.0)
+    args = train_overrides(data, tmp_path / "runs", optim__lr=0.0, sched__warmup_lr=0.0, sched__min_lr=0.0)
     command = ["eval", "finetune", "--config", str(recipe), "--checkpoint", str(checkpoint), "--out", str(out)]
     assert main([*command, *args]) == 0
     result = json.loads(out.read_text())

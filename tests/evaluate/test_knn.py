@@ -6,13 +6,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from simpool.cli import main
 from simpool.data.folders import image_folder
-from simpool.evaluate.features import eval_transform, extract_features, parse_kwargs
+from simpool.evaluate.features import eval_transform, extract_features
 from simpool.evaluate.knn import knn_classify, knn_classify_many
-from simpool.models import create_model
 
 
 def unit(degrees):
@@ -98,32 +96,31 @@ def test_rejects_bad_shapes():
         knn_classify(torch.zeros(4, 3), torch.zeros(3), torch.zeros(2, 3), torch.zeros(2), k=1)
 
 
-def write_folder(root, colours, per_class=3, size=40):
-    rng = np.random.default_rng(0)
-    for c, colour in enumerate(colours):
-        folder = root / f"class_{c}"
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            pixels = np.clip(np.array(colour) + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / f"{i}.png")
-
-
-TINY = ["img_size=32", "patch_size=8", "embed_dim=32", "depth=1", "num_heads=2"]
-
-
-def test_cli_end_to_end_matches_function(tmp_path, capsys):
+def test_cli_end_to_end_matches_function(tmp_path, capsys, write_image_folder, tiny_vit, tiny_vit_args):
     colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
-    write_folder(tmp_path / "data" / "train", colours, per_class=4)
-    write_folder(tmp_path / "data" / "val", colours, per_class=2)
+    write_image_folder(tmp_path / "data" / "train", per_class=4, size=40, colours=colours)
+    write_image_folder(tmp_path / "data" / "val", per_class=2, size=40, colours=colours)
     argv = ["eval", "knn", "--data-path", str(tmp_path / "data"), "--model", "vit_tiny_patch16_224", "--model-kwargs"]
-    argv += TINY + ["--nb-knn", "1", "3", "--resize", "32", "--crop", "32", "--workers", "0", "--device", "cpu"]
+    argv += tiny_vit_args + [
+        "--nb-knn",
+        "1",
+        "3",
+        "--resize",
+        "32",
+        "--crop",
+        "32",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    ]
     argv += ["--output", str(tmp_path / "knn.json"), "--no-progress", "--batch-size", "5"]
     torch.manual_seed(0)
     assert main(argv) == 0
     result = json.loads((tmp_path / "knn.json").read_text())
     assert "top1" in capsys.readouterr().out
     torch.manual_seed(0)  # the same random weights as the CLI built
-    model = create_model("vit_tiny_patch16_224", num_classes=0, **parse_kwargs(TINY))
+    model = tiny_vit(num_classes=0)
     transform = eval_transform(32, 32)
     train = extract_features(
         model,
@@ -150,14 +147,12 @@ def test_cli_end_to_end_matches_function(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_cli_on_bench_imagefolder_export(tmp_path):
+def test_cli_on_bench_imagefolder_export(tmp_path, bench_export, tiny_vit_args):
     """The SimPool bench's ImageFolder export (train/ and test/, 64x64 images) read end to end."""
-    from simpool.data.bench_export import export
-
     for split, count in (("train", 30), ("test", 10)):
-        export(tmp_path, "imagefolder", "original", split=split, num_images=count, progress=False)
+        bench_export("imagefolder", split=split, num_images=count, root=tmp_path)
     argv = ["eval", "knn", "--data-path", str(tmp_path), "--val-split", "test", "--model", "vit_tiny_patch16_224"]
-    argv += ["--model-kwargs", *TINY, "--nb-knn", "1", "5", "--resize", "32", "--crop", "32", "--workers", "0"]
+    argv += ["--model-kwargs", *tiny_vit_args, "--nb-knn", "1", "5", "--resize", "32", "--crop", "32", "--workers", "0"]
     assert main(argv + ["--device", "cpu", "--no-progress", "--output", str(tmp_path / "knn.json")]) == 0
     results = json.loads((tmp_path / "knn.json").read_text())["results"]
     assert results["1"]["top1"] == results["1"]["top5"]  # with k = 1, top-5 counts min(5, k) = 1 class

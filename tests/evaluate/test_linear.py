@@ -4,10 +4,8 @@ import copy
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from simpool.cli import main
 from simpool.evaluate.linear import LinearHeads, fit_linear_heads, linear_probe_cached, top1_per_head
@@ -86,20 +84,14 @@ def test_reports_best_epoch_and_learns_separable_data():
         fit_linear_heads(LinearHeads(4, 4, 2), batches_of(features, labels), features, labels, (1.0,), 1, 8, False)
 
 
-TINY = ["img_size=32", "patch_size=8", "embed_dim=32", "depth=1", "num_heads=2"]
-
-
 @pytest.mark.parametrize("mode", [[], ["--cached", "--lrs", "0.01", "1.0"]])
-def test_cli_end_to_end(tmp_path, mode):
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 4), ("val", 2)):
-        for c, colour in enumerate([(220, 20, 20), (20, 20, 220)]):
-            folder = tmp_path / split / f"c{c}"
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = np.clip(np.array(colour) + rng.normal(0, 10, (40, 40, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i}.png")
-    argv = ["eval", "linear", "--data-path", str(tmp_path), "--model", "vit_tiny_patch16_224", "--model-kwargs", *TINY]
+def test_cli_end_to_end(tmp_path, mode, write_image_folder, tiny_vit_args):
+    for seed, (split, count) in enumerate((("train", 4), ("val", 2))):  # a red and a blue class
+        write_image_folder(
+            tmp_path / split, per_class=count, size=40, seed=seed, colours=[(220, 20, 20), (20, 20, 220)], noise=10
+        )
+    argv = ["eval", "linear", "--data-path", str(tmp_path), "--model", "vit_tiny_patch16_224"]
+    argv += ["--model-kwargs", *tiny_vit_args]
     argv += ["--epochs", "2", "--resize", "32", "--crop", "32", "--batch-size", "4", "--workers", "0"]
     argv += ["--device", "cpu", "--no-progress", "--output", str(tmp_path / "l.json"), *mode]
     assert main(argv) == 0

@@ -122,11 +122,8 @@ def test_readers_follow_the_split_files(tmp_path):
         read_recall_dataset("mnist", tmp_path)
 
 
-TINY = ["img_size=32", "patch_size=8", "embed_dim=32", "depth=1", "num_heads=2"]
-
-
 @pytest.mark.parametrize("dataset", ["sop", "inshop"])
-def test_cli_end_to_end(tmp_path, dataset):
+def test_cli_end_to_end(tmp_path, dataset, tiny_vit_args):
     if dataset == "sop":
         root = tmp_path / "Stanford_Online_Products"
         lines = [f"{i} {11319 + i % 3} 1 img/{i}.jpg" for i in range(9)]
@@ -145,7 +142,7 @@ def test_cli_end_to_end(tmp_path, dataset):
         for i in range(9):
             save_image(root / f"Img/img/{i}.jpg", i)
     argv = ["eval", "recall", "--dataset", dataset, "--data-root", str(tmp_path), "--ks", "1", "2", "8"]
-    argv += ["--model", "vit_tiny_patch16_224", "--model-kwargs", *TINY, "--resize", "32", "--crop", "32"]
+    argv += ["--model", "vit_tiny_patch16_224", "--model-kwargs", *tiny_vit_args, "--resize", "32", "--crop", "32"]
     argv += ["--workers", "0", "--device", "cpu", "--no-progress", "--output", str(tmp_path / "r.json")]
     assert main(argv) == 0
     result = json.loads((tmp_path / "r.json").read_text())["results"]

@@ -13,9 +13,8 @@ from torchvision import transforms
 
 from simpool.cli import main
 from simpool.data.revisitop import load_gnd, revisitop_datasets
-from simpool.evaluate.features import IMAGENET_MEAN, IMAGENET_STD, parse_kwargs, pre_logits
+from simpool.evaluate.features import IMAGENET_MEAN, IMAGENET_STD, pre_logits
 from simpool.evaluate.retrieval import Thumbnail, average_precision, rank_database, revisited_map
-from simpool.models import create_model
 
 # query 0 ranks the database [3, 0, 5, 1, 2, 4]; query 1 ranks [4, 3, 2, 1, 0, 5]
 RANKS = np.array([[3, 0, 5, 1, 2, 4], [4, 3, 2, 1, 0, 5]]).T  # (N_db, N_query)
@@ -122,27 +121,21 @@ def write_revisitop(root):
     (folder / "gnd_roxford5k.pkl").write_bytes(pickle.dumps(gnd))
 
 
-TINY = [
-    "img_size=32",
-    "patch_size=8",
-    "embed_dim=32",
-    "depth=1",
-    "num_heads=2",
-    "dynamic_img_size=true",
-    "dynamic_img_pad=true",
-]
+DYNAMIC = {"dynamic_img_size": True, "dynamic_img_pad": True}  # queries are cropped to boxes of any size
+DYNAMIC_ARGS = ["dynamic_img_size=true", "dynamic_img_pad=true"]
 
 
-def test_cli_end_to_end(tmp_path):
+def test_cli_end_to_end(tmp_path, tiny_vit, tiny_vit_args):
     write_revisitop(tmp_path)
     database, queries, gnd = revisitop_datasets(tmp_path, "roxford5k")
     assert queries[0][0].size == (28, 25)  # cropped to its box
     argv = ["eval", "retrieval", "--data-root", str(tmp_path), "--dataset", "roxford5k", "--imsize", "32"]
-    argv += ["--model", "vit_tiny_patch16_224", "--model-kwargs", *TINY, "--device", "cpu", "--no-progress"]
+    argv += ["--model", "vit_tiny_patch16_224", "--model-kwargs", *tiny_vit_args, *DYNAMIC_ARGS]
+    argv += ["--device", "cpu", "--no-progress"]
     torch.manual_seed(0)
     assert main(argv + ["--output", str(tmp_path / "r.json")]) == 0
     torch.manual_seed(0)  # the same random weights: features computed here give the same ranking
-    model = create_model("vit_tiny_patch16_224", num_classes=0, **parse_kwargs(TINY)).eval()
+    model = tiny_vit(num_classes=0, **DYNAMIC).eval()
     transform = transforms.Compose(
         [Thumbnail(32), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     )

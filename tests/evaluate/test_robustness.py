@@ -2,17 +2,14 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torchvision import transforms
 
 from simpool.cli import main
 from simpool.data.in9 import class_labels, in9_classes, in9_dataset, in9_variations, load_in9_mapping
-from simpool.evaluate.features import IMAGENET_MEAN, IMAGENET_STD, parse_kwargs
+from simpool.evaluate.features import IMAGENET_MEAN, IMAGENET_STD
 from simpool.evaluate.robustness import bg_gap, in9_accuracy, in9_predictions, variation_logits
-from simpool.models import create_model
 
 MAPPING = torch.tensor([0, -1, 1, 1, -1])  # a 5-class "ImageNet": classes 1 and 4 are outside IN-9
 
@@ -45,17 +42,26 @@ def test_load_mapping(tmp_path):
         load_in9_mapping(tmp_path / "bad9.json")
 
 
-def write_in9(root, variations=("mixed_rand", "mixed_same", "only_fg", "fg_mask"), classes=3, per_class=2):
-    rng = np.random.default_rng(0)
-    for variation in variations:
-        for c in range(classes):
-            folder = root / variation / "val" / f"{c:02d}_class {c}"  # spaces, as in '02_wheeled vehicle'
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.JPEG")
+@pytest.fixture
+def write_in9(write_image_folder):
+    """``write_in9(root)``: IN-9's ``<variation>/val/<NN_name>/<i>.JPEG`` layout of 3 classes of 2 noise images."""
+
+    def write(root, variations=("mixed_rand", "mixed_same", "only_fg", "fg_mask"), classes=3, per_class=2):
+        names = [f"{c:02d}_class {c}" for c in range(classes)]  # spaces, as in '02_wheeled vehicle'
+        for seed, variation in enumerate(variations):
+            write_image_folder(
+                root / variation / "val",
+                per_class=per_class,
+                seed=seed,
+                pattern="noise",
+                class_names=names,
+                suffix=".JPEG",
+            )
+
+    return write
 
 
-def test_layout(tmp_path):
+def test_layout(tmp_path, write_in9):
     write_in9(tmp_path)
     assert in9_variations(tmp_path) == ["only_fg", "mixed_same", "mixed_rand"]  # paper order, fg_mask skipped
     dataset = in9_dataset(tmp_path, "only_fg")
@@ -75,18 +81,15 @@ def test_layout(tmp_path):
         in9_dataset(tmp_path, "mixed_same", classes=classes[1:])
 
 
-TINY = ["img_size=32", "patch_size=8", "embed_dim=32", "depth=1", "num_heads=2"]
-
-
-def test_cli_direct_head_and_mapping(tmp_path):
+def test_cli_direct_head_and_mapping(tmp_path, write_in9, tiny_vit, tiny_vit_args):
     write_in9(tmp_path / "in9")
     base = ["eval", "robustness", "--data-path", str(tmp_path / "in9"), "--model", "vit_tiny_patch16_224"]
-    base += ["--model-kwargs", *TINY, "--workers", "0", "--device", "cpu", "--no-progress"]
+    base += ["--model-kwargs", *tiny_vit_args, "--workers", "0", "--device", "cpu", "--no-progress"]
     torch.manual_seed(0)
     assert main(base + ["--num-classes", "3", "--output", str(tmp_path / "direct.json")]) == 0
     result = json.loads((tmp_path / "direct.json").read_text())
     torch.manual_seed(0)  # the same weights: recompute one variation by hand
-    model = create_model("vit_tiny_patch16_224", num_classes=3, **parse_kwargs(TINY)).eval()
+    model = tiny_vit(num_classes=3).eval()
     logits, labels = variation_logits(
         model,
         torch.utils.data.DataLoader(in9_dataset(tmp_path / "in9", "mixed_rand", transforms.ToTensor()), batch_size=4),
@@ -104,13 +107,22 @@ def test_cli_direct_head_and_mapping(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_on_bench_in9_export(tmp_path):
+def test_cli_on_bench_in9_export(tmp_path, bench_export, tiny_vit_args):
     """The SimPool bench's IN-9 export (10 Fashion-MNIST classes, 64x64) read end to end by a 10-way model."""
-    from simpool.data.bench_export import export
-
-    export(tmp_path / "in9", "in9", "all", num_images=12, progress=False)
+    bench_export("in9", "all", num_images=12, root=tmp_path / "in9")
     argv = ["eval", "robustness", "--data-path", str(tmp_path / "in9"), "--model", "vit_tiny_patch16_224"]
-    argv += ["--model-kwargs", *TINY, "--resize", "32", "--num-classes", "10", "--workers", "0", "--device", "cpu"]
+    argv += [
+        "--model-kwargs",
+        *tiny_vit_args,
+        "--resize",
+        "32",
+        "--num-classes",
+        "10",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    ]
     assert main(argv + ["--no-progress", "--output", str(tmp_path / "r.json")]) == 0
     result = json.loads((tmp_path / "r.json").read_text())
     assert len(result["accuracy"]) == 8 and "bg_gap" in result

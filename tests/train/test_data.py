@@ -11,8 +11,6 @@ import torch
 from simpool.train.data import SafeImageFolder, StepSampler, collate_skip, first_fraction_per_class, seeded
 from simpool.train.validation import topk_correct
 
-from .conftest import write_image_folder
-
 
 def test_fraction_keeps_the_first_files_of_each_class():
     samples = [(f"c0/{i}.png", 0) for i in reversed(range(10))] + [(f"c1/{i}.png", 1) for i in range(3)]
@@ -39,7 +37,7 @@ def test_restarting_mid_epoch_yields_the_rest_of_the_epoch():
     assert list(sampler) != whole  # a new order each epoch
 
 
-def test_augmentation_depends_only_on_seed_epoch_and_index(tmp_path):
+def test_augmentation_depends_only_on_seed_epoch_and_index(tmp_path, write_image_folder):
     from timm.data import create_transform
 
     write_image_folder(tmp_path, classes=1, per_class=2)
@@ -69,7 +67,7 @@ def test_seeded_restores_the_cpu_streams_and_leaves_cuda_alone(monkeypatch):
     assert torch.equal(inside[0], again[0]) and np.array_equal(inside[1], again[1]) and inside[2] == again[2]
 
 
-def test_unreadable_images_are_skipped_with_a_warning_and_counted(tmp_path):
+def test_unreadable_images_are_skipped_with_a_warning_and_counted(tmp_path, write_image_folder):
     write_image_folder(tmp_path, classes=1, per_class=2)
     (tmp_path / "class_0" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     dataset = SafeImageFolder(tmp_path, transform=lambda image: torch.zeros(1))

@@ -3,7 +3,7 @@
 from .attention import attention_maps, cls_attention_all
 from .checkpoint import load_checkpoint, save_checkpoint
 from .factory import create_model, pool_input, pool_slot, replace_pool
-from .families import FAMILIES, family_of
+from .families import FAMILIES, family_of, list_families
 from .official import build_official, create_official_model, list_official
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "create_official_model",
     "create_model",
     "family_of",
+    "list_families",
     "list_official",
     "load_checkpoint",
     "pool_input",

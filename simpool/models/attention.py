@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from .factory import pool_slot
+from .generic import FeaturePool
 
 SOURCES = ("auto", "pool", "cls", "cls_block", "cls_head")
 
@@ -59,12 +62,22 @@ def _pool_attention(model: nn.Module, slot, images: torch.Tensor) -> torch.Tenso
     finally:
         slot.record_attention, slot.attention = False, None
     B = images.shape[0]
-    if hasattr(model, "patch_embed"):  # tokens: (B, N) or (B, M, N)
+    if isinstance(slot, FeaturePool):  # the generic wiring: a map (slot.grid) or patch tokens
+        h, w = slot.grid or token_grid(attention.shape[-1], tuple(images.shape[-2:]))
+        attention = attention.reshape(B, -1, h, w)  # (B, M, h, w)
+    elif hasattr(model, "patch_embed"):  # tokens: (B, N) or (B, M, N)
         h, w = _grid(model, images)
         attention = attention.reshape(B, -1, h, w)  # (B, M, h, w)
     elif attention.ndim == 3:  # a single map: (B, H, W)
         attention = attention[:, None]  # (B, 1, H, W)
     return attention.mean(dim=1)  # over heads or vectors: (B, h, w)
+
+
+def token_grid(num_tokens: int, image_hw: tuple[int, int]) -> tuple[int, int]:
+    """The grid ``(h, w)`` with ``h w = num_tokens`` whose aspect ratio is closest to the image's."""
+    aspect = math.log(image_hw[0] / image_hw[1])
+    sides = [(h, num_tokens // h) for h in range(1, num_tokens + 1) if num_tokens % h == 0]
+    return min(sides, key=lambda hw: abs(math.log(hw[0] / hw[1]) - aspect))
 
 
 def cls_attention_all(model: nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from ..pooling import create_pool
-from .families import Family, family_of, family_of_name, get_path, install
+from . import generic
+from .families import Family, default_gamma_of, family_of, family_of_name, get_path, init_generic_pool, install
 from .slot import PoolSlot, max_over_vectors
 
 DEFAULT_POOLS = ("default",)
@@ -25,18 +26,22 @@ def create_model(
     """A timm model whose final pooling is the named simpool pool.
 
     Args:
-        model_name: a timm model of the ResNet, ConvNeXt or ViT/DeiT families (``resnet50``,
-            ``convnext_small``, ``vit_small_patch16_224``, ...).
+        model_name: a timm model of a family of ``simpool.list_families()`` (``resnet50``,
+            ``convnext_small``, ``vit_small_patch16_224``, ``efficientnet_b0``, ``swin_tiny_patch4_window7_224``...).
+            ResNet, ConvNeXt and ViT/DeiT get the official wiring; the other families the generic
+            one (``simpool/models/generic.py``): the pool on ``forward_features``, then timm's own head.
         pool: a name of ``simpool.list_pools()``, or ``"default"`` for timm's own pooling (GAP for
-            CNNs, the CLS token for ViTs): the paper's baseline. Any other pool builds a ViT without
-            its CLS token and without the position-embedding slot for it.
+            CNNs, the CLS token for ViTs): the paper's baseline. Any other pool builds a ViT-like model
+            without its CLS token and without the position-embedding slot for it when timm has the
+            option (``class_token=False``); otherwise CLS, distillation and register tokens stay in
+            the encoder, out of the pool.
         pool_kwargs: arguments of the pool. For ``"simpool"`` without ``gamma``, the paper's default
             of the family is used: 2 for CNNs, 1.25 for transformers (pass ``gamma=None`` for none).
         num_classes: classifier outputs; 0 for no classifier (``model(x)`` returns pooled features).
         **timm_kwargs: passed to ``timm.create_model`` (``pretrained``, ``img_size``, ``drop_path_rate``...).
 
     Raises:
-        ValueError: an unknown pool, or a model outside the supported families.
+        ValueError: an unknown pool, or a model of an unsupported family (the reason in the message).
 
     Example:
         >>> model = create_model("resnet18", pool="simpool", num_classes=10)
@@ -44,18 +49,37 @@ def create_model(
     family = family_of_name(model_name)
     if pool in DEFAULT_POOLS:
         return timm.create_model(model_name, num_classes=num_classes, **timm_kwargs)
-    clash = sorted(set(family.build_kwargs) & set(timm_kwargs))
-    if clash:
-        raise ValueError(f"{clash} are set by create_model for pool={pool!r}; remove them from the arguments")
-    model = timm.create_model(model_name, num_classes=num_classes, **family.build_kwargs, **timm_kwargs)
+    if family.generic:
+        model = _build_generic(model_name, family, num_classes, timm_kwargs)
+    else:
+        clash = sorted(set(family.build_kwargs) & set(timm_kwargs))
+        if clash:
+            raise ValueError(f"{clash} are set by create_model for pool={pool!r}; remove them from the arguments")
+        model = timm.create_model(model_name, num_classes=num_classes, **family.build_kwargs, **timm_kwargs)
     kwargs = dict(pool_kwargs or {})
     if pool == "simpool":
-        kwargs.setdefault("gamma", family.default_gamma)
+        gamma = family.default_gamma if family.default_gamma is not None else default_gamma_of(model)
+        kwargs.setdefault("gamma", gamma)
     pool_module = create_pool(pool, model.num_features, **kwargs)
     if family.init_pool is not None:
         family.init_pool(pool_module)
+    elif family.generic:
+        init_generic_pool(model, pool_module)
     like = next(model.parameters())
     return replace_pool(model, pool_module.to(device=like.device, dtype=like.dtype))
+
+
+def _build_generic(model_name: str, family: Family, num_classes: int, timm_kwargs: dict) -> nn.Module:
+    """The timm model, without its CLS token when timm has the option and the caller did not choose."""
+    if not set(family.build_kwargs) & set(timm_kwargs):
+        try:
+            return timm.create_model(model_name, num_classes=num_classes, **family.build_kwargs, **timm_kwargs)
+        except TypeError as error:  # the model has no such option: it keeps its tokens
+            if not any(key in str(error) for key in family.build_kwargs):
+                raise
+        except AssertionError:  # e.g. DeiT distilled: its head needs the CLS and distillation tokens
+            pass
+    return timm.create_model(model_name, num_classes=num_classes, **timm_kwargs)
 
 
 def replace_pool(model: nn.Module, pool: nn.Module | str, **pool_kwargs) -> nn.Module:
@@ -65,6 +89,9 @@ def replace_pool(model: nn.Module, pool: nn.Module | str, **pool_kwargs) -> nn.M
     ``pool_kwargs``). ``model.reset_classifier(num_classes)`` keeps the pool afterwards.
     On a ViT built with a CLS token the token stays in the encoder and the pool ignores it; build
     with ``create_model`` to have no CLS token at all.
+
+    Raises:
+        ValueError: a model of an unsupported family, or a pool whose width the head does not take.
     """
     family = family_of(model)
     if isinstance(pool, str):
@@ -77,6 +104,9 @@ def replace_pool(model: nn.Module, pool: nn.Module | str, **pool_kwargs) -> nn.M
             f"{type(pool).__name__} gives {out_features} features but {type(model).__name__}'s head "
             f"expects {model.num_features}"
         )
+    if family.generic:
+        generic.install(model, pool)
+        return model
     install(family, model, pool)
     _hook_classifier(family, model, pool)
     model.reset_classifier = types.MethodType(_reset_classifier, model)
@@ -94,13 +124,14 @@ def pool_slot(model: nn.Module) -> PoolSlot | None:
 def pool_input(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """What the model's simpool pool receives for ``images``: tokens ``(B, N, C)`` or a map ``(B, C, h, w)``.
 
-    Captured by a pre-hook on the pool slot during a forward pass up to the pre-logits.
+    Captured by a pre-hook on the pool during a forward pass up to the pre-logits: the tokens
+    have no prefix tokens, and channels-last maps are channels-first.
     """
     slot = pool_slot(model)
     if slot is None:
         raise ValueError(f"{type(model).__name__} has timm's own pooling: no simpool pool input")
     captured = {}
-    handle = slot.register_forward_pre_hook(lambda module, args: captured.setdefault("x", args[0]))
+    handle = slot.pool.register_forward_pre_hook(lambda module, args: captured.setdefault("x", args[0]))
     try:
         model.forward_head(model.forward_features(images), pre_logits=True)
     finally:

@@ -1,8 +1,11 @@
-"""Where the final pooling of each supported timm family sits, and how a simpool pool goes there.
+"""Where the final pooling of each timm family sits, and how a simpool pool goes there.
 
-The wiring is the official code's (reference ``OFFICIAL_CODE.md`` section 2):
+A family is a module of ``timm.models`` (``resnet``, ``efficientnet``, ``swin_transformer``...).
+The paper's families keep the official code's wiring (reference ``OFFICIAL_CODE.md`` section 2):
 ResNet: last stage -> pool -> classifier; ConvNeXt: stages -> pool -> head norm -> classifier;
 ViT: blocks -> final norm -> pool over the patch tokens -> LayerNorm -> classifier.
+Every other family gets the generic wiring of ``generic.py``: the pool on ``forward_features``,
+then timm's own head. ``UNSUPPORTED`` lists the families that cannot work, with the reason.
 """
 
 from __future__ import annotations
@@ -38,20 +41,23 @@ class Family:
     name: str
     model_class: type
     modules: tuple[str, ...]
-    default_gamma: float
+    default_gamma: float | None  # None: decided by the built model (default_gamma_of)
     slot_path: str
     classifier_path: str
     build_kwargs: dict = field(default_factory=dict)
     reset_pool_arg: str | None = None
     init_pool: Callable[[nn.Module], None] | None = None
     patch_layout: bool = False  # pools see tokens of a patch grid (ViT) rather than a map
+    generic: bool = False  # the generic wiring (generic.py) rather than an official one
 
     def matches(self, model: nn.Module) -> bool:
+        if self.generic:
+            return type(model).__module__ in self.modules
         return isinstance(model, self.model_class) and not _is_excluded(model)
 
 
 def _is_excluded(model: nn.Module) -> bool:
-    # DeiT distilled subclasses VisionTransformer but classifies from two tokens: not supported.
+    # DeiT distilled subclasses VisionTransformer but classifies from two tokens: the generic wiring.
     return type(model).__name__ == "VisionTransformerDistilled"
 
 
@@ -98,16 +104,84 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+# Families that cannot take a simpool pool, with the reason (found by benchmarks/family_sweep.py).
+UNSUPPORTED: dict[str, str] = {
+    "crossvit": "forward_features returns a list of two token sequences (two patch sizes), not one feature tensor",
+    "pit": "forward_features returns only the class tokens (the patch tokens are dropped): features are not spatial",
+}
+
+# timm kwargs tried first for a generic family: a ViT-like model without its CLS token (and without
+# a position-embedding slot for it), averaging in timm's head; models without the option keep it.
+GENERIC_BUILD_KWARGS = {"class_token": False, "global_pool": "avg"}
+
+
 def supported() -> str:
-    return ", ".join(f"{f.name} ({f.model_class.__name__})" for f in FAMILIES.values())
+    return "see simpool.list_families(); the paper's wirings: " + ", ".join(
+        f"{f.name} ({f.model_class.__name__})" for f in FAMILIES.values()
+    )
+
+
+def short_name(module: str) -> str:
+    """``timm.models.swin_transformer`` -> ``swin_transformer``."""
+    return module.rpartition(".")[2]
+
+
+def all_families() -> list[str]:
+    """Every family of ``timm.list_models()``: the modules of ``timm.models`` that define models."""
+    import timm
+
+    return sorted({short_name(timm.models.model_entrypoint(name).__module__) for name in timm.list_models()})
+
+
+def list_families() -> list[str]:
+    """The timm families whose models take a simpool pool (``create_model``/``replace_pool``).
+
+    Families are modules of ``timm.models``; ``docs/families.md`` has the sweep that checks them.
+    """
+    return [name for name in all_families() if name not in UNSUPPORTED]
+
+
+def generic_family(module: str, classifier: str = "") -> Family:
+    """The generic wiring for the family of timm module ``module``, or ``ValueError`` with the reason."""
+    name = short_name(module)
+    if name in UNSUPPORTED:
+        raise ValueError(f"timm family {name!r} is not supported: {UNSUPPORTED[name]}; {supported()}")
+    return Family(
+        name=name,
+        model_class=nn.Module,
+        modules=(module,),
+        default_gamma=None,
+        slot_path="feature_pool",
+        classifier_path=classifier,
+        build_kwargs=GENERIC_BUILD_KWARGS,
+        generic=True,
+    )
+
+
+def default_gamma_of(model: nn.Module) -> float:
+    """SimPool's gamma for a generic model (paper section 4.4): 1.25 for transformers, 2 for CNNs.
+
+    A transformer is a model with prefix tokens or self-attention modules (class names with "Attention").
+    """
+    if getattr(model, "num_prefix_tokens", None) is not None:
+        return 1.25
+    return 1.25 if any("Attention" in type(m).__name__ for m in model.modules()) else 2.0
+
+
+def init_generic_pool(model: nn.Module, pool: nn.Module) -> None:
+    """Transformers initialise their Linear layers as timm's ViT does (truncated normal, std 0.02)."""
+    if default_gamma_of(model) == 1.25:
+        _init_vit_pool(pool)
 
 
 def family_of(model: nn.Module) -> Family:
-    """The family of a built timm model, or ``ValueError`` naming the supported ones."""
+    """The family of a built timm model; ``ValueError`` for an unsupported one."""
     for family in FAMILIES.values():
         if family.matches(model):
             return family
-    raise ValueError(f"{type(model).__name__} is not supported; supported families: {supported()}")
+    cfg = getattr(model, "pretrained_cfg", None)
+    classifier = cfg.get("classifier", "") if isinstance(cfg, dict) else ""
+    return generic_family(type(model).__module__, _first(classifier))
 
 
 def family_of_name(model_name: str) -> Family:
@@ -117,23 +191,30 @@ def family_of_name(model_name: str) -> Family:
     if not timm.is_model(model_name):
         raise ValueError(f"unknown timm model {model_name!r}")
     module = timm.models.model_entrypoint(model_name).__module__
+    cfg = timm.get_pretrained_cfg(model_name, allow_unregistered=True)
+    classifier = cfg.classifier if cfg is not None else ""
+    several_heads = isinstance(classifier, (tuple, list))  # distilled: two classifiers, the generic wiring
     for family in FAMILIES.values():
-        if module in family.modules:
+        if module in family.modules and not several_heads:
             return family
-    raise ValueError(f"{model_name!r} (from {module}) is not supported; supported families: {supported()}")
+    return generic_family(module, _first(classifier))
+
+
+def _first(classifier) -> str:
+    return classifier[0] if isinstance(classifier, (tuple, list)) else (classifier or "")
 
 
 def get_path(model: nn.Module, path: str) -> nn.Module:
-    for name in path.split("."):
-        model = getattr(model, name)
-    return model
+    return model.get_submodule(path)
 
 
 def set_path(model: nn.Module, path: str, module: nn.Module) -> None:
-    *parents, last = path.split(".")
-    for name in parents:
-        model = getattr(model, name)
-    setattr(model, last, module)
+    parent, _, name = path.rpartition(".")
+    owner = model.get_submodule(parent)
+    if getattr(owner, name, None) is None:  # an empty slot, as a ViT's attn_pool = None
+        setattr(owner, name, module)
+    else:
+        model.set_submodule(path, module)
 
 
 def install(family: Family, model: nn.Module, pool: nn.Module) -> PoolSlot:

@@ -9,6 +9,7 @@ from PIL import Image
 
 from simpool.cli import main
 from simpool.data.voc import write_voc_annotation
+from simpool.evaluate.discovery import corloc
 from simpool.evaluate.discovery_cli import cls_vit_keys
 from simpool.models import pool_input
 
@@ -37,6 +38,7 @@ def checkpoints(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # a 224-px ViT-Tiny
 @pytest.mark.parametrize(
     "method, pool, source",
     [
@@ -61,15 +63,24 @@ def test_voc_end_to_end(tmp_path, checkpoints, method, pool, source):
         if method == "lost":  # LOST clips to the unpadded image
             assert x1 <= w and y1 <= h
     result = json.loads((tmp_path / "out" / "corloc.json").read_text())
-    assert result["images"] == 2 and 0.0 <= result["CorLoc"] <= 100.0
+    # the GT box is the whole image: a box is correct when it covers at least half of it (IoU >= 0.5)
+    sizes = [(90, 70), (50, 40)]
+    by_hand = 100.0 * sum(iou(box, (0, 0, w, h)) >= 0.5 for (w, h), box in zip(sizes, boxes.values(), strict=True)) / 2
+    assert result["images"] == 2 and result["CorLoc"] == pytest.approx(by_hand)
+    assert result["CorLoc"] == pytest.approx(corloc(list(boxes.values()), [[[0, 0, w, h]] for w, h in sizes]))
 
 
-def test_keys_are_what_the_model_computes():
-    from simpool.models import create_model
+def iou(a, b) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes, pixel edges exclusive."""
+    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / area
 
+
+def test_keys_are_what_the_model_computes(tiny_vit):
     torch.manual_seed(0)
-    image = torch.randn(1, 3, 32, 48)
-    vit = create_model("vit_tiny_patch16_224", pool="default", num_classes=0, dynamic_img_size=True).eval()
+    image = torch.randn(1, 3, 32, 48)  # 16-px patches: a 2 x 3 grid
+    vit = tiny_vit(pool="default", num_classes=0, patch_size=16, dynamic_img_size=True).eval()
     keys = cls_vit_keys(vit, image)
     # independent: the last block's normalised input through W_K (the middle third of qkv), CLS dropped
     captured = {}
@@ -80,7 +91,7 @@ def test_keys_are_what_the_model_computes():
     expected = captured["x"] @ vit.blocks[-1].attn.qkv.weight[C : 2 * C].T + vit.blocks[-1].attn.qkv.bias[C : 2 * C]
     assert keys.shape == (6, C)
     torch.testing.assert_close(keys, expected[0, 1:])
-    simpool_vit = create_model("vit_tiny_patch16_224", num_classes=0, dynamic_img_size=True).eval()
+    simpool_vit = tiny_vit(num_classes=0, patch_size=16, dynamic_img_size=True).eval()
     tokens = pool_input(simpool_vit, image)  # (1, 6, C): the normed patch tokens, no CLS token
     assert tokens.shape == (1, 6, C) and simpool_vit.num_prefix_tokens == 0
     torch.testing.assert_close(tokens, simpool_vit.forward_features(image))

@@ -9,7 +9,6 @@ import torch
 from PIL import Image
 
 from simpool.cli import main
-from simpool.evaluate.features import parse_kwargs
 from simpool.evaluate.segmentation import (
     FrozenPatchFeatures,
     LinearSegmentationHead,
@@ -18,7 +17,6 @@ from simpool.evaluate.segmentation import (
     reduce_zero_label,
     segmentation_metrics,
 )
-from simpool.models import create_model
 
 
 def test_reduce_zero_label():
@@ -61,11 +59,11 @@ def test_areas_are_summed_over_the_dataset_not_averaged_per_image():
         intersect_and_union(torch.zeros(2, 2), torch.zeros(2, 3), 2)
 
 
-TINY = ["img_size=32", "patch_size=8", "embed_dim=32", "depth=2", "num_heads=2", "dynamic_img_size=true"]
+DEEPER = {"depth": 2, "dynamic_img_size": True}  # two blocks to concatenate, any image size
 
 
-def test_frozen_features_concatenate_blocks_and_head_is_a_1x1_conv():
-    model = create_model("vit_tiny_patch16_224", num_classes=0, **parse_kwargs(TINY))
+def test_frozen_features_concatenate_blocks_and_head_is_a_1x1_conv(tiny_vit):
+    model = tiny_vit(num_classes=0, **DEEPER)
     backbone = FrozenPatchFeatures(model, [0, 1])
     features = backbone(torch.randn(2, 3, 32, 48))
     assert features.shape == (2, 64, 4, 6)  # 2 blocks x 32 channels on a 4 x 6 patch grid
@@ -81,7 +79,7 @@ def test_frozen_features_concatenate_blocks_and_head_is_a_1x1_conv():
     assert logits.shape == (2, 5, 32, 48)
 
 
-def test_cli_end_to_end(tmp_path):
+def test_cli_end_to_end(tmp_path, tiny_vit_kwargs):
     rng = np.random.default_rng(0)
     for split, count in (("training", 3), ("validation", 2)):
         (tmp_path / "images" / split).mkdir(parents=True)
@@ -92,11 +90,17 @@ def test_cli_end_to_end(tmp_path):
             label[:, 16:] = 1 + (i % 3)  # 0 = other, 1..3 = classes
             Image.fromarray(image).save(tmp_path / "images" / split / f"{i}.jpg")
             Image.fromarray(label).save(tmp_path / "annotations" / split / f"{i}.png")
+    model_kwargs = [f"{key}={value}" for key, value in {**tiny_vit_kwargs, **DEEPER}.items()]
     argv = ["eval", "segmentation", "--data-root", str(tmp_path), "--model", "vit_tiny_patch16_224", "--model-kwargs"]
-    argv += TINY + ["--blocks", "0", "1", "--num-seg-classes", "3", "--iterations", "3", "--warmup", "1"]
+    argv += model_kwargs + ["--blocks", "0", "1", "--num-seg-classes", "3", "--iterations", "3", "--warmup", "1"]
     argv += ["--crop", "32", "--lr", "0.01", "--batch-size", "2", "--device", "cpu", "--no-progress"]
     assert main(argv + ["--output", str(tmp_path / "s.json")]) == 0
     result = json.loads((tmp_path / "s.json").read_text())
     assert 0 <= result["aAcc"] <= 100 and len(result["IoU"]) == 3
+    # predictions are scored at 40x48; the labelled pixels are 40x32 of class 0 (image 0) and 40x32 of class 1
+    # (image 1): aAcc = sum_c I_c / sum_c L_c = (1280 Acc_0 + 1280 Acc_1) / 2560, the mean of the two, = mAcc
+    acc, iou = result["Acc"], result["IoU"]
+    assert result["aAcc"] == pytest.approx((acc[0] + acc[1]) / 2) and result["mAcc"] == pytest.approx(result["aAcc"])
+    assert result["mIoU"] == pytest.approx(np.nanmean(iou)) and all(iou[c] <= acc[c] + 1e-9 for c in (0, 1))
     # validation holds labels 1 and 2 (classes 0 and 1 after reduce-zero), never label 3: no accuracy for it
     assert math.isnan(result["Acc"][2]) and not any(math.isnan(a) for a in result["Acc"][:2])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import simpool.evaluate.localization as localization
@@ -37,9 +38,7 @@ def test_wsol_metadata_is_read_in_file_order(tmp_path):
     assert sizes == {"val/a.png": (40, 20), "val/b.png": (10, 30)}
 
 
-def test_monitor_gives_224_maps_and_original_boxes_to_the_metric(tmp_path):
-    from simpool import create_model
-
+def test_monitor_gives_224_maps_and_original_boxes_to_the_metric(tmp_path, tiny_vit):
     root = write_wsol(tmp_path)
     seen = {}
 
@@ -50,9 +49,7 @@ def test_monitor_gives_224_maps_and_original_boxes_to_the_metric(tmp_path):
     monitor = AttentionMonitor(
         "wsol", 32, (0.5,) * 3, (0.5,) * 3, metadata=str(root / "meta"), images=str(root / "images"), metric=metric
     )
-    model = create_model(
-        "vit_tiny_patch16_224", num_classes=2, img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2
-    )
+    model = tiny_vit(num_classes=2)
     monitor(model, device=model.head.weight.device)
     assert seen["maps"].shape == (2, SCORE_SIZE, SCORE_SIZE)
     assert [b.tolist() for b in seen["boxes"]] == [[[1, 2, 10, 12], [20, 0, 39, 19]], [[0, 5, 9, 25]]]
@@ -81,12 +78,16 @@ def test_training_logs_the_monitor_beside_accuracy(tiny_data, tmp_path, monkeypa
     assert (result["MaxBoxAccV2"], result["BoxAcc@50"]) == (12.5, 20.0) and "threshold@50" not in result
 
 
-def test_monitor_runs_the_real_metric_on_the_bench():
-    from simpool import create_model
-
+def test_monitor_runs_the_real_metric_on_the_bench(tiny_vit):
     monitor = AttentionMonitor("bench", 32, (0.5,) * 3, (0.5,) * 3, max_images=4)
-    model = create_model(
-        "vit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2
-    )
+    model = tiny_vit(num_classes=10)
     result = monitor(model, device=model.head.weight.device)
-    assert 0.0 <= result["MaxBoxAccV2"] <= 100.0
+    # the same maps, boxes and sizes, captured and scored here by wsolevaluation's metric
+    seen = {}
+    capture = AttentionMonitor(
+        "bench", 32, (0.5,) * 3, (0.5,) * 3, max_images=4, metric=lambda *inputs: seen.update(inputs=inputs) or {}
+    )
+    capture(model, device=model.head.weight.device)
+    maps, boxes, sizes = seen["inputs"]
+    assert maps.shape == (4, SCORE_SIZE, SCORE_SIZE) and len(boxes) == len(sizes) == 4
+    assert result == pytest.approx(localization.max_box_acc_v2(maps, boxes, sizes))

@@ -33,7 +33,7 @@ class LoopConfig:
 
     epochs: int = 100
     batch_size: int = 256  # GLOBAL batch per optimizer update, over all processes (and accumulation steps)
-    amp: str = "none"  # none | bf16 | fp16 (fp16 uses a GradScaler)
+    amp: str = "none"  # none | bf16 | fp16 (fp16 uses a GradScaler) | auto (bf16 or fp16 on CUDA, none on a CPU)
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
     num_threads: int = 0  # torch CPU threads per process; 0: torch's default

@@ -43,7 +43,7 @@ from tqdm import tqdm
 from .distributed import DistInfo, all_reduce_sum
 from .run import RunFolder
 from .state import TrainingState
-from .validation import autocast
+from .validation import autocast, resolve_amp
 
 Step = Callable[[nn.Module, Any, torch.Tensor, float], tuple[torch.Tensor, int]]
 
@@ -95,7 +95,7 @@ class Engine:
             stand-in of an empty micro-batch under DDP (a step with side effects, such as DINO's centre,
             scales them by it).
         info: rank, world size and device (:func:`single_process` by default).
-        amp: ``none``, ``bf16`` or ``fp16`` (fp16 uses a ``GradScaler``).
+        amp: ``none``, ``bf16``, ``fp16`` (with a ``GradScaler``) or ``auto`` (bf16 or fp16 on CUDA, none on the CPU).
         accum_steps: micro-batches per update.
         clip_grad: clipping threshold (None or 0: none); clip_mode: a key of ``CLIP_MODES``.
         scheduler: a timm scheduler (``step_update`` / ``step(epoch)``) or a torch LR scheduler, or None.
@@ -146,10 +146,9 @@ class Engine:
         self.info = info or single_process(next(model.parameters()).device)
         if sync_batchnorm and self.info.distributed and self.info.device.type != "cuda":
             raise ValueError("sync_bn: SyncBatchNorm runs on CUDA devices only; turn it off for CPU (gloo) runs")
-        autocast(self.info.device, amp)  # validates amp
         self.module = self.model = model
         self.optimizer, self.step = optimizer, step
-        self.amp, self.accum_steps = amp, accum_steps
+        self.amp, self.accum_steps = resolve_amp(amp, self.info.device), accum_steps
         self.clip_grad, self.clip = clip_grad, CLIP_MODES[clip_mode]
         self.scheduler, self.schedule_on, self.ema = scheduler, schedule_on, ema
         self.compile, self.sync_batchnorm = compile, sync_batchnorm
@@ -160,7 +159,7 @@ class Engine:
         )
         self.desc, self.progress, self.log_every = desc, progress, max(log_every, 1)
         self.checkpoint_every, self.max_updates, self.kill_at_update = checkpoint_every, max_updates, kill_at_update
-        self.scaler = torch.amp.GradScaler(self.info.device.type) if amp == "fp16" else None
+        self.scaler = torch.amp.GradScaler(self.info.device.type) if self.amp == "fp16" else None
         self.counters: dict[str, Any] = {"epoch": 0, "update_in_epoch": 0, "update": 0}
         self.last_loss: float = float("nan")  # the loss read at the last log interval
         self._template = None  # this rank's last non-empty micro-batch, the stand-in for an empty one

@@ -11,12 +11,24 @@ from tqdm import tqdm
 from .distributed import all_reduce_sum
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_CHOICES = (*AMP_DTYPES, "auto")
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` on a CUDA device that has it, ``fp16`` on other CUDA devices (with a GradScaler, as
+    DINO's ``--use_fp16``), ``none`` elsewhere; any other choice as it is."""
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"amp must be one of {', '.join(AMP_CHOICES)}, not {amp!r}")
+    if amp != "auto":
+        return amp
+    if device.type != "cuda":
+        return "none"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
 def autocast(device: torch.device, amp: str):
-    """``torch.autocast`` for ``amp`` in ``none | bf16 | fp16``; a null context for ``none``."""
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, not {amp!r}")
+    """``torch.autocast`` for ``amp`` in ``none | bf16 | fp16 | auto``; a null context for ``none``."""
+    amp = resolve_amp(amp, device)
     if AMP_DTYPES[amp] is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])

@@ -257,3 +257,13 @@ def test_single_process_info_follows_the_model():
     assert engine.info == DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     with pytest.raises(ValueError, match="amp must be one of"):
         Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), linear_step, amp="fp8")
+
+
+def test_amp_auto_is_none_on_the_cpu_and_the_scaler_follows_fp16():
+    from simpool.train.validation import resolve_amp
+
+    cpu = torch.device("cpu")
+    assert resolve_amp("auto", cpu) == "none" and resolve_amp("bf16", cpu) == "bf16"
+    model = nn.Linear(2, 2)
+    assert Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), linear_step, amp="auto").scaler is None
+    assert Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), linear_step, amp="fp16").scaler is not None

@@ -78,6 +78,7 @@ def test_resume_reads_everything_on_the_cpu_whatever_the_device(tmp_path, monkey
     assert {value.device.type for value in restored[0].values()} == {"cpu"}
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_resume_on_cuda_puts_optimizer_state_on_the_parameters_device(tmp_path):
     cuda = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cuda"))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
+import torch
 
 from simpool.cli import main
-from simpool.pooling.tournament import parse_pool, rank, to_markdown
+from simpool.pooling.tournament import DATASETS, TournamentConfig, parse_pool, rank, to_markdown, train_and_evaluate
 
 
 def test_rank_orders_by_accuracy_ties_share_and_failures_last():
@@ -35,6 +37,7 @@ def _read(path):
         return list(csv.DictReader(file))
 
 
+@pytest.mark.slow
 def test_two_pool_tournament_end_to_end_with_a_failure_and_resume(tmp_path, capsys):
     out = tmp_path / "t"
     argv = ["tournament", "--pools", "gap", "simpool", "gem:p=-1", "--out", str(out), "--steps", "2",
@@ -49,7 +52,19 @@ def test_two_pool_tournament_end_to_end_with_a_failure_and_resume(tmp_path, caps
     done = [r for r in rows if r["status"] == "ok"]
     assert {r["rank"] for r in done} <= {"1", "2"} and all(0 <= float(r["accuracy"]) <= 100 for r in done)
     assert float(done[0]["accuracy"]) >= float(done[1]["accuracy"])
-    assert int(next(r for r in done if r["pool"] == "gap")["pool_params"]) == 0
+    by_pool = {r["pool"]: r for r in done}
+    # GAP has no parameters; SimPool on the width-96 tiny ViT has LayerNorm (2 x 96) and W_q, W_k (96 x 96 each)
+    assert int(by_pool["gap"]["pool_params"]) == 0
+    assert int(by_pool["simpool"]["pool_params"]) == 2 * 96 + 2 * 96 * 96
+    # the accuracy is the percentage of the 8 test images the trained model gets right: the same seed retrains
+    # the same model, scored here
+    config = TournamentConfig(**json.loads((out / "config.json").read_text()))
+    data = {split: DATASETS["bench"](split, count, config) for split, count in (("train", 16), ("test", 8))}
+    for pool in ("gap", "simpool"):
+        again = train_and_evaluate(config, pool, data, torch.device("cpu"))
+        assert float(by_pool[pool]["accuracy"]) == pytest.approx(again["accuracy"])
+        assert float(by_pool[pool]["final_loss"]) == pytest.approx(again["final_loss"])
+        assert again["accuracy"] * 8 / 100 == round(again["accuracy"] * 8 / 100)
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| `simpool` |" in (out / "results.md").read_text()
     # resume: finished pools are kept as they were (same seconds), the failed one is tried again

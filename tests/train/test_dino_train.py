@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,15 +13,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from simpool import create_model
 from simpool.models import load_checkpoint, pool_slot
 from simpool.train.checkpointing import load_state
 from simpool.train.config import load_config
 from simpool.train.dino_config import DinoConfig
 from simpool.train.dino_train import build_student_teacher, train_dino
+from tests.conftest import TINY_VIT_YAML as TINY
 
 REPO = Path(__file__).parents[2]
-TINY = "{img_size: 32, patch_size: 8, embed_dim: 32, depth: 1, num_heads: 2}"
 
 
 def dino_overrides(data: Path, output: Path, **extra) -> list[str]:
@@ -57,7 +55,7 @@ def read_log(folder: Path) -> list[dict]:
         return list(csv.DictReader(file))
 
 
-def test_two_epochs_lower_the_loss_and_export_a_loadable_teacher(tiny_data, tmp_path):
+def test_two_epochs_lower_the_loss_and_export_a_loadable_teacher(tiny_data, tmp_path, tiny_vit):
     config = load_config(DinoConfig, None, dino_overrides(tiny_data, tmp_path / "runs", monitor__every=2))
     result = train_dino(config)
     folder = Path(result["run_dir"])
@@ -67,17 +65,7 @@ def test_two_epochs_lower_the_loss_and_export_a_loadable_teacher(tiny_data, tmp_
     assert 0.0 <= float(rows[1]["knn_top1"]) <= 100.0 and rows[0]["knn_top1"] == ""  # monitor every 2 epochs
     assert load_config(DinoConfig, folder / "config.yaml") == config
     # the teacher backbone loads strictly into a fresh create_model(..., num_classes=0) for evaluation
-    model = create_model(
-        "vit_tiny_patch16_224",
-        pool="simpool",
-        pool_kwargs={"gamma": 1.25},
-        num_classes=0,
-        img_size=32,
-        patch_size=8,
-        embed_dim=32,
-        depth=1,
-        num_heads=2,
-    )
+    model = tiny_vit(pool_kwargs={"gamma": 1.25}, num_classes=0)
     load_checkpoint(model, folder / "teacher.safetensors")
     state = load_state(folder / "last.pt")
     teacher = {k.removeprefix("backbone."): v for k, v in state["teacher"].items() if k.startswith("backbone.")}
@@ -182,16 +170,15 @@ def test_cli_print_config_and_unknown_key(capsys):
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_data, tmp_path):
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_data, tmp_path, torchrun):
     # The same global batch of 8 per update, split 4 + 4 over two processes: gradients are averaged by DDP
     # and the teacher's center by an all-reduce, so the teachers agree up to the order of float sums.
     # No drop path: its random stream differs per process.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     extra = dict(model__drop_path_rate=0.0, train__epochs=1)
     one = train_dino(load_config(DinoConfig, None, dino_overrides(tiny_data, tmp_path / "one", **extra)))
-    torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2"]
-    command = [*torchrun, "-m", "simpool.cli", "train-dino", *dino_overrides(tiny_data, tmp_path / "two", **extra)]
-    two = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    two = torchrun(
+        "-m", "simpool.cli", "train-dino", *dino_overrides(tiny_data, tmp_path / "two", **extra), timeout=300
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     expected = load_file(Path(one["run_dir"]) / "teacher.safetensors")
     actual = load_file(tmp_path / "two" / "run" / "teacher.safetensors")
@@ -225,14 +212,21 @@ cleanup()
 """
 
 
-@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
-def test_a_frozen_batchnorm_teacher_can_be_wrapped_in_ddp(tmp_path):
+@pytest.mark.slow
+def test_a_frozen_batchnorm_teacher_can_be_wrapped_in_ddp(tmp_path, torchrun):
     # DDP refuses a module without trainable parameters; DINO's BN teacher (ResNet) must still be wrapped
     script, out = tmp_path / "wrap.py", tmp_path / "wrap"
     script.write_text(WRAP_TEACHER_SCRIPT)
-    torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    done = subprocess.run([*torchrun, str(script), str(out)], env=env, capture_output=True, text=True, timeout=120)
+    done = torchrun(script, out, timeout=120)
     assert done.returncode == 0, done.stderr
     for rank in range(2):
         assert json.loads(Path(f"{out}.{rank}").read_text()) == {"shape": [2, 4, 4, 4], "frozen": True}
+
+
+def test_the_knn_subset_takes_an_equal_share_of_every_class():
+    from simpool.train.dino_monitor import spread_over_classes
+
+    targets = [0] * 6 + [1] * 2 + [2] * 10  # a class-sorted folder: 18 images
+    # share 9 // 3 = 3: class 0 at 0, 2.5 -> 3 (round half to even), 5; class 1 has only 2; class 2 at 8, 12.5, 17
+    assert spread_over_classes(targets, 9) == [0, 2, 5, 6, 7, 8, 12, 17]
+    assert spread_over_classes(targets, 0) == list(range(18)) == spread_over_classes(targets, 18)

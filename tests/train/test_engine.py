@@ -200,7 +200,8 @@ def test_sync_batchnorm_is_refused_off_cuda_and_a_no_op_in_one_process():
 @pytest.mark.slow
 def test_a_rank_whose_micro_batch_is_empty_still_takes_part(tmp_path):
     """Rank 1's second micro-batch is all unreadable: the ranks neither hang nor fall out of step, rank 1's
-    stand-in adds nothing, and both end with the weights of one process training on the readable samples."""
+    stand-in adds nothing, and both end with the weights of one process training on the readable samples.
+    Also: shards of different sizes gathered in rank order (the k-NN monitor's features)."""
     script = tmp_path / "empty.py"
     script.write_text(
         textwrap.dedent(
@@ -220,6 +221,9 @@ def test_a_rank_whose_micro_batch_is_empty_still_takes_part(tmp_path):
             engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.5), step, info=info, progress=False)
             row = engine.fit(lambda e, s: iter(mine), 1, 2)
             out = {"weight": model.weight.tolist(), "skipped": row["skipped"], "update": engine.counters["update"]}
+            from simpool.train.distributed import all_gather_rows
+            shard = torch.full((info.rank + 1, 2), float(info.rank))  # unequal shards: 1 row, then 2
+            out["gathered"] = all_gather_rows(shard).tolist()
             with open(f"{sys.argv[1]}/rank{info.rank}.json", "w") as file:
                 json.dump(out, file)
             cleanup()
@@ -230,6 +234,7 @@ def test_a_rank_whose_micro_batch_is_empty_still_takes_part(tmp_path):
     lines = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert len(lines) == 2 and lines[0] == lines[1]
     assert lines[0]["skipped"] == 2 and lines[0]["update"] == 2
+    assert lines[0]["gathered"] == [[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]  # every rank's rows, in rank order
     # one process: update 1 averages the two ranks' gradients of x[:2]; update 2 averages rank 0's gradient
     # of x[2:] with rank 1's zero stand-in (DDP divides by the world size)
     torch.manual_seed(0)

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..pooling import SimPool
 from ..utils import atomic_write_bytes
+from .layouts import convert_state_dict
 
 STATE_KEYS = ("state_dict", "model", "teacher", "student")
 
@@ -76,7 +77,7 @@ def load_checkpoint(
 ) -> dict:
     """Load our own or an official SimPool checkpoint into ``model``.
 
-    The key layout is detected (or named by ``layout``, see ``simpool.models.official.LAYOUTS``)
+    The key layout is detected (or named by ``layout``, see ``simpool.models.layouts.LAYOUTS``)
     and renamed to ours: the supervised timm fork (``state_dict``, or ``key="state_dict_ema"``),
     DINO (``teacher`` by default, ``key="student"``) and the pre-release names. Build the model
     for an official file with ``simpool.models.official.create_official_model``, which wires the
@@ -90,8 +91,6 @@ def load_checkpoint(
         ValueError: a tensor's shape differs (naming it and both shapes), or, with ``strict``, keys
             are missing or unexpected (named).
     """
-    from .official import convert_state_dict
-
     state, layout, notices = convert_state_dict(read_state_dict(path, key), layout)
     report = load_state(model, state, notices=notices, source=str(path), strict=strict)
     return {**report, "layout": layout}
@@ -108,8 +107,6 @@ def load_pretrained(
     Returns:
         the report of :func:`load_checkpoint`.
     """
-    from .official import convert_state_dict
-
     state, layout, notices = convert_state_dict(read_state_dict(path, key), layout)
     classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
     head = (

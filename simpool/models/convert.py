@@ -13,7 +13,8 @@ import json
 import warnings
 
 from .checkpoint import load_state, read_state_dict, save_checkpoint
-from .official import LAYOUTS, PRESETS, convert_state_dict, create_official_model, official_use_beta
+from .layouts import LAYOUTS, convert_state_dict
+from .official import PRESETS, create_official_model, official_use_beta
 
 EXAMPLE = (
     "example: simpool convert --in vits_dino_simpool_ep100.pth --out vits_dino.safetensors --preset vit_small_dino"

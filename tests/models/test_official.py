@@ -18,12 +18,8 @@ import torchvision
 from torch import nn
 
 from simpool.models import load_checkpoint
-from simpool.models.official import (
-    build_official,
-    convert_state_dict,
-    create_official_model,
-    list_official,
-)
+from simpool.models.layouts import convert_state_dict
+from simpool.models.official import build_official, create_official_model, list_official
 
 torch.set_num_threads(1)
 

@@ -6,23 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from simpool import create_model
 from simpool.train.dino_data import MultiCropTransform, collate_crops
 from simpool.train.dino_head import DINOHead, MultiCropWrapper
-
-
-def tiny_vit():
-    return create_model(
-        "vit_tiny_patch16_224",
-        pool="simpool",
-        img_size=32,
-        patch_size=8,
-        embed_dim=32,
-        depth=1,
-        num_heads=2,
-        num_classes=0,
-        dynamic_img_size=True,
-    )
 
 
 def test_head_shapes_and_unit_norm_last_layer():
@@ -45,9 +30,11 @@ def test_head_with_batchnorm_and_trainable_norms():
         DINOHead(8, nlayers=0)
 
 
-def test_wrapper_equals_one_pass_per_crop():
+def test_wrapper_equals_one_pass_per_crop(tiny_vit):
     torch.manual_seed(0)
-    model = MultiCropWrapper(tiny_vit(), DINOHead(32, out_dim=9, hidden_dim=16, bottleneck_dim=4)).eval()
+    model = MultiCropWrapper(
+        tiny_vit(num_classes=0, dynamic_img_size=True), DINOHead(32, out_dim=9, hidden_dim=16, bottleneck_dim=4)
+    ).eval()
     crops = [torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32), torch.randn(2, 3, 16, 16), torch.randn(2, 3, 16, 16)]
     out = model(crops)
     assert out.shape == (8, 9)  # view-major (V * B, K)

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +12,6 @@ from safetensors.torch import load_file
 from timm.layers import SplitBatchNorm2d, convert_splitbn_model
 from timm.loss import JsdCrossEntropy
 
-from simpool.models import create_model
 from simpool.train.aug_splits import check_aug_splits, drop_aux_bn, split_major, split_transform
 from simpool.train.checkpointing import load_state
 from simpool.train.config import load_config
@@ -79,7 +74,8 @@ def test_criterion_and_bad_combinations():
         synchronize_batchnorm(torch.nn.Identity(), DistInfo(0, 1, 0, torch.device("cpu")), "mean")
 
 
-def test_resnet_with_splits_jsd_and_split_bn_trains_and_saves_plain_weights(tiny_data, tmp_path):
+@pytest.mark.slow  # a resnet18 trained for two epochs
+def test_resnet_with_splits_jsd_and_split_bn_trains_and_saves_plain_weights(tiny_data, tmp_path, tiny_resnet):
     resnet = ["model.name=resnet18", "model.pool=simpool", "model.kwargs={}"]
     splits = ["data.aug_splits=3", "data.resplit=true", "data.jsd=true", "model.split_bn=true", "data.reprob=0.5"]
     extra = dict(train__epochs=1, train__batch_size=8, mixup__smoothing=0.1)
@@ -91,7 +87,7 @@ def test_resnet_with_splits_jsd_and_split_bn_trains_and_saves_plain_weights(tiny
     assert any(".aux_bn." in key for key in state)
     weights = load_file(folder / "last.safetensors")
     assert not any(".aux_bn." in key for key in weights) and set(weights) == set(drop_aux_bn(state))
-    plain = create_model("resnet18", pool="simpool", num_classes=2)
+    plain = tiny_resnet()  # resnet18 with SimPool, 2 classes
     plain.load_state_dict(weights)  # strict: a plain model takes the saved weights as they are
 
 
@@ -112,13 +108,11 @@ cleanup()  # destroy the process group: exiting with gloo's threads alive aborts
 """
 
 
-@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
-def test_dist_bn_over_two_gloo_processes(tmp_path):
+@pytest.mark.slow
+def test_dist_bn_over_two_gloo_processes(tmp_path, torchrun):
     script, out = tmp_path / "dist_bn.py", tmp_path / "bn"
     script.write_text(DIST_BN_SCRIPT)
-    torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*torchrun, str(script), str(out)], env=env, capture_output=True, text=True, timeout=120)
+    done = torchrun(script, out, timeout=120)
     assert done.returncode == 0, done.stderr
     got = [json.loads(Path(f"{out}.{rank}").read_text()) for rank in range(2)]
     for rank in range(2):  # mode: (running_mean, running_var) of the 3 channels
@@ -127,10 +121,9 @@ def test_dist_bn_over_two_gloo_processes(tmp_path):
         assert got[rank]["none"] == [[float(rank + 1)] * 3, [float(4 * rank + 1)] * 3]  # each its own
 
 
-def test_split_bn_keeps_the_clean_views_statistics_apart():
+def test_split_bn_keeps_the_clean_views_statistics_apart(tiny_resnet):
     torch.manual_seed(0)
-    model = create_model("resnet18", pool="simpool", num_classes=2)
-    model = convert_splitbn_model(model, num_splits=3)
+    model = convert_splitbn_model(tiny_resnet(), num_splits=3)  # resnet18 with SimPool, 2 classes
     assert isinstance(model.bn1, SplitBatchNorm2d) and len(model.bn1.aux_bn) == 2
     clean, augmented = torch.zeros(2, 3, 32, 32), 5 + torch.randn(4, 3, 32, 32)
     model.train()

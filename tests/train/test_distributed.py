@@ -13,7 +13,7 @@ from simpool.train.distributed import DistInfo, broadcast_object, init_distribut
 
 
 @pytest.fixture
-def torchrun(monkeypatch):
+def torchrun_env(monkeypatch):
     """torchrun's environment for ``(rank, world_size, local_rank)``; the process group is recorded, not joined."""
     joined = []
     monkeypatch.setattr(dist, "is_initialized", lambda: bool(joined))
@@ -27,28 +27,28 @@ def torchrun(monkeypatch):
     return set_env
 
 
-def test_a_process_that_sees_one_gpu_takes_cuda_0(torchrun, monkeypatch):
+def test_a_process_that_sees_one_gpu_takes_cuda_0(torchrun_env, monkeypatch):
     # CUDA_VISIBLE_DEVICES=<local rank> per process: local rank 3 sees its GPU as cuda:0
     chosen = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "set_device", lambda index: chosen.append(index))
-    torchrun(rank=3, world_size=4, local_rank=3)
+    torchrun_env(rank=3, world_size=4, local_rank=3)
     info = init_distributed("cuda")
     assert chosen == [0] and info.device == torch.device("cuda", 0) and info.local_rank == 3
 
 
-def test_every_gpu_visible_gives_cuda_local_rank(torchrun, monkeypatch):
+def test_every_gpu_visible_gives_cuda_local_rank(torchrun_env, monkeypatch):
     chosen = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
     monkeypatch.setattr(torch.cuda, "set_device", lambda index: chosen.append(index))
-    torchrun(rank=11, world_size=16, local_rank=3)  # node 1 of 2
+    torchrun_env(rank=11, world_size=16, local_rank=3)  # node 1 of 2
     assert init_distributed("cuda").device == torch.device("cuda", 3) and chosen == [3]
 
 
-def test_the_process_group_timeout_is_a_setting(torchrun):
-    joined = torchrun(rank=1, world_size=2, local_rank=1)
+def test_the_process_group_timeout_is_a_setting(torchrun_env):
+    joined = torchrun_env(rank=1, world_size=2, local_rank=1)
     init_distributed("cpu")
     assert joined[-1]["timeout"] == timedelta(seconds=LoopConfig().dist_timeout_s) == timedelta(minutes=30)
     joined.clear()

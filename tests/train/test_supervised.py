@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,10 +23,10 @@ from .conftest import overrides
 REPO = Path(__file__).parents[2]
 
 
-def run_cli(args: list[str], launcher: list[str] | None = None) -> subprocess.CompletedProcess:
-    """``simpool train ...`` in a fresh process (optionally under torchrun), one CPU thread per process."""
+def run_cli(args: list[str]) -> subprocess.CompletedProcess:
+    """``simpool train ...`` in a fresh process, one CPU thread (the ``torchrun`` fixture launches several)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    command = [*(launcher or [sys.executable]), "-m", "simpool.cli", "train", *args]
+    command = [sys.executable, "-m", "simpool.cli", "train", *args]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
 
 
@@ -80,14 +79,12 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(tiny_data
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
-def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_data, tmp_path):
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_data, tmp_path, torchrun):
     # One process accumulates 2 micro-batches of 4; two processes take one slice of 4 each: the same
     # global batch of 8 per update, so the same weights up to the order of float sums.
     common = dict(train__epochs=2, train__batch_size=8, train__eval_every=2)
     train(load_config(SupervisedConfig, None, overrides(tiny_data, tmp_path / "one", train__accum_steps=2, **common)))
-    torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2"]
-    double = run_cli(overrides(tiny_data, tmp_path / "two", **common), launcher=torchrun)
+    double = torchrun("-m", "simpool.cli", "train", *overrides(tiny_data, tmp_path / "two", **common))
     assert double.returncode == 0, double.stderr[-3000:]
     one = load_file(tmp_path / "one" / "run" / "last.safetensors")
     two = load_file(tmp_path / "two" / "run" / "last.safetensors")

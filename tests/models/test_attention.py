@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from simpool import attention_maps, create_model
+from simpool import attention_maps
 from simpool.models import cls_attention_all, pool_slot
 
-VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3)
+VIT = dict(depth=2, num_classes=3)  # over the shared tiny ViT
 
 
 @pytest.fixture
@@ -15,9 +15,9 @@ def images():
     return torch.randn(2, 3, 32, 32)
 
 
-def test_pool_source_is_simpools_attention_on_the_features(images):
+def test_pool_source_is_simpools_attention_on_the_features(images, tiny_resnet):
     torch.manual_seed(0)
-    model = create_model("resnet18", num_classes=3).eval()
+    model = tiny_resnet(num_classes=3).eval()
     maps = attention_maps(model, images, source="pool")
     _, expected = pool_slot(model).pool(model.forward_features(images), return_attention=True)
     assert maps.shape == (2, 1, 1)  # 32 px through a stride-32 ResNet
@@ -26,9 +26,9 @@ def test_pool_source_is_simpools_attention_on_the_features(images):
     assert attention_maps(model, big).shape == (1, 3, 5)
 
 
-def test_pool_source_on_vit_tokens_is_on_the_patch_grid(images):
+def test_pool_source_on_vit_tokens_is_on_the_patch_grid(images, tiny_vit):
     torch.manual_seed(0)
-    model = create_model("vit_tiny_patch16_224", **VIT).eval()
+    model = tiny_vit(**VIT).eval()
     maps = attention_maps(model, images)  # auto: the pool's
     _, expected = pool_slot(model).pool(model.forward_features(images), return_attention=True)  # (B, N)
     torch.testing.assert_close(maps, expected.reshape(2, 4, 4))
@@ -47,9 +47,9 @@ def _reference_cls_attention(model, images, block):
     return seen["a"]
 
 
-def test_cls_sources_match_timms_attention_matrix(images):
+def test_cls_sources_match_timms_attention_matrix(images, tiny_vit):
     torch.manual_seed(0)
-    model = create_model("vit_tiny_patch16_224", pool="default", **VIT).eval()
+    model = tiny_vit(pool="default", **VIT).eval()
     with torch.no_grad():
         reference = _reference_cls_attention(model, images, -1)[:, :, 0, 1:]  # CLS row, to patches: (B, heads, N)
         first = _reference_cls_attention(model, images, 0)[:, :, 0, 1:]
@@ -59,9 +59,9 @@ def test_cls_sources_match_timms_attention_matrix(images):
     torch.testing.assert_close(attention_maps(model, images, "cls_head", head=1), reference[:, 1].reshape(2, 4, 4))
 
 
-def test_all_blocks_in_one_pass_equal_the_per_block_maps(images):
+def test_all_blocks_in_one_pass_equal_the_per_block_maps(images, tiny_vit):
     torch.manual_seed(0)
-    model = create_model("vit_tiny_patch16_224", pool="default", **VIT).eval()
+    model = tiny_vit(pool="default", **VIT).eval()
     everything = cls_attention_all(model, images)  # (B, L, heads, h, w)
     assert everything.shape == (2, 2, 2, 4, 4)
     for block in (0, 1):
@@ -72,14 +72,14 @@ def test_all_blocks_in_one_pass_equal_the_per_block_maps(images):
         torch.testing.assert_close(everything[:, block].mean(1), block_mean)
 
 
-def test_sources_that_do_not_apply_are_errors(images):
-    vit = create_model("vit_tiny_patch16_224", **VIT).eval()
+def test_sources_that_do_not_apply_are_errors(images, tiny_vit, tiny_resnet):
+    vit = tiny_vit(**VIT).eval()
     with pytest.raises(ValueError, match="no CLS token"):
         attention_maps(vit, images, source="cls")
-    cnn = create_model("resnet18", pool="default", num_classes=3).eval()
+    cnn = tiny_resnet(pool="default", num_classes=3).eval()
     with pytest.raises(ValueError, match="no attention"):
         attention_maps(cnn, images, source="pool")
     with pytest.raises(ValueError, match="valid sources"):
         attention_maps(cnn, images, source="gradcam")
     with pytest.raises(ValueError, match="head index"):
-        attention_maps(create_model("vit_tiny_patch16_224", pool="default", **VIT), images, source="cls_head")
+        attention_maps(tiny_vit(pool="default", **VIT), images, source="cls_head")

@@ -14,6 +14,7 @@ from simpool.cli import main
 from simpool.models import load_checkpoint, save_checkpoint
 from simpool.models.checkpoint import read_state_dict
 from simpool.models.official import build_official
+from tests.conftest import TINY_VIT
 
 torch.set_num_threads(1)
 
@@ -94,7 +95,7 @@ def test_our_checkpoint_round_trips(tmp_path):
 
 def test_convert_cli_writes_a_clean_checkpoint_of_ours(tmp_path, capsys):
     # An official supervised ViT (timm fork keys, SimPool under gp.pool with the official names) ...
-    kwargs = dict(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_classes=5)
+    kwargs = dict(**TINY_VIT, num_classes=5)
     model = build_official("vit_small_patch16_224", "vit_supervised", 1.25, **kwargs).eval()
     with torch.no_grad():
         model.attn_pool.pool.norm.weight.uniform_(0.5, 1.5)

@@ -20,6 +20,9 @@ from torch import nn
 from simpool.models import load_checkpoint
 from simpool.models.layouts import convert_state_dict
 from simpool.models.official import build_official, create_official_model, list_official
+from tests.conftest import TINY_CONVNEXT, TINY_VIT
+
+VIT = {**TINY_VIT, "depth": 2}  # the tiny ViT with two blocks, as the references below
 
 torch.set_num_threads(1)
 
@@ -80,12 +83,11 @@ def holder(pool: nn.Module) -> nn.Module:
 # ------------------------------------------------------------------ supervised (timm fork) references
 def sup_vit(gamma, use_beta):
     vit = timm.models.vision_transformer.VisionTransformer(
-        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5,
-        class_token=False, global_pool="avg", fc_norm=False,
-    )  # fmt: skip
+        **VIT, num_classes=5, class_token=False, global_pool="avg", fc_norm=False
+    )
     vit.gp = holder(OfficialSimPool(32, gamma, use_beta))
     forward = lambda x: vit.head(vit.gp.pool(vit.forward_features(x)))  # norm -> SimPool -> head  # noqa: E731
-    ours = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5)
+    ours = dict(**VIT, num_classes=5)
     return randomize(vit), forward, ("vit_small_patch16_224", "vit_supervised", ours), (3, 3, 32, 32)
 
 
@@ -96,7 +98,7 @@ def sup_resnet(gamma, use_beta):
     return randomize(net), forward, ("resnet18", "default", dict(layers=[1, 1, 1, 1], num_classes=5)), (3, 3, 64, 64)
 
 
-CONVNEXT = dict(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32))
+CONVNEXT = TINY_CONVNEXT
 
 
 def sup_convnext(gamma, use_beta):
@@ -158,7 +160,7 @@ class DinoViT(nn.Module):
 
 def dino_vit(gamma, use_beta):
     ref = randomize(DinoViT(gamma, use_beta))
-    ours = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0)
+    ours = dict(**VIT, num_classes=0)
     return ref, ref, ("vit_small_patch16_224", "vit_dino", ours), (3, 3, 32, 32)
 
 

@@ -8,27 +8,25 @@ import torch
 from PIL import Image
 
 from simpool.cli import main
-from simpool.models import create_model, save_checkpoint
+from simpool.models import save_checkpoint
 from simpool.visualize.cli import parse_checkpoints
 from simpool.visualize.figures import grid_size
+from tests.conftest import TINY_VIT
 
-ARCH = [arg for kv in ("patch_size=8", "embed_dim=32", "depth=2", "num_heads=2") for arg in ("--model-arg", kv)]
+# the shared tiny ViT with two blocks; the image size is inferred from the checkpoint
+ARCH = [
+    arg
+    for key, value in {**TINY_VIT, "depth": 2}.items()
+    if key != "img_size"
+    for arg in ("--model-arg", f"{key}={value}")
+]
 
 
 @pytest.fixture
-def workspace(tmp_path):
+def workspace(tmp_path, tiny_vit):
     torch.manual_seed(0)
     for pool in ("default", "simpool"):
-        model = create_model(
-            "vit_tiny_patch16_224",
-            pool=pool,
-            img_size=32,
-            patch_size=8,
-            embed_dim=32,
-            depth=2,
-            num_heads=2,
-            num_classes=3,
-        )
+        model = tiny_vit(pool, num_classes=3, depth=2)
         save_checkpoint(model, tmp_path / f"{pool}.safetensors")
     rng = np.random.default_rng(0)
     (tmp_path / "images" / "sub").mkdir(parents=True)

@@ -3,26 +3,30 @@
 import pytest
 import torch
 
-from simpool.models import create_model, save_checkpoint
+from simpool.models import save_checkpoint
 from simpool.visualize import compute_maps, load_model, map_sources, set_image_size
 
-TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3)
+
+@pytest.fixture
+def tiny(tiny_vit):
+    """``tiny(pool)``: the shared tiny ViT with two blocks and 3 classes, seeded, in eval mode."""
+
+    def build(pool):
+        torch.manual_seed(0)
+        return tiny_vit(pool, num_classes=3, depth=2).eval()
+
+    return build
 
 
-def tiny(pool):
-    torch.manual_seed(0)
-    return create_model("vit_tiny_patch16_224", pool=pool, **TINY).eval()
-
-
-def test_sources_of_cls_and_simpool_vits():
+def test_sources_of_cls_and_simpool_vits(tiny, tiny_resnet):
     assert list(map_sources(tiny("default"))) == ["cls", "cls_head1", "cls_head2", "cls_block1", "cls_block2"]
     assert list(map_sources(tiny("simpool"))) == ["pool"]
     with pytest.raises(ValueError, match="no attention map"):
-        map_sources(create_model("resnet18", pool="default", num_classes=2))
+        map_sources(tiny_resnet(pool="default"))
 
 
 @pytest.mark.parametrize("size, grid", [(32, 4), (64, 8), (48, 6)])
-def test_any_input_size(size, grid):
+def test_any_input_size(size, grid, tiny):
     model = set_image_size(tiny("default"), size)
     maps = compute_maps(model, torch.randn(2, 3, size, size))
     assert all(m.shape == (2, grid, grid) for m in maps.values())
@@ -37,18 +41,19 @@ def test_any_input_size(size, grid):
     torch.testing.assert_close(simpool_maps["pool"].sum((1, 2)), torch.ones(2))  # SimPool's a is a softmax
 
 
-def test_cnn_with_simpool_has_a_2d_map():
-    model = create_model("resnet18", pool="simpool", num_classes=2).eval()
+def test_cnn_with_simpool_has_a_2d_map(tiny_resnet):
+    model = tiny_resnet().eval()  # resnet18 with SimPool
     maps = compute_maps(set_image_size(model, 96), torch.randn(1, 3, 96, 96))
     assert list(maps) == ["pool"] and maps["pool"].shape == (1, 3, 3)  # stride 32
 
 
 @pytest.mark.parametrize("pool", ["simpool", "default"])
-def test_load_model_infers_pool_classes_and_size(tmp_path, pool):
+def test_load_model_infers_pool_classes_and_size(tmp_path, pool, tiny, tiny_vit_kwargs):
     source = tiny(pool)
     path = save_checkpoint(source, tmp_path / "w.safetensors")
     # only what the name and kwargs cannot say is inferred: pool, num_classes=3, img_size=32
-    model = load_model("vit_tiny_patch16_224", path, patch_size=8, embed_dim=32, depth=2, num_heads=2)
+    arch = {key: value for key, value in tiny_vit_kwargs.items() if key != "img_size"}
+    model = load_model("vit_tiny_patch16_224", path, **{**arch, "depth": 2})
     assert model.num_classes == 3 and tuple(model.patch_embed.img_size) == (32, 32)
     assert model.has_class_token == (pool == "default")
     x = torch.randn(1, 3, 32, 32)

@@ -14,6 +14,7 @@ TABLE_8 = {
 }
 
 
+@pytest.mark.slow  # 224-px models under the FLOP counter
 @pytest.mark.parametrize("name", sorted(TABLE_8))
 def test_table_8(name):
     params_base, params_simpool, gflops_base = TABLE_8[name]
@@ -26,6 +27,7 @@ def test_table_8(name):
     assert ours["pool_gmacs"] < 0.1 * ours["pool_gmacs_direct"]
 
 
+@pytest.mark.slow  # a 224-px ViT-S under the FLOP counter
 def test_vit_attention_is_counted_only_in_the_full_convention():
     row = resources("vit_small_patch16_224", "default")
     # 12 blocks x 2 matmuls (QK^T and AV) x 6 heads x 197 x 197 x 64 multiply-accumulates
@@ -38,6 +40,7 @@ def test_count_flops_of_a_matmul():
     assert count_flops(torch.mm, a, b) == 2 * 3 * 4 * 5  # two FLOPs per multiply-accumulate
 
 
+@pytest.mark.slow  # a 224-px ResNet-18 under the FLOP counter, twice
 def test_cli_prints_a_table(capsys, tmp_path):
     from simpool.cli import main
 

@@ -127,7 +127,7 @@ def cam_maps(rng: np.random.Generator):
     return [normalize_scoremap(m) for m in maps]
 
 
-@pytest.mark.parametrize("interval", [0.01, 0.001])
+@pytest.mark.parametrize("interval", [pytest.param(0.01, marks=pytest.mark.slow), 0.001])
 def test_kernel_fallback_and_loop_agree(monkeypatch, interval):
     rng = np.random.default_rng(2)
     thresholds = cam_thresholds(interval)

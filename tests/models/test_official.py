@@ -367,6 +367,7 @@ def test_presets_listed_and_unknown_preset_named():
         create_official_model("vit_huge")
 
 
+@pytest.mark.slow  # a 224-px ViT-S built twice
 def test_create_official_model_follows_the_checkpoint_beta(tmp_path):
     # A ViT-S supervised file with a trained beta (the released "..._beta.pth.tar") gets a beta.
     model = create_official_model("vit_small_supervised")

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.simpool-installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench clean fashion-mnist
+.PHONY: setup demo test test-fast lint bench clean fashion-mnist
 
 setup: $(STAMP) fashion-mnist
 
@@ -31,6 +31,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# the edit-test loop: everything but @pytest.mark.slow (torchrun launches, 224-px models, end-to-end runs)
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check simpool tests benchmarks

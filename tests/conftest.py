@@ -24,7 +24,7 @@ TINY_VIT = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_h
 # The same as ``key=value`` words (``--model-kwargs``) and as a YAML flow mapping (``model.kwargs=...``).
 TINY_VIT_ARGS = [f"{key}={value}" for key, value in TINY_VIT.items()]
 TINY_VIT_YAML = "{" + ", ".join(f"{key}: {value}" for key, value in TINY_VIT.items()) + "}"
-# A 4-stage ConvNeXt of one block per stage and widths 8..32.
+# A 4-stage ConvNeXt of one block per stage and widths 8..32 (timm ``ConvNeXt`` keyword arguments).
 TINY_CONVNEXT = {"depths": (1, 1, 1, 1), "dims": (8, 16, 24, 32)}
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -69,11 +69,11 @@ def tiny_resnet() -> Callable:
 
 @pytest.fixture
 def tiny_convnext() -> Callable:
-    """``tiny_convnext(num_classes=5, **kwargs)``: timm's ``ConvNeXt`` class at ``TINY_CONVNEXT`` (official head)."""
-    import timm
+    """``tiny_convnext(pool="simpool", num_classes=2, **kwargs)``: ``convnext_atto`` shrunk to ``TINY_CONVNEXT``."""
+    from simpool.models import create_model
 
-    def build(num_classes: int = 5, **kwargs):
-        return timm.models.convnext.ConvNeXt(num_classes=num_classes, **{**TINY_CONVNEXT, **kwargs})
+    def build(pool: str = "simpool", num_classes: int = 2, **kwargs):
+        return create_model("convnext_atto", pool=pool, num_classes=num_classes, **{**TINY_CONVNEXT, **kwargs})
 
     return build
 

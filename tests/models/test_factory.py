@@ -8,12 +8,13 @@ from torch import nn
 from simpool import SimPool, attention_maps, create_model, replace_pool
 from simpool.models import pool_slot
 from simpool.pooling import Pool
+from tests.conftest import TINY_VIT
 
 TINY = {
     "resnet18": {},
     "convnext_atto": {},
-    "vit_tiny_patch16_224": dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2),
-    "deit_tiny_patch16_224": dict(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2),
+    "vit_tiny_patch16_224": {**TINY_VIT, "depth": 2},
+    "deit_tiny_patch16_224": TINY_VIT,
 }
 
 

@@ -120,7 +120,7 @@ def check_demo(smoke: bool, device: torch.device) -> dict:
     import dataclasses
 
     from simpool.data.fashion_mnist import fashion_mnist_dir
-    from simpool.demo import PRESETS, DemoConfig, run_demo
+    from simpool.experiments.demo import PRESETS, DemoConfig, run_demo
 
     if not any(fashion_mnist_dir().glob("train-images-idx3-ubyte*")):
         return {"skipped": f"no Fashion-MNIST at {fashion_mnist_dir()} (set SIMPOOL_FASHION_MNIST)"}

@@ -14,15 +14,15 @@ import sys
 
 # name: (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("simpool.demo", "CLS vs SimPool ViT on the SimPool bench: accuracy, BG-gap, MaxBoxAccV2, CorLoc, report"),
+    "demo": ("simpool.experiments.demo", "CLS vs SimPool ViT on the SimPool bench: accuracy, BG-gap, localization"),
     "resources": ("simpool.analysis.resources", "parameters and GMACs, baseline and any pool (paper Table 8)"),
     "train": ("simpool.train.cli", "supervised training from a YAML recipe (timm machinery, torchrun DDP)"),
     "validate": ("simpool.train.validate_cli", "top-1 and top-5 of a trained checkpoint on an ImageFolder split"),
-    "train-dino": ("simpool.train.dino_cli", "DINO self-supervised pre-training from a YAML recipe"),
+    "train-dino": ("simpool.train.dino.cli", "DINO self-supervised pre-training from a YAML recipe"),
     "eval": ("simpool.evaluate.cli", "evaluation protocols: `simpool eval PROTOCOL --help`"),
     "attention": ("simpool.visualize.cli", "attention maps, masks, boxes, grids and an HTML gallery"),
     "landscape": ("simpool.pooling.landscape", "Table 1: the pooling landscape as instances of Algorithm 1"),
-    "tournament": ("simpool.pooling.tournament", "train every pool on the bench and rank them"),
+    "tournament": ("simpool.experiments.tournament", "train every pool on the bench and rank them"),
     "bench": ("simpool.data.bench_cli", "the SimPool bench: `simpool bench export --help`"),
     "convert": ("simpool.models.convert", "convert a checkpoint (ours or official) to a clean safetensors file"),
 }

@@ -10,8 +10,17 @@ import torch
 
 from simpool.data.bench import SimPoolBench
 from simpool.data.fashion_mnist import DEFAULT_DIR
-from simpool.demo import EVAL_VARIANTS, GATE, DemoConfig, bench_vit, config_from_args, mask_mass, predict, train_model
 from simpool.evaluate.localization import max_box_acc_v2
+from simpool.experiments.demo import (
+    EVAL_VARIANTS,
+    GATE,
+    DemoConfig,
+    bench_vit,
+    config_from_args,
+    mask_mass,
+    predict,
+    train_model,
+)
 
 needs_fmnist = pytest.mark.skipif(
     not (DEFAULT_DIR / "train-images-idx3-ubyte.gz").exists(), reason="dataset-fashion-mnist is not installed"

@@ -55,7 +55,7 @@ def test_image_folder_layouts(tmp_path, write_image_folder):
 
 def test_train_overrides_resolve(tmp_path, train_overrides):
     from simpool.train.config import load_config
-    from simpool.train.supervised_config import SupervisedConfig
+    from simpool.train.supervised.config import SupervisedConfig
 
     config = load_config(SupervisedConfig, None, train_overrides(tmp_path / "data", tmp_path / "runs", train__epochs=3))
     assert config.train.epochs == 3 and config.model.kwargs["embed_dim"] == 32 and config.train.device == "cpu"

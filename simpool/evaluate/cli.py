@@ -10,7 +10,7 @@ PROTOCOLS: dict[str, tuple[str, str]] = {
     "discovery": ("simpool.evaluate.discovery_cli", "object discovery: LOST / DINO-seg boxes and CorLoc"),
     "knn": ("simpool.evaluate.knn", "weighted k-NN classification of frozen features (DINO)"),
     "linear": ("simpool.evaluate.linear", "linear probe on frozen features (DINO)"),
-    "finetune": ("simpool.evaluate.finetune", "fine-tuning on ImageFolder datasets"),
+    "finetune": ("simpool.train.finetune", "fine-tuning on ImageFolder datasets"),
     "retrieval": ("simpool.evaluate.retrieval", "ROxford/RParis mAP, Medium and Hard (revisitop)"),
     "recall": ("simpool.evaluate.recall", "Recall@k on CUB, Cars, SOP, In-Shop"),
     "robustness": ("simpool.evaluate.robustness", "background robustness on ImageNet-9 variations"),

@@ -1,8 +1,8 @@
 """Supervised and DINO training, distributed set-up, checkpoints."""
 
-from .dino_config import DinoConfig
-from .dino_train import train_dino
-from .supervised import train
-from .supervised_config import SupervisedConfig
+from .dino.config import DinoConfig
+from .dino.recipe import train_dino
+from .supervised.config import SupervisedConfig
+from .supervised.recipe import train
 
 __all__ = ["DinoConfig", "SupervisedConfig", "train", "train_dino"]

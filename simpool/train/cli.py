@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .recipe_cli import add_recipe_arguments, run_recipe
-from .supervised_config import SupervisedConfig
+from .supervised.config import SupervisedConfig
 
 EXAMPLE = """examples:
   simpool train --config configs/bench_vit_tiny_simpool.yaml train.epochs=2 data.bench_images=2000
@@ -20,5 +20,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = run_recipe(args, SupervisedConfig, "simpool.train.supervised:train", "simpool train")
+    result = run_recipe(args, SupervisedConfig, "simpool.train.supervised.recipe:train", "simpool train")
     return result if isinstance(result, int) else 0

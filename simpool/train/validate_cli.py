@@ -32,12 +32,12 @@ def validate_checkpoint(
     """Build the run's model, load ``checkpoint`` and return ``{"top1", "top5", "loss", "images", "skipped"}``."""
     from torch.utils.data import DataLoader
 
+    from ..data.datasets import collate_skip, create_dataset
     from ..models import create_model, load_checkpoint
     from ..utils import default_device
     from .config import load_config
-    from .data import collate_skip, create_dataset
-    from .supervised import build_transforms
-    from .supervised_config import SupervisedConfig
+    from .supervised.config import SupervisedConfig
+    from .supervised.recipe import build_transforms
     from .validation import validate
 
     config_path = Path(config_path) if config_path else Path(checkpoint).parent / "config.yaml"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from simpool.cli import main
-from simpool.pooling.tournament import DATASETS, TournamentConfig, parse_pool, rank, to_markdown, train_and_evaluate
+from simpool.experiments.tournament import DATASETS, TournamentConfig, parse_pool, rank, to_markdown, train_and_evaluate
 
 
 def test_rank_orders_by_accuracy_ties_share_and_failures_last():

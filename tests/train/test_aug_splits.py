@@ -12,12 +12,12 @@ from safetensors.torch import load_file
 from timm.layers import SplitBatchNorm2d, convert_splitbn_model
 from timm.loss import JsdCrossEntropy
 
-from simpool.train.aug_splits import check_aug_splits, drop_aux_bn, split_major, split_transform
 from simpool.train.checkpointing import load_state
 from simpool.train.config import load_config
 from simpool.train.distributed import DistInfo, synchronize_batchnorm
-from simpool.train.supervised import build_criterion, supervised_step, train
-from simpool.train.supervised_config import SupervisedConfig
+from simpool.train.supervised.aug_splits import check_aug_splits, drop_aux_bn, split_major, split_transform
+from simpool.train.supervised.config import SupervisedConfig
+from simpool.train.supervised.recipe import build_criterion, supervised_step, train
 
 from .conftest import overrides
 

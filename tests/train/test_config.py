@@ -16,7 +16,7 @@ from simpool.train.config import (
     save_config,
     to_dict,
 )
-from simpool.train.supervised_config import SupervisedConfig
+from simpool.train.supervised.config import SupervisedConfig
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
 RECIPES = [path for path in CONFIGS if not path.name.startswith("dino_")]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from simpool.train.data import SafeImageFolder, StepSampler, collate_skip, first_fraction_per_class, seeded
+from simpool.data.datasets import SafeImageFolder, StepSampler, collate_skip, first_fraction_per_class, seeded
 from simpool.train.validation import topk_correct
 
 

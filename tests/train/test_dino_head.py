@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from simpool.train.dino_data import MultiCropTransform, collate_crops
-from simpool.train.dino_head import DINOHead, MultiCropWrapper
+from simpool.train.dino.data import MultiCropTransform, collate_crops
+from simpool.train.dino.head import DINOHead, MultiCropWrapper
 
 
 def test_head_shapes_and_unit_norm_last_layer():

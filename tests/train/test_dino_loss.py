@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from simpool.train.dino_loss import DINOLoss, dino_cross_entropy, teacher_temperature_schedule
+from simpool.train.dino.loss import DINOLoss, dino_cross_entropy, teacher_temperature_schedule
 
 
 def reference_dino_loss(student, teacher, center, num_crops, student_temp, teacher_temp):

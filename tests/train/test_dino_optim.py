@@ -10,8 +10,8 @@ import torch
 from timm.optim import Lars
 from torch import nn
 
-from simpool.train.dino_head import DINOHead
-from simpool.train.dino_optim import (
+from simpool.train.dino.head import DINOHead
+from simpool.train.dino.optim import (
     apply_schedules,
     build_optimizer,
     cancel_last_layer_gradients,

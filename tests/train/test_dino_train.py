@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 from simpool.models import load_checkpoint, pool_slot
 from simpool.train.checkpointing import load_state
 from simpool.train.config import load_config
-from simpool.train.dino_config import DinoConfig
-from simpool.train.dino_train import build_student_teacher, train_dino
+from simpool.train.dino.config import DinoConfig
+from simpool.train.dino.recipe import build_student_teacher, train_dino
 from tests.conftest import TINY_VIT_YAML as TINY
 
 REPO = Path(__file__).parents[2]
@@ -197,7 +197,7 @@ WRAP_TEACHER_SCRIPT = """
 import json, sys, torch
 from torch import nn
 from simpool.train.distributed import cleanup, init_distributed
-from simpool.train.dino_train import wrap_teacher
+from simpool.train.dino.recipe import wrap_teacher
 info = init_distributed("cpu")
 teacher = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
 for param in teacher.parameters():
@@ -224,7 +224,7 @@ def test_a_frozen_batchnorm_teacher_can_be_wrapped_in_ddp(tmp_path, torchrun):
 
 
 def test_the_knn_subset_takes_an_equal_share_of_every_class():
-    from simpool.train.dino_monitor import spread_over_classes
+    from simpool.train.dino.monitor import spread_over_classes
 
     targets = [0] * 6 + [1] * 2 + [2] * 10  # a class-sorted folder: 18 images
     # share 9 // 3 = 3: class 0 at 0, 2.5 -> 3 (round half to even), 5; class 1 has only 2; class 2 at 8, 12.5, 17

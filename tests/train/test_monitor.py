@@ -10,9 +10,9 @@ from PIL import Image
 
 import simpool.evaluate.localization as localization
 from simpool.train.config import load_config
-from simpool.train.monitor import SCORE_SIZE, AttentionMonitor, read_wsol_metadata
-from simpool.train.supervised import train
-from simpool.train.supervised_config import SupervisedConfig
+from simpool.train.supervised.config import SupervisedConfig
+from simpool.train.supervised.monitor import SCORE_SIZE, AttentionMonitor, read_wsol_metadata
+from simpool.train.supervised.recipe import train
 
 from .conftest import overrides
 

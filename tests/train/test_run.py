@@ -110,7 +110,7 @@ def test_only_the_main_process_locks(tmp_path):
 
 def test_read_config_gives_the_saved_config(tmp_path):
     from simpool.train.config import load_config, to_dict
-    from simpool.train.supervised_config import SupervisedConfig
+    from simpool.train.supervised.config import SupervisedConfig
 
     folder = RunFolder(tmp_path / "run")
     assert folder.read_config() is None

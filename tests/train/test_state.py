@@ -145,7 +145,7 @@ def test_whether_to_resume_is_rank_0s_decision(tmp_path, monkeypatch):
 
 def test_resume_checks_the_config_then_writes_it(tmp_path, capsys):
     from simpool.train.config import load_config
-    from simpool.train.supervised_config import SupervisedConfig
+    from simpool.train.supervised.config import SupervisedConfig
 
     def config(*overrides):
         return load_config(SupervisedConfig, None, ["train.epochs=1", *overrides])

@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 from simpool.models import create_model
 from simpool.train.checkpointing import load_state
 from simpool.train.config import load_config
-from simpool.train.supervised import train
-from simpool.train.supervised_config import SupervisedConfig
+from simpool.train.supervised.config import SupervisedConfig
+from simpool.train.supervised.recipe import train
 
 from .conftest import overrides
 

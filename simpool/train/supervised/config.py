@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import LoopConfig
+from ..config import LoopConfig
 
 
 @dataclass
@@ -30,7 +30,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """A dataset of the registry in ``simpool.train.data`` and timm's ``create_transform`` options."""
+    """A dataset of the registry in ``simpool.data.datasets`` and timm's ``create_transform`` options."""
 
     dataset: str = "imagefolder"  # imagefolder | imagenet | cifar10 | cifar100 | flowers | bench
     root: str = ""

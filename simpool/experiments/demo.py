@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .data.bench import BenchConfig, SimPoolBench, normalize_images
-from .models import attention_maps, create_model
-from .train.engine import Engine
-from .utils import warmup_cosine
+from ..data.bench import BenchConfig, SimPoolBench, normalize_images
+from ..models import attention_maps, create_model
+from ..train.engine import Engine
+from ..utils import warmup_cosine
 
 GATE = 0.6  # mixed_rand accuracy both models need before their attention maps are compared
 MODELS = {"cls": ("default", "cls"), "simpool": ("simpool", "pool")}  # name: (pool, attention source)
@@ -170,8 +170,8 @@ def predict(model, data: SimPoolBench, device, source: str | None = None, batch_
 
 def localization_metrics(maps: np.ndarray, boxes: np.ndarray, masks: np.ndarray, patch_size: int) -> dict:
     """MaxBoxAccV2, CorLoc (percent) and mask mass (a fraction) of attention maps ``(N, h, w)`` on ``(N, S, S)``."""
-    from .evaluate.discovery import corloc, dino_seg
-    from .evaluate.localization import max_box_acc_v2
+    from ..evaluate.discovery import corloc, dino_seg
+    from ..evaluate.localization import max_box_acc_v2
 
     N, h, w = maps.shape
     S = masks.shape[-1]
@@ -206,7 +206,7 @@ def evaluate_model(kind: str, model, config: DemoConfig, device, progress: bool 
 
 def run_demo(config: DemoConfig, out: str | Path, device: torch.device | None = None, progress: bool = True) -> dict:
     """Train both models, evaluate them, write ``report.md``, ``report.json`` and ``figure.png``; returns the report."""
-    from .data.bench_report import save_figure, write_report
+    from .bench_report import save_figure, write_report
 
     device = device or torch.device("cpu")
     start = time.perf_counter()

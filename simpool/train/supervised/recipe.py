@@ -22,11 +22,10 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..models import create_model, save_checkpoint
-from ..models.checkpoint import load_pretrained
-from .aug_splits import check_aug_splits, drop_aux_bn, split_major, split_transform
-from .data import ShardSampler, StepSampler, collate_skip, create_dataset
-from .distributed import (
+from ...data.datasets import ShardSampler, StepSampler, collate_skip, create_dataset
+from ...models import create_model, save_checkpoint
+from ...models.checkpoint import load_pretrained
+from ..distributed import (
     DIST_BN_MODES,
     DistInfo,
     barrier,
@@ -35,11 +34,12 @@ from .distributed import (
     synchronize_batchnorm,
     unwrap,
 )
-from .engine import Engine, configure_backends
+from ..engine import Engine, configure_backends
+from ..run import RunFolder
+from ..validation import validate
+from .aug_splits import check_aug_splits, drop_aux_bn, split_major, split_transform
+from .config import SupervisedConfig
 from .monitor import AttentionMonitor
-from .run import RunFolder
-from .supervised_config import SupervisedConfig
-from .validation import validate
 
 
 def build_transforms(config: SupervisedConfig):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import LoopConfig
+from ..config import LoopConfig
 
 
 @dataclass
@@ -41,7 +41,7 @@ class DinoHeadConfig:
 
 @dataclass
 class DinoDataConfig:
-    """An ImageFolder dataset of ``simpool.train.data`` seen through ``MultiCropTransform``."""
+    """An ImageFolder dataset of ``simpool.data.datasets`` seen through ``MultiCropTransform``."""
 
     dataset: str = "imagefolder"  # imagefolder | imagenet | bench (exported with `simpool bench export`)
     root: str = ""

@@ -202,7 +202,7 @@ class BenchImages(Dataset):
         image_size: int = 64,
         seed: int = 0,
     ):
-        from ..data.bench import BenchConfig, SimPoolBench
+        from .bench import BenchConfig, SimPoolBench
 
         self.bench = SimPoolBench(split, variant, BenchConfig(image_size=image_size), num_images=num_images or None)
         self.classes = list(self.bench.classes)

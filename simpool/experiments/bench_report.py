@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.bench import SimPoolBench, normalize_images
 from ..utils import atomic_write_bytes, write_json
-from .bench import SimPoolBench, normalize_images
 
 ROWS = (  # (key, label, format)
     ("acc_original", "top-1 original", "{:.3f}"),
@@ -118,9 +118,9 @@ def save_figure(models: dict, config, path: Path, device) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..demo import MODELS
     from ..models import attention_maps
     from ..visualize import overlay
+    from .demo import MODELS
 
     data = SimPoolBench(config.eval_split, "original", config.bench(), num_images=config.figure_images)
     images, labels, boxes, _ = data.batch(np.arange(len(data)))

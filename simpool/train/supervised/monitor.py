@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ..data import wsol
-from ..models import attention_maps
-from .distributed import unwrap
+from ...data import wsol
+from ...models import attention_maps
+from ..distributed import unwrap
 
 SCORE_SIZE = 224  # wsolevaluation scores 224 x 224 maps
 
@@ -60,7 +60,7 @@ class AttentionMonitor:
         metric: Callable | None = None,
     ):
         if metric is None:
-            from ..evaluate.localization import max_box_acc_v2 as metric
+            from ...evaluate.localization import max_box_acc_v2 as metric
         self.metric = metric
         loaders = {"bench": self._bench, "wsol": self._wsol}
         if source not in loaders:
@@ -72,7 +72,7 @@ class AttentionMonitor:
 
     @staticmethod
     def _bench(img_size: int, max_images: int, metadata: str, images: str):
-        from ..data.bench import BenchConfig, SimPoolBench
+        from ...data.bench import BenchConfig, SimPoolBench
 
         bench = SimPoolBench("test", config=BenchConfig(image_size=img_size), num_images=max_images or None)
         rendered = [bench.render(i) for i in range(len(bench))]

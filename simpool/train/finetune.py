@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..train.config import load_config
-from ..train.supervised import train
-from ..train.supervised_config import SupervisedConfig
 from ..utils import write_json
+from .config import load_config
+from .supervised.config import SupervisedConfig
+from .supervised.recipe import train
 
 EXAMPLE = """examples:
   simpool eval finetune --config configs/finetune_vit_small_cifar10.yaml --checkpoint vits_simpool.safetensors \\

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .distributed import all_reduce_sum
+from ..distributed import all_reduce_sum
 
 
 def dino_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor, num_crops: int) -> torch.Tensor:

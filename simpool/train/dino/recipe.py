@@ -21,24 +21,24 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ..models import create_model, save_checkpoint
-from ..models.families import family_of_name
-from .data import StepSampler, create_dataset
-from .dino_config import DinoConfig
-from .dino_data import MultiCropTransform, collate_crops
-from .dino_head import DINOHead, MultiCropWrapper
-from .dino_loss import DINOLoss
-from .dino_monitor import knn_monitor
-from .dino_optim import (
+from ...data.datasets import StepSampler, create_dataset
+from ...models import create_model, save_checkpoint
+from ...models.families import family_of_name
+from ..distributed import DistInfo, barrier, cleanup, init_distributed
+from ..engine import Engine, configure_backends
+from ..run import RunFolder
+from .config import DinoConfig
+from .data import MultiCropTransform, collate_crops
+from .head import DINOHead, MultiCropWrapper
+from .loss import DINOLoss
+from .monitor import knn_monitor
+from .optim import (
     apply_schedules,
     build_optimizer,
     cancel_last_layer_gradients,
     cosine_schedule,
     update_teacher,
 )
-from .distributed import DistInfo, barrier, cleanup, init_distributed
-from .engine import Engine, configure_backends
-from .run import RunFolder
 
 
 def build_backbone(config: DinoConfig, student: bool) -> nn.Module:

@@ -27,10 +27,10 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
+from ..pooling.framework import components_of
+from ..pooling.registry import list_pools, pool_constructor
 from ..train.engine import Engine
 from ..utils import atomic_write_bytes, default_device, warmup_cosine, write_json
-from .framework import components_of
-from .registry import list_pools, pool_constructor
 
 FIELDS = ("rank", "pool", "method", "group", "status", "accuracy", "final_loss", "pool_params", "seconds", "error")
 DEFAULT_POOLS = (

@@ -16,11 +16,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from ..evaluate.features import eval_transform, extract_features
-from ..evaluate.knn import knn_classify
-from .data import collate_skip, create_dataset
-from .dino_config import DinoConfig
-from .distributed import DistInfo, all_gather_rows
+from ...data.datasets import collate_skip, create_dataset
+from ...evaluate.features import eval_transform, extract_features
+from ...evaluate.knn import knn_classify
+from ..distributed import DistInfo, all_gather_rows
+from .config import DinoConfig
 
 
 def spread_over_classes(targets: list[int] | np.ndarray, max_images: int) -> list[int]:

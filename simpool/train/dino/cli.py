@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .dino_config import DinoConfig
-from .recipe_cli import add_recipe_arguments, run_recipe
+from ..recipe_cli import add_recipe_arguments, run_recipe
+from .config import DinoConfig
 
 EXAMPLE = """examples:
   simpool bench export --format imagefolder --split train --out bench_export
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = run_recipe(args, DinoConfig, "simpool.train.dino_train:train_dino", "simpool train-dino")
+    result = run_recipe(args, DinoConfig, "simpool.train.dino.recipe:train_dino", "simpool train-dino")
     if isinstance(result, int):
         return result
     print(f"teacher backbone: {result['run_dir']}/teacher.safetensors")

@@ -17,6 +17,7 @@ Usage:
     python benchmarks/family_sweep.py                       # all families -> docs/families.md
     python benchmarks/family_sweep.py --families swin_transformer levit --out /tmp/families.md
     python benchmarks/family_sweep.py --models efficientnet_b0 --pools simpool
+    python benchmarks/family_sweep.py --update --families coat     # rerun rows of docs/families.md
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ SMALL_WORDS = (
 )  # fmt: skip
 LARGE_WORDS = ("base", "large", "huge", "giant", "gigantic", "enormous", "xl", "xxl", "1b", "3b", "7b")
 SHORT_LIST = 4
+PARAM_BUDGET = 50_000_000  # larger variants are built with one block when timm takes ``depth``
+SHRINK = {"depth": 1}
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Result:
     family: str
     model: str
     outcome: dict[str, str] = field(default_factory=dict)  # pool -> "ok" or the reason it fails
+    kwargs: dict = field(default_factory=dict)  # timm kwargs that shrink a large variant
     image_size: int = IMAGE_SIZE
     seconds: float = 0.0
 
@@ -84,14 +88,28 @@ def _name_rank(name: str) -> tuple[int, int, int]:
     return (rank, int(numbers[0]) if numbers else 10**6, len(name))
 
 
-def parameter_count(name: str) -> int | None:
-    """Parameters of ``name`` built on the meta device (no memory, no initialisation cost)."""
+def parameter_count(name: str, **kwargs) -> int | None:
+    """Parameters of ``name`` built on the meta device (no memory, no initialisation cost).
+
+    None for a variant that does not build or is an encoder without classification (``...Encoder``).
+    """
     try:
         with torch.device("meta"):
-            model = timm.create_model(name)
-        return sum(p.numel() for p in model.parameters())
+            model = timm.create_model(name, **kwargs)
     except Exception:  # noqa: BLE001 - a variant that does not build is not a candidate
         return None
+    if type(model).__name__.endswith("Encoder"):
+        return None
+    return sum(p.numel() for p in model.parameters())
+
+
+def shrink_kwargs(name: str) -> dict:
+    """``{"depth": 1}`` for a variant over ``PARAM_BUDGET`` parameters that timm can build shallower."""
+    count = parameter_count(name)
+    if count is None or count <= PARAM_BUDGET:
+        return {}
+    shallow = parameter_count(name, **SHRINK)
+    return dict(SHRINK) if shallow is not None and shallow < count else {}
 
 
 def smallest_variant(names: list[str]) -> str:
@@ -112,11 +130,11 @@ def _alarm(signum, frame):
 
 
 def _input_sizes(name: str) -> list[tuple[dict, int]]:
-    """(timm kwargs, image size) to try: 64 px first, then the model's own input size."""
+    """(timm kwargs, image size) to try: 64 px first, 56 px (patches of 14), then the model's own size."""
     cfg = timm.get_pretrained_cfg(name, allow_unregistered=True)
     own = cfg.input_size[-1] if cfg is not None and cfg.input_size else 224
-    tries = [({"img_size": IMAGE_SIZE}, IMAGE_SIZE), ({}, IMAGE_SIZE)]
-    if own != IMAGE_SIZE:
+    tries = [({"img_size": size}, size) for size in (IMAGE_SIZE, 56)] + [({}, size) for size in (IMAGE_SIZE, 56)]
+    if IMAGE_SIZE < own <= 256:  # a model that needs its own size (larger ones would need too much memory)
         tries.append(({}, own))
     return tries
 
@@ -171,7 +189,7 @@ def _reason(error: BaseException) -> str:
 
 def sweep_model(family: str, name: str, pools=POOLS, timeout: int = 180) -> Result:
     """One variant with each pool; sizes tried in order until one builds and runs the forward pass."""
-    result = Result(family, name)
+    result = Result(family, name, kwargs=shrink_kwargs(name))
     start = time.perf_counter()
     previous = signal.signal(signal.SIGALRM, _alarm)
     try:
@@ -180,7 +198,7 @@ def sweep_model(family: str, name: str, pools=POOLS, timeout: int = 180) -> Resu
             for timm_kwargs, size in _input_sizes(name):
                 signal.alarm(timeout)
                 try:
-                    check(name, pool, timm_kwargs, size)
+                    check(name, pool, {**result.kwargs, **timm_kwargs}, size)
                     outcome = "ok"
                     result.image_size = size
                     break
@@ -212,21 +230,46 @@ def write_table(results: list[Result], path: Path, pools=POOLS) -> float:
         f"{timm.__version__}, torch {torch.__version__}, CPU). For one small variant of each family "
         "(a module of `timm.models`), built without weights, and each pool: build, forward, backward, "
         "`forward_head(pre_logits=True)`, `reset_classifier(10)` keeping the pool, `attention_maps`, "
-        "and two SGD steps. `simpool.list_families()` names the families that work.",
+        "and two SGD steps. `simpool.list_families()` names the families that work; the others raise a "
+        "`ValueError` with the reason (`simpool.models.families.UNSUPPORTED`). Families are modules of "
+        "`timm.models`: ResNet, ConvNeXt and ViT/DeiT keep the official wiring, the others get the generic "
+        "one (`simpool/models/generic.py`).",
         "",
         f"**{sum(r.ok for r in results)} of {len(results)} families work ({100 * share:.1f}%).**",
         "",
-        "| family | model | px | " + " | ".join(pools) + " | reason when it fails |",
-        "|---|---|---|" + "---|" * len(pools) + "---|",
+        "| family | model | timm kwargs | px | " + " | ".join(pools) + " | reason when it fails |",
+        "|---|---|---|---|" + "---|" * len(pools) + "---|",
     ]
     for r in results:
         marks = " | ".join("ok" if r.outcome.get(p) == "ok" else "fails" for p in pools)
         reasons = sorted({o for o in r.outcome.values() if o != "ok"})
+        if r.family in UNSUPPORTED and reasons:  # our ValueError, raised before building
+            reasons = [f"unsupported: {UNSUPPORTED[r.family]}"]
         reason = "; ".join(reasons).replace("|", "\\|")
-        lines.append(f"| {r.family} | `{r.model}` | {r.image_size} | {marks} | {reason} |")
+        kwargs = ", ".join(f"{k}={v}" for k, v in r.kwargs.items())
+        lines.append(f"| {r.family} | `{r.model}` | {kwargs} | {r.image_size} | {marks} | {reason} |")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return share
+
+
+ROW = re.compile(r"^\| (\S+) \| `(\S+)` \| (.*?) \| (\d+) \| (.*) \|$")
+
+
+def read_table(path: Path, pools=POOLS) -> list[Result]:
+    """The rows of a table written by :func:`write_table`, for ``--update``."""
+    results = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        match = ROW.match(line)
+        if match is None:
+            continue
+        family, model, kwargs, size, rest = match.groups()
+        cells = [c.strip() for c in rest.split(" | ")]
+        marks, reason = cells[: len(pools)], " | ".join(cells[len(pools) :])
+        outcome = {p: "ok" if m == "ok" else (reason or "fails") for p, m in zip(pools, marks, strict=True)}
+        shrink = dict(item.split("=") for item in kwargs.split(", ")) if kwargs else {}
+        results.append(Result(family, model, outcome, {k: int(v) for k, v in shrink.items()}, int(size)))
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="*", help="these models instead of one per family")
     parser.add_argument("--pools", nargs="*", default=list(POOLS))
     parser.add_argument("--timeout", type=int, default=180, help="seconds per model and pool")
+    parser.add_argument("--update", action="store_true", help="rerun the given families in the existing table")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: models are tiny at 64 px)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "families.md")
     args = parser.parse_args(argv)
@@ -245,13 +289,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         chosen = args.families or list(by_family)
         todo = [(family, smallest_variant(by_family[family])) for family in chosen]
+    kept = [r for r in read_table(args.out, args.pools) if r.family not in {f for f, _ in todo}] if args.update else []
     results = []
     for family, name in todo:
         result = sweep_model(family, name, args.pools, args.timeout)
         results.append(result)
         status = "ok" if result.ok else "; ".join(o for o in result.outcome.values() if o != "ok")
         print(f"{family:28s} {name:40s} {result.seconds:6.1f}s  {status}", flush=True)
-        write_table(results, args.out, args.pools)  # written as it goes: a long sweep can be read early
+        write_table(sorted(kept + results, key=lambda r: r.family), args.out, args.pools)  # readable early
+    results = sorted(kept + results, key=lambda r: r.family)
     share = write_table(results, args.out, args.pools)
     print(f"{sum(r.ok for r in results)}/{len(results)} families work ({100 * share:.1f}%) -> {args.out}")
     return 0

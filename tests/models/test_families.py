@@ -143,3 +143,20 @@ def test_list_families_and_unsupported_errors():
         create_model("pit_ti_224")
     with pytest.raises(ValueError, match="not one feature tensor"):
         replace_pool(timm.create_model("crossvit_tiny_240"), "gap")
+
+
+def test_copies_and_checkpoints_keep_the_wiring(images):
+    """DINO's teacher is a deep copy; checkpoints name the pool ``feature_pool.pool.*``."""
+    import copy
+
+    model = tiny("mobilenetv3_small_050")
+    twin = copy.deepcopy(model)
+    assert twin.forward_head.__self__ is twin  # the patched head is bound to the copy, not the original
+    torch.testing.assert_close(twin(images), model(images))
+    assert "feature_pool.pool.q.weight" in model.state_dict()
+    other = tiny("mobilenetv3_small_050")
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(1.0)
+    other.load_state_dict(model.state_dict())
+    torch.testing.assert_close(other(images), model(images))

@@ -60,3 +60,20 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int, warmup: int) -> 
         return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def parse_kv(items) -> dict:
+    """``["img_size=32", "depth=2"]`` -> ``{"img_size": 32, "depth": 2}``: the one ``key=value`` parser.
+
+    Values are read as YAML scalars (``2``, ``1e-3``, ``true``, ``null``, ``[1, 2]``); an item without ``=``
+    is a ``ValueError`` naming it.
+    """
+    import yaml
+
+    kwargs = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected key=value, got {item!r}")
+        kwargs[key.strip()] = yaml.safe_load(value)
+    return kwargs

@@ -1,15 +1,20 @@
-"""``simpool ...``: a thin layer of subcommands over functions that tests call directly.
+"""``simpool ...``: the registry of commands and the dispatch.
 
-A registry maps each subcommand to the module that implements it; that module defines
-``add_arguments(parser)`` and ``run(args) -> int`` (and may define ``EXAMPLE``). Only the module of
-the chosen subcommand is imported. ``simpool eval <protocol>`` and ``simpool bench <action>`` are
-nested registries of the same shape (see :func:`dispatch`).
+A registry maps each command to the module that implements it; that module defines ``add_arguments(parser)``
+and ``run(args) -> int`` (and may define ``EXAMPLE``). Only the module of the chosen command is imported.
+``simpool eval <protocol>`` and ``simpool bench <action>`` are nested registries of the same shape (see
+:func:`dispatch`).
+
+A person's mistake (a bad value, a missing file: ``ValueError``, ``FileNotFoundError``) is one line naming it,
+exit code 2, no traceback; ``--debug`` or ``SIMPOOL_DEBUG=1`` shows the traceback for a bug report. Ctrl-C
+exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name: (module, one-line help)
@@ -59,14 +64,25 @@ def dispatch(prog: str, description: str, registry: dict[str, tuple[str, str]], 
     return int(args.run(args) or 0)
 
 
+DESCRIPTION = "Attention-based global pooling for vision models (SimPool, ICCV 2023)."
+MISTAKES = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return dispatch(
-        "simpool",
-        "Attention-based global pooling for vision models (SimPool, ICCV 2023).",
-        COMMANDS,
-        sys.argv[1:] if argv is None else list(argv),
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get("SIMPOOL_DEBUG", "") not in ("", "0")
+    argv = [arg for arg in argv if arg != "--debug"]
+    command = next((arg for arg in argv if not arg.startswith("-")), "")
+    try:
+        return dispatch("simpool", DESCRIPTION, COMMANDS, argv)
+    except MISTAKES as error:
+        if debug:
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"simpool {command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"simpool {command}: interrupted", file=sys.stderr)
+        return 130

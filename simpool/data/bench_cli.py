@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..cli import dispatch
+from ..cli.main import dispatch
 
 NESTED = True
 ACTIONS: dict[str, tuple[str, str]] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..cli import dispatch
+from ..cli.main import dispatch
 
 NESTED = True
 PROTOCOLS: dict[str, tuple[str, str]] = {

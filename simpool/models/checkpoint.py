@@ -96,6 +96,15 @@ def load_checkpoint(
     return {**report, "layout": layout}
 
 
+def classifier_keys(model: nn.Module) -> list[str]:
+    """The state-dict names of ``model``'s classifier tensors (``head.weight``, ``fc.bias``...)."""
+    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if not isinstance(classifier, nn.Module):
+        return []
+    own = {id(t) for t in classifier.state_dict(keep_vars=True).values()}
+    return [name for name, t in model.state_dict(keep_vars=True).items() if id(t) in own]
+
+
 def load_pretrained(
     model: nn.Module, path: str | os.PathLike, key: str | None = None, layout: str | None = None
 ) -> dict:
@@ -108,11 +117,7 @@ def load_pretrained(
         the report of :func:`load_checkpoint`.
     """
     state, layout, notices = convert_state_dict(read_state_dict(path, key), layout)
-    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
-    head = (
-        {id(t) for t in classifier.state_dict(keep_vars=True).values()} if isinstance(classifier, nn.Module) else set()
-    )
-    head_names = {name for name, t in model.state_dict(keep_vars=True).items() if id(t) in head}
+    head_names = set(classifier_keys(model))
     state = {name: value for name, value in state.items() if name not in head_names}
     report = load_state(model, state, notices=notices, source=str(path), strict=False)
     missing = [name for name in report["missing"] if name not in head_names]

@@ -143,5 +143,7 @@ def test_fashion_mnist_dir_points_anywhere(tmp_path, capsys):
     args = ["bench", "export", "--format", "wsol", "--num-images", "3", "--out", str(out), "--no-progress"]
     assert main([*args, "--fashion-mnist-dir", str(folder)]) == 0
     assert len(read_wsol_metadata(out / "metadata" / "test").image_ids) == 3
-    with pytest.raises(FileNotFoundError, match="--fashion-mnist-dir"):
-        main([*args, "--fashion-mnist-dir", str(tmp_path / "missing")])
+    capsys.readouterr()
+    assert main([*args, "--fashion-mnist-dir", str(tmp_path / "missing")]) == 2  # a person's mistake: one line
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--fashion-mnist-dir" in err[0] and err[0].startswith("simpool bench: error:")

@@ -1,7 +1,9 @@
 """Fixtures shared by the whole suite: tiny models, image folders, bench exports and a torchrun launcher.
 
-Tests ask for these by fixture name (pytest runs with ``--import-mode=importlib``). The few plain constants
-that module-level code needs (``TINY_VIT``) can also be imported: ``from tests.conftest import TINY_VIT``.
+Tests ask for these by fixture name (pytest runs with ``--import-mode=importlib``). Module-level code that
+cannot take a fixture (parametrize tables, reference builders, ``tests/train/conftest.py``) imports the plain
+names instead: ``from tests.conftest import TINY_VIT`` (also ``TINY_VIT_YAML``, ``TINY_CONVNEXT``,
+``train_overrides``).
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def add_runtime(
     group.add_argument("--batch-size", type=int, default=batch_size)
     default_workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     group.add_argument("--workers", type=int, default=default_workers, help="data-loading processes")
-    group.add_argument("--device", default=None, help="cuda, cuda:1, cpu ... (default: cuda when available)")
+    group.add_argument("--device", default=None, help="cuda, cuda:1, cpu ...; unset: cuda when available")
     if seed:
         group.add_argument("--seed", type=int, default=0)
     group.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from ..cli.main import dispatch
-
-NESTED = True
-PROTOCOLS: dict[str, tuple[str, str]] = {
+COMMANDS: dict[str, tuple[str, str]] = {
     "localization": ("simpool.evaluate.localization_cli", "MaxBoxAccV2 of attention maps (wsolevaluation)"),
     "discovery": ("simpool.evaluate.discovery_cli", "object discovery: LOST / DINO-seg boxes and CorLoc"),
     "knn": ("simpool.evaluate.knn", "weighted k-NN classification of frozen features (DINO)"),
@@ -16,7 +13,3 @@ PROTOCOLS: dict[str, tuple[str, str]] = {
     "robustness": ("simpool.evaluate.robustness", "background robustness on ImageNet-9 variations"),
     "segmentation": ("simpool.evaluate.segmentation", "linear semantic segmentation on frozen patch features"),
 }
-
-
-def main(argv: list[str], prog: str = "simpool eval") -> int:
-    return dispatch(prog, "Evaluation protocols of the paper.", PROTOCOLS, argv)

@@ -24,11 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("simpool.train.cli", "supervised training from a YAML recipe (timm machinery, torchrun DDP)"),
     "validate": ("simpool.train.validate_cli", "top-1 and top-5 of a trained checkpoint on an ImageFolder split"),
     "train-dino": ("simpool.train.dino.cli", "DINO self-supervised pre-training from a YAML recipe"),
-    "eval": ("simpool.evaluate.cli", "evaluation protocols: `simpool eval PROTOCOL --help`"),
+    "eval": ("simpool.cli.eval", "evaluation protocols: `simpool eval PROTOCOL --help`"),
     "attention": ("simpool.visualize.cli", "attention maps, masks, boxes, grids and an HTML gallery"),
     "landscape": ("simpool.pooling.landscape", "Table 1: the pooling landscape as instances of Algorithm 1"),
     "tournament": ("simpool.experiments.tournament", "train every pool on the bench and rank them"),
-    "bench": ("simpool.data.bench_cli", "the SimPool bench: `simpool bench export --help`"),
+    "bench": ("simpool.cli.bench", "the SimPool bench: `simpool bench export --help`"),
     "convert": ("simpool.models.convert", "convert a checkpoint (ours or official) to a clean safetensors file"),
 }
 
@@ -38,7 +38,11 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 
 def dispatch(prog: str, description: str, registry: dict[str, tuple[str, str]], argv: list[str]) -> int:
-    """Parse ``argv`` against ``registry``, importing only the chosen subcommand's module, and run it."""
+    """Parse ``argv`` against ``registry``, importing only the chosen command's module, and run it.
+
+    A module with a ``COMMANDS`` registry of its own (``simpool eval``, ``simpool bench``) dispatches the rest
+    of the arguments to it.
+    """
     parser = argparse.ArgumentParser(
         prog=prog, description=description, epilog=f"Run `{prog} COMMAND --help` for its options and an example."
     )
@@ -49,19 +53,33 @@ def dispatch(prog: str, description: str, registry: dict[str, tuple[str, str]], 
             subparsers.add_parser(name, help=help_text)
             continue
         module = importlib.import_module(module_name)
-        if getattr(module, "NESTED", False):  # the module dispatches its own sub-registry
-            return int(module.main(argv[argv.index(name) + 1 :], f"{prog} {name}") or 0)
-        sub = subparsers.add_parser(
-            name,
-            help=help_text,
-            description=help_text,
-            epilog=getattr(module, "EXAMPLE", None),
-            formatter_class=_Formatter,
-        )
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+        if hasattr(module, "COMMANDS"):  # a nested registry
+            rest = argv[argv.index(name) + 1 :]
+            return dispatch(f"{prog} {name}", module.__doc__.strip().splitlines()[0], module.COMMANDS, rest)
+        add_command(subparsers, name, help_text, module)
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
+
+
+def add_command(subparsers, name: str, help_text: str, module) -> argparse.ArgumentParser:
+    """The parser of one command: its module's arguments, its example, defaults shown once."""
+    sub = subparsers.add_parser(
+        name, help=help_text, description=help_text, epilog=getattr(module, "EXAMPLE", None), formatter_class=_Formatter
+    )
+    module.add_arguments(sub)
+    sub.set_defaults(run=module.run)
+    return sub
+
+
+def walk(registry: dict[str, tuple[str, str]] | None = None, prog: str = "simpool"):
+    """``(command line, parser)`` of every command and nested command (imports them all: for tests and docs)."""
+    for name, (module_name, help_text) in (registry or COMMANDS).items():
+        module = importlib.import_module(module_name)
+        if hasattr(module, "COMMANDS"):
+            yield from walk(module.COMMANDS, f"{prog} {name}")
+            continue
+        parser = argparse.ArgumentParser(prog=prog)
+        yield f"{prog} {name}", add_command(parser.add_subparsers(), name, help_text, module)
 
 
 DESCRIPTION = "Attention-based global pooling for vision models (SimPool, ICCV 2023)."

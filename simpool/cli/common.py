@@ -55,14 +55,21 @@ def add_model(
 
 
 def add_runtime(
-    parser: argparse.ArgumentParser, batch_size: int = 64, workers: int | None = None, seed: bool = True
+    parser: argparse.ArgumentParser,
+    batch_size: int | None = 64,
+    workers: int | None = None,
+    seed: bool = True,
+    loader: bool = True,
 ) -> None:
     """``--batch-size``, ``--workers`` (default: up to 4, at most the CPU count), ``--device``, ``--seed``,
-    ``--no-progress``."""
+    ``--no-progress``. ``batch_size=None`` leaves out ``--batch-size``, ``loader=False`` ``--workers`` (a
+    command that reads images one at a time)."""
     group = parser.add_argument_group("runtime")
-    group.add_argument("--batch-size", type=int, default=batch_size)
-    default_workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-    group.add_argument("--workers", type=int, default=default_workers, help="data-loading processes")
+    if batch_size is not None:
+        group.add_argument("--batch-size", type=int, default=batch_size)
+    if loader:
+        default_workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+        group.add_argument("--workers", type=int, default=default_workers, help="data-loading processes")
     group.add_argument("--device", default=None, help="cuda, cuda:1, cpu ...; unset: cuda when available")
     if seed:
         group.add_argument("--seed", type=int, default=0)

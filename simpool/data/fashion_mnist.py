@@ -22,6 +22,11 @@ def fashion_mnist_dir(root: str | os.PathLike | None = None) -> Path:
 
 
 def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file of unsigned bytes, gzipped or not.
+
+    Not torchvision's ``read_sn3_pascalvincent_tensor``: since 0.29 it reads the file as it is, without
+    decompressing, and Debian ships the files gzipped (it then fails with a bare ``AssertionError``).
+    """
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as file:
         data = file.read()

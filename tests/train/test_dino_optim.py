@@ -69,13 +69,13 @@ def test_ema_leaves_buffers_alone():
 
 def test_param_groups_exempt_biases_and_1d_parameters():
     model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
-    regularized, plain = param_groups(model)
-    assert [p.shape for p in regularized["params"]] == [torch.Size([4, 3])]
-    assert len(plain["params"]) == 3 and plain["weight_decay"] == 0.0
+    plain, regularized = param_groups(model)  # timm's order: no decay, then decay
+    assert [p.shape for p in regularized["params"]] == [torch.Size([4, 3])] and regularized["regularized"]
+    assert len(plain["params"]) == 3 and plain["weight_decay"] == 0.0 and not plain["regularized"]
     optimizer = build_optimizer(model, "adamw")
     apply_schedules(optimizer, lr=0.1, weight_decay=0.3)
     assert [g["lr"] for g in optimizer.param_groups] == [0.1, 0.1]
-    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.3, 0.0]
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.0, 0.3]
 
 
 def test_optimizer_registry():

@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from timm.optim import Lars
+from timm.optim import Lars, param_groups_weight_decay
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 
 def cosine_schedule(
@@ -46,16 +47,15 @@ def cosine_schedule(
 
 
 def param_groups(model: nn.Module) -> list[dict]:
-    """``[{"params": weights}, {"params": biases and 1-D, "weight_decay": 0.0}]`` of the trainable parameters.
+    """timm's ``param_groups_weight_decay``: biases and 1-D parameters without weight decay, the rest with.
 
-    The first group is regularised: :func:`apply_schedules` sets its weight decay every update.
+    The regularised group is marked ``"regularized": True``: :func:`apply_schedules` sets its weight decay
+    every update (the ``1.0`` here is a placeholder until the first update).
     """
-    regularized, not_regularized = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (not_regularized if name.endswith(".bias") or param.ndim <= 1 else regularized).append(param)
-    return [{"params": regularized}, {"params": not_regularized, "weight_decay": 0.0}]
+    groups = param_groups_weight_decay(model, weight_decay=1.0)  # [no decay, decay], trainable parameters only
+    for group in groups:
+        group["regularized"] = group["weight_decay"] > 0
+    return groups
 
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -78,10 +78,10 @@ def build_optimizer(model: nn.Module, opt: str, momentum: float = 0.9) -> torch.
 
 
 def apply_schedules(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:
-    """Set every group's learning rate and the first (regularised) group's weight decay for this update."""
-    for index, group in enumerate(optimizer.param_groups):
+    """Set every group's learning rate and the regularised group's weight decay for this update."""
+    for group in optimizer.param_groups:
         group["lr"] = lr
-        if index == 0:
+        if group.get("regularized", False):
             group["weight_decay"] = weight_decay
 
 
@@ -101,5 +101,4 @@ def update_teacher(student: nn.Module, teacher: nn.Module, momentum: float) -> N
     teacher_params = list(teacher.parameters())
     if len(student_params) != len(teacher_params):
         raise ValueError(f"student has {len(student_params)} parameters, teacher {len(teacher_params)}")
-    torch._foreach_mul_(teacher_params, momentum)
-    torch._foreach_add_(teacher_params, student_params, alpha=1 - momentum)
+    get_ema_multi_avg_fn(momentum)(teacher_params, student_params, None)  # torch's EMA: one foreach lerp

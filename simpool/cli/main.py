@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-dino": ("simpool.train.dino.cli", "DINO self-supervised pre-training from a YAML recipe"),
     "eval": ("simpool.cli.eval", "evaluation protocols: `simpool eval PROTOCOL --help`"),
     "attention": ("simpool.visualize.cli", "attention maps, masks, boxes, grids and an HTML gallery"),
-    "landscape": ("simpool.pooling.landscape", "Table 1: the pooling landscape as instances of Algorithm 1"),
+    "landscape": ("simpool.cli.landscape", "Table 1: the pooling landscape as instances of Algorithm 1"),
     "tournament": ("simpool.experiments.tournament", "train every pool on the bench and rank them"),
     "bench": ("simpool.cli.bench", "the SimPool bench: `simpool bench export --help`"),
     "convert": ("simpool.models.convert", "convert a checkpoint (ours or official) to a clean safetensors file"),

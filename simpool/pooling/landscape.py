@@ -1,12 +1,10 @@
-"""``simpool landscape``: Table 1 of the paper, generated from the components each registered pool declares.
+"""Table 1 of the paper (``simpool landscape``), generated from the components each registered pool declares.
 
 Adding a pool to the registry (with a ``components`` attribute, see ``framework.Components``) adds
 its row; a pool that declares none gets a row of "?".
 """
 
 from __future__ import annotations
-
-import argparse
 
 from .framework import Components, components_of
 from .registry import list_pools, pool_constructor
@@ -28,12 +26,6 @@ COLUMNS = (
     ("phi_u", "ϕU(Z)"),
 )
 FORMATS = ("markdown", "text")
-
-EXAMPLE = """example:
-  simpool landscape                      # Table 1 as markdown
-  simpool landscape --format text --pools gap gem simpool
-"""
-
 
 def landscape_rows(pools: list[str] | None = None) -> list[tuple[str, Components | None]]:
     """``(registry name, components)`` for each pool, sorted by Table 1 group then name."""
@@ -74,12 +66,3 @@ def format_landscape(rows: list[tuple[str, Components | None]], fmt: str = "mark
         for row in [header, *body]
     )
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=FORMATS, default="markdown", help="table format")
-    parser.add_argument("--pools", nargs="+", default=None, help="registered pools to list (default: all)")
-
-
-def run(args: argparse.Namespace) -> int:
-    print(format_landscape(landscape_rows(args.pools), args.format))
-    return 0

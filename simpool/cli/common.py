@@ -108,3 +108,13 @@ def check_writable(path: str | os.PathLike | None) -> None:
         parent = os.path.dirname(parent)
     if not os.access(parent if os.path.isdir(parent) else os.path.dirname(parent), os.W_OK):
         raise PermissionError(f"--out {path}: {parent} is not writable")
+
+
+def add_seed(parser: argparse.ArgumentParser, default: int = 0, help: str = "") -> None:
+    """``--seed`` alone, for a command without a device or a loader (``add_runtime`` has it too)."""
+    parser.add_argument("--seed", type=int, default=default, help=help or None)
+
+
+def add_no_progress(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress`` alone, for a command without a device or a loader (``add_runtime`` has it too)."""
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")

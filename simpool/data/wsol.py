@@ -47,7 +47,25 @@ def read_wsol_metadata(directory: str | os.PathLike) -> WSOLMetadata:
         if len(record) != 5:
             raise ValueError(f"{directory / 'localization.txt'}: expected '<id>,x0,y0,x1,y1', got {record}")
         boxes.setdefault(record[0], []).append([int(v) for v in record[1:]])
+    for image_id, image_boxes in boxes.items():
+        _check_boxes(image_id, image_boxes, sizes.get(image_id), directory / "localization.txt")
     return WSOLMetadata(image_ids, labels, sizes, {k: np.array(v, dtype=np.int64) for k, v in boxes.items()})
+
+
+def _check_boxes(image_id: str, boxes: list[list[int]], size: tuple[int, int] | None, source: Path) -> None:
+    """Each box ``x0, y0, x1, y1`` must lie in its ``(W, H)`` image, ``0 <= x0 <= x1 <= W`` (same for y).
+
+    The metric would score a box outside the image or inverted as a miss, silently; it is an error here.
+    """
+    if size is None:
+        raise ValueError(f"{source}: image {image_id!r} has boxes but no size in image_sizes.txt")
+    width, height = size
+    for x0, y0, x1, y1 in boxes:
+        if not (0 <= x0 <= x1 <= width and 0 <= y0 <= y1 <= height):
+            raise ValueError(
+                f"{source}: box ({x0}, {y0}, {x1}, {y1}) of image {image_id!r} is not inside its {width}x{height} "
+                "image: expected 0 <= x0 <= x1 <= W and 0 <= y0 <= y1 <= H"
+            )
 
 
 def write_wsol_metadata(directory: str | os.PathLike, metadata: WSOLMetadata) -> Path:

@@ -35,3 +35,41 @@ def test_round_trip(tmp_path):
 def test_missing_files(tmp_path):
     with pytest.raises(ValueError, match="image_ids.txt"):
         read_wsol_metadata(tmp_path)
+
+
+def _write_split(folder, box, size=(500, 347)):
+    image_id = "a/b.jpg"
+    (folder / "image_ids.txt").write_text(f"{image_id}\n")
+    (folder / "class_labels.txt").write_text(f"{image_id},0\n")
+    (folder / "image_sizes.txt").write_text(f"{image_id},{size[0]},{size[1]}\n")
+    (folder / "localization.txt").write_text(f"{image_id},{','.join(map(str, box))}\n")
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        (100, 27, 60, 331),  # inverted: x1 < x0
+        (60, 331, 385, 27),  # inverted: y1 < y0
+        (60, 27, 501, 331),  # x1 beyond the width 500
+        (-1, 27, 385, 331),  # left of the image
+        (60, 27, 385, 348),  # below the height 347
+    ],
+)
+def test_a_box_outside_its_image_or_inverted_names_the_image_box_and_size(tmp_path, box):
+    # the metric would score such a box as a miss without a word; reading the metadata refuses it
+    _write_split(tmp_path, box)
+    expected = rf"\({box[0]}, {box[1]}, {box[2]}, {box[3]}\) of image 'a/b.jpg' is not inside its 500x347 image"
+    with pytest.raises(ValueError, match=expected):
+        read_wsol_metadata(tmp_path)
+
+
+def test_boxes_touching_the_image_border_are_valid(tmp_path):
+    _write_split(tmp_path, (0, 0, 500, 347))  # x1, y1 exclusive ends: the whole image
+    assert read_wsol_metadata(tmp_path).boxes["a/b.jpg"].tolist() == [[0, 0, 500, 347]]
+
+
+def test_boxes_without_an_image_size_are_an_error(tmp_path):
+    _write_split(tmp_path, (0, 0, 5, 5))
+    (tmp_path / "image_sizes.txt").write_text("other.jpg,10,10\n")
+    with pytest.raises(ValueError, match="'a/b.jpg' has boxes but no size"):
+        read_wsol_metadata(tmp_path)

@@ -24,14 +24,16 @@ import secrets
 import socket
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from ..utils import atomic_write_bytes
 from .config import save_config
-from .distributed import DistInfo, broadcast_object
+from .distributed import DistInfo, broadcast_object, cleanup, init_distributed
 
 
 class RunFolder:
@@ -309,3 +311,18 @@ def _locked_message(folder: Path, path: Path, owner: dict) -> str:
     if owner.get("host") != socket.gethostname():
         message += f" (if that process is gone, delete {path})"
     return message
+
+
+def run_locked(config, name: str, body: Callable[[Any, DistInfo, RunFolder], dict]) -> dict:
+    """Join the process group, lock ``<config.train.output>/<name>`` and run ``body(config, info, folder)``.
+
+    The folder's lock refuses a second run there (naming the first); the process group is left on the way
+    out, whatever happens. Every training recipe starts here.
+    """
+    info = init_distributed(config.train.device, config.train.dist_timeout_s)
+    try:
+        folder = RunFolder(Path(config.train.output) / name, is_main=info.is_main)
+        with folder.lock(info):
+            return body(config, info, folder)
+    finally:
+        cleanup()

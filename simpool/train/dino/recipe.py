@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -24,9 +23,9 @@ from torch.utils.data import DataLoader
 from ...data.datasets import StepSampler, create_dataset
 from ...models import create_model, save_checkpoint
 from ...models.families import family_of_name
-from ..distributed import DistInfo, barrier, cleanup, init_distributed
+from ..distributed import DistInfo, barrier
 from ..engine import Engine, configure_backends
-from ..run import RunFolder
+from ..run import RunFolder, run_locked
 from .config import DinoConfig
 from .data import MultiCropTransform, collate_crops
 from .head import DINOHead, MultiCropWrapper
@@ -117,13 +116,7 @@ def train_dino(config: DinoConfig) -> dict:
     backbone, which ``create_model(name, pool, pool_kwargs, num_classes=0)`` + ``load_checkpoint`` read.
     Resuming from ``last.pt`` gives the weights an uninterrupted run would have.
     """
-    info = init_distributed(config.train.device, config.train.dist_timeout_s)
-    try:
-        folder = RunFolder(Path(config.train.output) / run_name(config), is_main=info.is_main)
-        with folder.lock(info):  # a second run in the same folder is refused, naming the first
-            return _train(config, info, folder)
-    finally:
-        cleanup()
+    return run_locked(config, run_name(config), _train)
 
 
 def _train(config: DinoConfig, info: DistInfo, folder: RunFolder) -> dict:

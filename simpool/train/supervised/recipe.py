@@ -29,13 +29,11 @@ from ..distributed import (
     DIST_BN_MODES,
     DistInfo,
     barrier,
-    cleanup,
-    init_distributed,
     synchronize_batchnorm,
     unwrap,
 )
 from ..engine import Engine, configure_backends
-from ..run import RunFolder
+from ..run import RunFolder, run_locked
 from ..validation import validate
 from .aug_splits import check_aug_splits, drop_aux_bn, split_major, split_transform
 from .config import SupervisedConfig
@@ -154,13 +152,7 @@ def train(config: SupervisedConfig) -> dict:
     scheduler, scaler, EMA, RNG states and the position inside the epoch, so the final weights equal
     those of an uninterrupted run.
     """
-    info = init_distributed(config.train.device, config.train.dist_timeout_s)
-    try:
-        folder = RunFolder(Path(config.train.output) / run_name(config), is_main=info.is_main)
-        with folder.lock(info):  # a second run in the same folder is refused, naming the first
-            return _train(config, info, folder)
-    finally:
-        cleanup()
+    return run_locked(config, run_name(config), _train)
 
 
 def _train(config: SupervisedConfig, info: DistInfo, folder: RunFolder) -> dict:

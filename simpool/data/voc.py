@@ -42,21 +42,44 @@ def voc_image_ids(root: str | os.PathLike, year: str, image_set: str = "trainval
 
 
 def read_voc_annotation(path: str | os.PathLike, remove_hards: bool = False) -> VOCAnnotation:
-    """Parse one XML file; ``remove_hards`` drops objects marked truncated or difficult (LOST ``--no_hard``)."""
-    root = ET.parse(path).getroot()
-    size = root.find("size")
+    """Parse one XML file; ``remove_hards`` drops objects marked truncated or difficult (LOST ``--no_hard``).
+
+    Raises:
+        ValueError: the file is not well-formed XML, or lacks ``<filename>``, ``<size>`` (``<width>``,
+            ``<height>``) or an object's ``<bndbox>`` coordinate (named, with the file).
+    """
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as error:
+        raise ValueError(f"{path} is not a well-formed VOC XML file: {error}") from None
     boxes, classes = [], []
-    for obj in root.iter("object"):
+    for number, obj in enumerate(root.iter("object")):
         hard = obj.findtext("truncated", "0").strip() == "1" or obj.findtext("difficult", "0").strip() == "1"
         if remove_hards and hard:
             continue
-        box = obj.find("bndbox")
-        xmin, ymin, xmax, ymax = (int(float(box.findtext(tag))) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        where = f"object {number} (<{obj.findtext('name', '').strip() or '?'}>)"
+        xmin, ymin, xmax, ymax = (
+            _number(path, obj, f"bndbox/{tag}", where) for tag in ("xmin", "ymin", "xmax", "ymax")
+        )
         boxes.append([xmin - 1, ymin - 1, xmax, ymax])
         classes.append(obj.findtext("name", "").strip())
-    width, height = int(size.findtext("width")), int(size.findtext("height"))
+    width, height = (_number(path, root, f"size/{tag}", "the annotation") for tag in ("width", "height"))
+    name = (root.findtext("filename") or "").strip()
+    if not name:
+        raise ValueError(f"{path}: the annotation has no <filename>")
     boxes = np.array(boxes, np.int64).reshape(-1, 4)  # (G, 4)
-    return VOCAnnotation(root.findtext("filename").strip(), (width, height), boxes, classes)
+    return VOCAnnotation(name, (width, height), boxes, classes)
+
+
+def _number(path: str | os.PathLike, element: ET.Element, tag: str, where: str) -> int:
+    """The integer text of ``element``'s ``tag`` (a path like ``bndbox/xmin``); VOC writes some as ``"263.0"``."""
+    text = element.findtext(tag)
+    if text is None or not text.strip():
+        raise ValueError(f"{path}: {where} has no <{tag.replace('/', '><')}>")
+    try:
+        return int(float(text))
+    except ValueError:
+        raise ValueError(f"{path}: <{tag.replace('/', '><')}> of {where} is {text.strip()!r}, not a number") from None
 
 
 def write_voc_annotation(path: str | os.PathLike, name: str, size: tuple[int, int], boxes, classes) -> Path:

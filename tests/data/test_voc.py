@@ -1,8 +1,10 @@
 """VOC XML and COCO20k readers: LOST's box conventions."""
 
 import json
+import re
 
 import numpy as np
+import pytest
 
 from simpool.data.coco import read_coco20k
 from simpool.data.voc import read_voc_annotation, voc_image_ids, write_voc_annotation
@@ -49,3 +51,22 @@ def test_coco20k_drops_crowd_and_rounds(tmp_path):
     images = read_coco20k(tmp_path / "list.txt", tmp_path / "inst.json")
     assert [i.name for i in images] == ["42", "7"]
     assert images[0].boxes.tolist() == [[10, 20, 41, 61]] and images[1].boxes.shape == (0, 4)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda xml: xml.replace("<xmin>263</xmin>", ""), r"object 0 \(<chair>\) has no <bndbox><xmin>"),
+        (lambda xml: xml.replace("<ymax>8</ymax>", ""), r"object 2 \(<dog>\) has no <bndbox><ymax>"),
+        (lambda xml: xml.replace("<xmax>324</xmax>", "<xmax>abc</xmax>"), r"<bndbox><xmax>.*'abc', not a number"),
+        (lambda xml: re.sub("<size>.*</size>", "", xml), "the annotation has no <size><width>"),
+        (lambda xml: xml.replace("<height>375</height>", ""), "the annotation has no <size><height>"),
+        (lambda xml: xml.replace("<filename>000005.jpg</filename>", ""), "has no <filename>"),
+        (lambda xml: xml.replace("</annotation>", ""), "is not a well-formed VOC XML file"),
+    ],
+)
+def test_a_broken_annotation_names_the_file_and_what_is_missing(tmp_path, edit, message):
+    # before: TypeError (int(None)), AttributeError (None.findtext / None.strip) or ParseError, none naming the file
+    (tmp_path / "a.xml").write_text(edit(XML))
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path / "a.xml")) + ".*" + message):
+        read_voc_annotation(tmp_path / "a.xml")

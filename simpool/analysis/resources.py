@@ -13,8 +13,6 @@ Element-wise work (norms, activations, softmax) is not counted in either, as in 
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
@@ -119,34 +117,13 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-EXAMPLE = "example: simpool resources --model resnet50 vit_small_patch16_224 --pool default simpool"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", nargs="+", default=["resnet18"], help="timm model names")
-    parser.add_argument("--pool", nargs="+", default=["default", "simpool"], help="pool names, 'default' = timm's own")
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--num-classes", type=int, default=1000)
-    parser.add_argument("--gamma", type=float, default=None, help="SimPool gamma (default: the family's)")
-    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
-
-
-def run(args: argparse.Namespace) -> int:
-    pool_kwargs = None if args.gamma is None else {"gamma": args.gamma}
-    rows = [
-        resources(
-            name,
-            pool,
-            args.image_size,
-            args.num_classes,
-            pool_kwargs if pool == "simpool" else None,
-        )
-        for name in args.model
-        for pool in args.pool
+def resources_table(
+    models: list[str], pools: list[str], image_size: int = 224, num_classes: int = 1000, gamma: float | None = None
+) -> list[dict]:
+    """:func:`resources` of every model with every pool; ``gamma`` (None: the family's) goes to SimPool only."""
+    pool_kwargs = None if gamma is None else {"gamma": gamma}
+    return [
+        resources(name, pool, image_size, num_classes, pool_kwargs if pool == "simpool" else None)
+        for name in models
+        for pool in pools
     ]
-    print(format_table(rows))
-    if args.json:
-        from ..utils import write_json
-
-        write_json(args.json, rows)
-    return 0

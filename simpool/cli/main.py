@@ -20,7 +20,7 @@ import sys
 # name: (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("simpool.experiments.demo", "CLS vs SimPool ViT on the SimPool bench: accuracy, BG-gap, localization"),
-    "resources": ("simpool.analysis.resources", "parameters and GMACs, baseline and any pool (paper Table 8)"),
+    "resources": ("simpool.cli.resources", "parameters and GMACs, baseline and any pool (paper Table 8)"),
     "train": ("simpool.train.cli", "supervised training from a YAML recipe (timm machinery, torchrun DDP)"),
     "validate": ("simpool.train.validate_cli", "top-1 and top-5 of a trained checkpoint on an ImageFolder split"),
     "train-dino": ("simpool.train.dino.cli", "DINO self-supervised pre-training from a YAML recipe"),
@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "landscape": ("simpool.cli.landscape", "Table 1: the pooling landscape as instances of Algorithm 1"),
     "tournament": ("simpool.experiments.tournament", "train every pool on the bench and rank them"),
     "bench": ("simpool.cli.bench", "the SimPool bench: `simpool bench export --help`"),
-    "convert": ("simpool.models.convert", "convert a checkpoint (ours or official) to a clean safetensors file"),
+    "convert": ("simpool.cli.convert", "convert a checkpoint (ours or official) to a clean safetensors file"),
 }
 
 

@@ -1,38 +1,18 @@
-"""``simpool convert``: an official (or our own) checkpoint -> a clean safetensors file of ours.
+"""An official (or our own) checkpoint -> a clean safetensors file of ours.
 
 The file is read without executing code (``torch.load(weights_only=True)`` or safetensors), its
 key layout is detected and renamed to ours, dropped tensors are reported, and the result is
-written atomically. With ``--preset`` the weights are first loaded strictly into that official
-model, so a file that would not load is never written.
+written atomically (``simpool convert``). With a ``preset`` the weights are first loaded strictly into
+that official model, so a file that would not load is never written.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import warnings
 
 from .checkpoint import load_state, read_state_dict, save_checkpoint
-from .layouts import LAYOUTS, convert_state_dict
+from .layouts import convert_state_dict
 from .official import PRESETS, create_official_model, official_use_beta
-
-EXAMPLE = (
-    "example: simpool convert --in vits_dino_simpool_ep100.pth --out vits_dino.safetensors --preset vit_small_dino"
-)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--in", dest="input", required=True, help="checkpoint to read (.pth, .pth.tar, .safetensors)")
-    parser.add_argument("--out", required=True, help="safetensors file to write")
-    parser.add_argument(
-        "--key", default=None, help="checkpoint entry; None: the first of state_dict, model, teacher, student"
-    )
-    parser.add_argument(
-        "--layout", default=None, choices=list(LAYOUTS), help="key layout; None: detected from the keys"
-    )
-    parser.add_argument(
-        "--preset", default=None, choices=sorted(PRESETS), help="check by loading strictly into this official model"
-    )
 
 
 def convert(input: str, out: str, key: str | None = None, layout: str | None = None, preset: str | None = None) -> dict:
@@ -50,9 +30,3 @@ def convert(input: str, out: str, key: str | None = None, layout: str | None = N
         metadata["preset"] = preset
     save_checkpoint(state, out, metadata=metadata)
     return {"out": str(out), "layout": layout, "tensors": len(state), "notices": notices, "preset": preset}
-
-
-def run(args: argparse.Namespace) -> int:
-    summary = convert(args.input, args.out, key=args.key, layout=args.layout, preset=args.preset)
-    print(json.dumps(summary, indent=2))
-    return 0

@@ -45,6 +45,6 @@ def test_cli_prints_a_table(capsys, tmp_path):
     from simpool.cli import main
 
     out = tmp_path / "rows.json"
-    assert main(["resources", "--model", "resnet18", "--pool", "default", "simpool", "--json", str(out)]) == 0
+    assert main(["resources", "--model", "resnet18", "--pool", "default", "simpool", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "resnet18" in printed and "simpool" in printed and out.exists()

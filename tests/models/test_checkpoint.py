@@ -109,7 +109,7 @@ def test_convert_cli_writes_a_clean_checkpoint_of_ours(tmp_path, capsys):
     torch.save({"state_dict": official, "args": argparse.Namespace(gamma=1.25)}, tmp_path / "sup.pth.tar")
     # ... converts to our names, and the result loads strictly and gives the same outputs.
     out = tmp_path / "sup.safetensors"
-    assert main(["convert", "--in", str(tmp_path / "sup.pth.tar"), "--out", str(out)]) == 0
+    assert main(["convert", "--checkpoint", str(tmp_path / "sup.pth.tar"), "--out", str(out)]) == 0
     assert '"layout": "timm_fork"' in capsys.readouterr().out
     assert set(load_file(out)) == set(model.state_dict())
     with safe_open(out, "pt") as f:
@@ -123,7 +123,7 @@ def test_convert_cli_writes_a_clean_checkpoint_of_ours(tmp_path, capsys):
 
 def test_convert_refuses_an_unsafe_file_and_writes_nothing(tmp_path, capsys):
     torch.save({"x": CreatesAFile(tmp_path / "never")}, tmp_path / "evil.pth")
-    assert main(["convert", "--in", str(tmp_path / "evil.pth"), "--out", str(tmp_path / "out.safetensors")]) == 2
+    assert main(["convert", "--checkpoint", str(tmp_path / "evil.pth"), "--out", str(tmp_path / "out.safetensors")]) == 2
     assert "refusing" in capsys.readouterr().err
     assert not (tmp_path / "out.safetensors").exists() and not (tmp_path / "never").exists()
 
@@ -131,6 +131,6 @@ def test_convert_refuses_an_unsafe_file_and_writes_nothing(tmp_path, capsys):
 def test_convert_with_a_preset_checks_the_file_fits_and_writes_nothing_otherwise(tmp_path, capsys):
     torch.save({"teacher": {"backbone.conv1.weight": torch.zeros(8, 3, 7, 7)}}, tmp_path / "small.pth")
     out = tmp_path / "out.safetensors"
-    assert main(["convert", "--in", str(tmp_path / "small.pth"), "--out", str(out), "--preset", "resnet50_dino"]) == 2
+    assert main(["convert", "--checkpoint", str(tmp_path / "small.pth"), "--out", str(out), "--preset", "resnet50_dino"]) == 2
     assert "conv1.weight: checkpoint has shape (8, 3, 7, 7), model has (64, 3, 7, 7)" in capsys.readouterr().err
     assert not out.exists()

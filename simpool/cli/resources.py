@@ -1,0 +1,29 @@
+"""``simpool resources``: parameters and GMACs of models, baseline and any pool (paper Table 8)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..analysis.resources import format_table, resources_table
+from ..utils import write_json
+from .common import add_img_size, add_out, check_writable
+
+EXAMPLE = "example: simpool resources --model resnet50 vit_small_patch16_224 --pool default simpool --out table8.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", nargs="+", default=["resnet18"], help="timm model names")
+    parser.add_argument("--pool", nargs="+", default=["default", "simpool"], help="pool names, 'default' = timm's own")
+    add_img_size(parser)
+    parser.add_argument("--num-classes", type=int, default=1000, help="classifier outputs")
+    parser.add_argument("--gamma", type=float, default=None, help="SimPool gamma; unset: the family's")
+    add_out(parser, help="also write the rows to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_writable(args.out)
+    rows = resources_table(args.model, args.pool, args.img_size, args.num_classes, args.gamma)
+    print(format_table(rows))
+    if args.out:
+        write_json(args.out, rows)
+    return 0

@@ -12,10 +12,8 @@ from collections.abc import Sequence
 
 import torch
 from PIL import Image, ImageFilter
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torchvision import transforms
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class RandomGaussianBlur:
@@ -54,8 +52,8 @@ class MultiCropTransform:
         local_crops_number: int = 6,
         global_size: int = 224,
         local_size: int = 96,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+        std: Sequence[float] = IMAGENET_DEFAULT_STD,
     ):
         for name, scale in (("global_crops_scale", global_crops_scale), ("local_crops_scale", local_crops_scale)):
             if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:

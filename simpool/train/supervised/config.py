@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
 from ..config import LoopConfig
 
 
@@ -53,8 +55,8 @@ class DataConfig:
     aug_splits: int = 0  # timm --aug-splits: 0 off; S >= 2 views per image, a clean one and S - 1 augmented
     resplit: bool = False  # timm --resplit: no random erasing on the clean view
     jsd: bool = False  # timm --jsd: CE on the clean view + Jensen-Shannon divergence between the views
-    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
-    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN
+    std: tuple[float, ...] = IMAGENET_DEFAULT_STD
 
 
 @dataclass

@@ -3,5 +3,5 @@
 from __future__ import annotations
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "export": ("simpool.data.bench_export", "write a bench variant in a standard layout (imagefolder|wsol|voc|in9)"),
+    "export": ("simpool.cli.bench_export", "write a bench variant in a standard layout (imagefolder|wsol|voc|in9)"),
 }

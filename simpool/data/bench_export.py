@@ -1,4 +1,4 @@
-"""``simpool bench export``: write a bench variant in a standard layout, so every loader runs on it.
+"""Write a bench variant in a standard layout, so every loader runs on it.
 
 Layouts (``FORMATS``), with ``<cls>`` the class folder ``NN_name`` (sorted folders give labels 0..9):
 
@@ -10,12 +10,11 @@ Layouts (``FORMATS``), with ``<cls>`` the class folder ``NN_name`` (sorted folde
   (torchvision ``VOCDetection``/``VOCSegmentation`` with ``year="2007"``); XML boxes 1-based inclusive,
   so ``xmin = x0 + 1, xmax = x1``; masks hold ``label + 1`` on the object, 0 elsewhere;
 - ``in9``: ImageNet-9 (Xiao et al., ICLR 2021): ``OUT/<variant>/val/<cls>/<id>.png`` and
-  ``OUT/fg_mask/val/<cls>/<id>.npy``; ``--variant all`` writes the eight variants.
+  ``OUT/fg_mask/val/<cls>/<id>.npy``; variant ``all`` writes the eight variants.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from collections.abc import Callable
@@ -26,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..utils import atomic_write_bytes
-from .bench import SPLITS, VARIANTS, BenchConfig, SimPoolBench
+from .bench import VARIANTS, BenchConfig, SimPoolBench
 from .fashion_mnist import CLASSES
 from .voc import write_voc_annotation
 from .wsol import WSOLMetadata, write_wsol_metadata
@@ -134,38 +133,3 @@ def export(
         data = SimPoolBench(split, name, config, num_images, fashion_mnist_dir)
         written.append(FORMATS[format](data, Path(out), progress))
     return written
-
-
-EXAMPLE = (
-    "example: simpool bench export --variant mixed_rand --format wsol --split test --num-images 500 --out out/wsol"
-)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--variant", default="original", choices=[*VARIANTS, "all"], help="'all': in9 only")
-    parser.add_argument("--format", default="imagefolder", choices=sorted(FORMATS))
-    parser.add_argument("--split", default="test", choices=SPLITS)
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--num-images", type=int, default=None, help="the first N images of the split (default: all)")
-    parser.add_argument("--image-size", type=int, default=BenchConfig.image_size)
-    parser.add_argument("--bg-correlation", type=float, default=BenchConfig.bg_correlation)
-    parser.add_argument("--seed", type=int, default=BenchConfig.seed)
-    parser.add_argument("--fashion-mnist-dir", default=None, help="folder of the Fashion-MNIST IDX files")
-    parser.add_argument("--no-progress", action="store_true")
-
-
-def run(args: argparse.Namespace) -> int:
-    config = BenchConfig(image_size=args.image_size, bg_correlation=args.bg_correlation, seed=args.seed)
-    written = export(
-        args.out,
-        args.format,
-        args.variant,
-        args.split,
-        config,
-        args.num_images,
-        args.fashion_mnist_dir,
-        progress=not args.no_progress,
-    )
-    for path in written:
-        print(path)
-    return 0

@@ -1,4 +1,5 @@
-"""The command-line shape shared by ``simpool train`` and ``simpool train-dino``: a recipe plus overrides."""
+"""The recipe arguments shared by ``simpool train`` and ``simpool train-dino``: a YAML recipe plus ``key=value``
+overrides, ``--print-config`` and ``--no-resume``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, recipes: str = "configs/*.yaml") -> None:
-    parser.add_argument("--config", help=f"YAML recipe ({recipes}); omitted: the dataclass defaults")
+    parser.add_argument("--config", help=f"YAML recipe ({recipes}); unset: the dataclass defaults")
     parser.add_argument(
         "overrides",
         nargs="*",
@@ -26,7 +27,7 @@ def run_recipe(args: argparse.Namespace, config_class: type, trainer: str, prog:
     Returns:
         the trainer's result, or an exit code (2 for a bad recipe, 0 after printing).
     """
-    from .config import load_config, to_dict
+    from ..train.config import load_config, to_dict
 
     overrides = list(args.overrides) + (["train.resume=false"] if args.no_resume else [])
     try:
@@ -39,8 +40,8 @@ def run_recipe(args: argparse.Namespace, config_class: type, trainer: str, prog:
 
         print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
         return 0
-    from .run import RunLockedError
-    from .state import ResumeError
+    from ..train.run import RunLockedError
+    from ..train.state import ResumeError
 
     module, function = trainer.split(":")
     # SIGTERM (a scheduler's preemption) exits through the finally blocks: the run folder's lock is released

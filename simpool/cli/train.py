@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .recipe_cli import add_recipe_arguments, run_recipe
-from .supervised.config import SupervisedConfig
+from ..train.supervised.config import SupervisedConfig
+from .recipe import add_recipe_arguments, run_recipe
 
 EXAMPLE = """examples:
   simpool train --config configs/bench_vit_tiny_simpool.yaml train.epochs=2 data.bench_images=2000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..recipe_cli import add_recipe_arguments, run_recipe
-from .config import DinoConfig
+from ..train.dino.config import DinoConfig
+from .recipe import add_recipe_arguments, run_recipe
 
 EXAMPLE = """examples:
   simpool bench export --format imagefolder --split train --out bench_export

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("simpool.experiments.demo", "CLS vs SimPool ViT on the SimPool bench: accuracy, BG-gap, localization"),
     "resources": ("simpool.cli.resources", "parameters and GMACs, baseline and any pool (paper Table 8)"),
     "train": ("simpool.cli.train", "supervised training from a YAML recipe (timm machinery, torchrun DDP)"),
-    "validate": ("simpool.train.validate_cli", "top-1 and top-5 of a trained checkpoint on an ImageFolder split"),
+    "validate": ("simpool.cli.validate", "top-1 and top-5 of a trained checkpoint on an ImageFolder split"),
     "train-dino": ("simpool.cli.train_dino", "DINO self-supervised pre-training from a YAML recipe"),
     "eval": ("simpool.cli.eval", "evaluation protocols: `simpool eval PROTOCOL --help`"),
     "attention": ("simpool.visualize.cli", "attention maps, masks, boxes, grids and an HTML gallery"),

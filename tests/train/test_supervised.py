@@ -113,23 +113,22 @@ def test_corrupted_images_are_skipped_and_counted_in_the_log(tiny_data, tmp_path
 
 
 def test_validate_reports_the_accuracy_the_run_logged(tiny_data, tmp_path, capsys):
-    from simpool.train.validate_cli import add_arguments, run, validate_checkpoint
+    from simpool.cli.validate import add_arguments, run
+    from simpool.train.supervised.validate import validate_checkpoint
 
     config = load_config(
         SupervisedConfig, None, overrides(tiny_data, tmp_path / "runs", train__epochs=1, train__batch_size=8)
     )
     result = train(config)
     checkpoint = Path(result["run_dir"]) / "last.safetensors"
-    metrics = validate_checkpoint(checkpoint, tiny_data, num_workers=0)
+    metrics = validate_checkpoint(checkpoint, tiny_data, workers=0)
     # the same weights, images and eval transform as the run's own validation
     assert metrics["top1"] == pytest.approx(result["val_top1"]) and metrics["images"] == 16
     import argparse
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    assert (
-        run(parser.parse_args(["--checkpoint", str(checkpoint), "--data", str(tiny_data), "--num-workers", "0"])) == 0
-    )
+    assert run(parser.parse_args(["--checkpoint", str(checkpoint), "--data", str(tiny_data), "--workers", "0"])) == 0
     assert "top1" in capsys.readouterr().out
 
 

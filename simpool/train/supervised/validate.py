@@ -1,51 +1,44 @@
-"""``simpool validate``: top-1 and top-5 of a trained checkpoint on an ImageFolder split."""
+"""Top-1 and top-5 of a trained checkpoint on an ImageFolder split (``simpool validate``)."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-EXAMPLE = """examples:
-  simpool validate --checkpoint runs/vit_small_patch16_224-simpool/best.safetensors --data /data/imagenet
-  simpool validate --checkpoint best_ema.safetensors --config runs/x/config.yaml --data bench_export --split val
-"""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="weights (.safetensors, or .pt read with weights_only)")
-    parser.add_argument("--data", required=True, help="dataset root holding the split folder (ImageFolder layout)")
-    parser.add_argument("--split", default="val", help="split folder under --data")
-    parser.add_argument("--config", help="the run's config.yaml; default: config.yaml beside the checkpoint")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--num-workers", type=int, default=4)
-    parser.add_argument("--out", help="also write the result as JSON here")
+import torch
 
 
 def validate_checkpoint(
     checkpoint: str | Path,
     data: str | Path,
     split: str = "val",
-    config_path=None,
+    config_path: str | Path | None = None,
     batch_size: int = 128,
-    num_workers: int = 4,
+    workers: int = 4,
+    device: torch.device | None = None,
+    progress: bool = False,
 ) -> dict:
-    """Build the run's model, load ``checkpoint`` and return ``{"top1", "top5", "loss", "images", "skipped"}``."""
+    """Build the run's model, load ``checkpoint`` and return ``{"top1", "top5", "loss", "images", "skipped"}``.
+
+    Args:
+        config_path: the run's ``config.yaml``; None: the one beside the checkpoint.
+        device: None: CUDA when available.
+    """
     from torch.utils.data import DataLoader
 
-    from ..data.datasets import collate_skip, create_dataset
-    from ..models import create_model, load_checkpoint
-    from ..utils import default_device
-    from .config import load_config
-    from .supervised.config import SupervisedConfig
-    from .supervised.recipe import build_transforms
-    from .validation import validate
+    from ...data.datasets import collate_skip, create_dataset
+    from ...models import create_model, load_checkpoint
+    from ...utils import default_device
+    from ..config import load_config
+    from ..validation import validate
+    from .config import SupervisedConfig
+    from .recipe import build_transforms
 
     config_path = Path(config_path) if config_path else Path(checkpoint).parent / "config.yaml"
     if not config_path.is_file():
         raise ValueError(f"no config at {config_path}: pass --config with the run's config.yaml")
     config = load_config(SupervisedConfig, config_path, [f"data.root={data}", f"data.val_split={split}"])
     dataset = create_dataset(config.data.dataset, config.data.root, split, build_transforms(config)[1])
-    device = default_device()
+    device = device or default_device()
     model = create_model(
         config.model.name,
         pool=config.model.pool,
@@ -55,24 +48,6 @@ def validate_checkpoint(
         **config.model.kwargs,
     )
     load_checkpoint(model, checkpoint)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skip)
-    return validate(model.to(device), loader, device, config.train.amp if device.type == "cuda" else "none")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        result = validate_checkpoint(
-            args.checkpoint, args.data, args.split, args.config, args.batch_size, args.num_workers
-        )
-    except (ValueError, FileNotFoundError) as error:
-        print(f"simpool validate: {error}")
-        return 2
-    print(
-        f"top1 {result['top1']:.2f}  top5 {result['top5']:.2f}  loss {result['loss']:.4f}  "
-        f"images {result['images']}  skipped {result['skipped']}"
-    )
-    if args.out:
-        from ..utils import write_json
-
-        write_json(args.out, result)
-    return 0
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip)
+    amp = config.train.amp if device.type == "cuda" else "none"
+    return validate(model.to(device), loader, device, amp, progress=progress)

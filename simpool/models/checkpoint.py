@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pickle
 import warnings
+import zipfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
@@ -43,12 +46,23 @@ def read_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     if path.suffix == ".safetensors":
-        return load_file(str(path))
+        _check_safetensors(path)
+        try:
+            return load_file(str(path))
+        except SafetensorError as error:
+            raise ValueError(f"{path} is not a valid safetensors file: {error}") from error
+    _check_torch_file(path)
     try:
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError) as error:
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError, OSError, IndexError, KeyError) as error:
         unsafe = [name for name in _unsafe_globals(path) if name != "argparse.Namespace"]
+        cut_short = isinstance(error, EOFError) or "EOF" in str(error) or "truncated" in str(error)
+        if not unsafe and cut_short and not zipfile.is_zipfile(path):
+            raise ValueError(
+                f"{path} is truncated or corrupted: a legacy torch file whose pickle cannot be read to its end "
+                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no message'})"
+            ) from error
         reason = f"it would import {unsafe}" if unsafe else str(error).splitlines()[0]
         raise ValueError(
             f"refusing to load {path}: it is not a safetensors file nor a torch file of plain tensors "
@@ -66,6 +80,54 @@ def read_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str
     if not state:
         raise ValueError(f"{path} contains no tensors")
     return state
+
+
+def _check_safetensors(path: Path) -> None:
+    """Refuse a file that is no safetensors file, or a truncated one, by its layout: 8 bytes giving the header
+    length ``n`` (little-endian), an ``n``-byte JSON header with each tensor's ``data_offsets``, then the data.
+
+    Raises:
+        ValueError: naming the file: "not a safetensors file" (e.g. a text file) or "truncated".
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        start = file.read(9)
+        length = int.from_bytes(start[:8], "little") if len(start) >= 8 else 0
+        if len(start) < 9 or start[8:9] != b"{" or length < 2 or length > 100_000_000:
+            raise ValueError(
+                f"{path} is not a safetensors file: it does not start with an 8-byte header length and a JSON "
+                f"header (first bytes: {start[:9]!r})"
+            )
+        if 8 + length > size:
+            raise ValueError(f"{path} is truncated: its header needs {8 + length} bytes, the file has {size}")
+        file.seek(8)
+        try:
+            header = json.loads(file.read(length))
+        except ValueError:
+            raise ValueError(f"{path} is not a safetensors file: its {length}-byte header is not JSON") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path} is not a safetensors file: its header is not a JSON object")
+    ends = [
+        entry["data_offsets"][1] for entry in header.values() if isinstance(entry, dict) and "data_offsets" in entry
+    ]
+    expected = 8 + length + max(ends, default=0)
+    if expected > size:
+        raise ValueError(f"{path} is truncated: its header lists tensors up to byte {expected}, the file has {size}")
+
+
+def _check_torch_file(path: Path) -> None:
+    """Refuse what is no torch file (no zip archive, no pickle) or a zip archive cut short, naming the file."""
+    with open(path, "rb") as file:
+        start = file.read(4)
+    if start.startswith(b"PK"):
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path} is truncated: a torch zip archive without its end (central directory)")
+        return
+    if not start.startswith(b"\x80"):  # the PROTO opcode that starts torch's legacy (pickle) files
+        raise ValueError(
+            f"{path} is not a checkpoint: neither a torch file (zip archive or pickle) nor a .safetensors file "
+            f"(first bytes: {start!r})"
+        )
 
 
 def load_checkpoint(

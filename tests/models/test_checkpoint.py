@@ -123,7 +123,9 @@ def test_convert_cli_writes_a_clean_checkpoint_of_ours(tmp_path, capsys):
 
 def test_convert_refuses_an_unsafe_file_and_writes_nothing(tmp_path, capsys):
     torch.save({"x": CreatesAFile(tmp_path / "never")}, tmp_path / "evil.pth")
-    assert main(["convert", "--checkpoint", str(tmp_path / "evil.pth"), "--out", str(tmp_path / "out.safetensors")]) == 2
+    assert (
+        main(["convert", "--checkpoint", str(tmp_path / "evil.pth"), "--out", str(tmp_path / "out.safetensors")]) == 2
+    )
     assert "refusing" in capsys.readouterr().err
     assert not (tmp_path / "out.safetensors").exists() and not (tmp_path / "never").exists()
 
@@ -131,6 +133,50 @@ def test_convert_refuses_an_unsafe_file_and_writes_nothing(tmp_path, capsys):
 def test_convert_with_a_preset_checks_the_file_fits_and_writes_nothing_otherwise(tmp_path, capsys):
     torch.save({"teacher": {"backbone.conv1.weight": torch.zeros(8, 3, 7, 7)}}, tmp_path / "small.pth")
     out = tmp_path / "out.safetensors"
-    assert main(["convert", "--checkpoint", str(tmp_path / "small.pth"), "--out", str(out), "--preset", "resnet50_dino"]) == 2
+    assert (
+        main(["convert", "--checkpoint", str(tmp_path / "small.pth"), "--out", str(out), "--preset", "resnet50_dino"])
+        == 2
+    )
     assert "conv1.weight: checkpoint has shape (8, 3, 7, 7), model has (64, 3, 7, 7)" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _cut(path, keep):
+    """Keep the first ``keep`` bytes of ``path`` (a fraction when below 1): a download or a copy cut short."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep) if keep < 1 else keep])
+    return path
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (lambda p: p.write_text("this is a text file, not weights\n"), "is not a safetensors file"),
+        (lambda p: p.write_bytes(b"abc"), "is not a safetensors file"),
+        (lambda p: _cut(save_checkpoint(tiny(), p), 0.5), "is truncated"),  # the header whole, data cut
+        (lambda p: _cut(save_checkpoint(tiny(), p), 20), "is truncated"),  # the header cut
+    ],
+)
+def test_a_text_or_truncated_safetensors_file_is_named(tmp_path, write, message):
+    # before: safetensors' "SafetensorError: Error while deserializing header: header too large", no file named
+    path = tmp_path / "model.safetensors"
+    write(path)
+    with pytest.raises(ValueError, match=f"{path}.* {message}"):
+        read_state_dict(path)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+@pytest.mark.parametrize("keep", [0.5, 0.999, 100])
+def test_a_truncated_torch_file_is_named(tmp_path, legacy, keep):
+    # before: OSError "[Errno 22] Invalid argument" (zip), IndexError or "refusing to load" (legacy pickle)
+    path = tmp_path / "model.pth"
+    torch.save({"state_dict": tiny().state_dict()}, path, _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(ValueError, match=f"{path} is truncated"):
+        read_state_dict(_cut(path, keep))
+
+
+def test_a_text_file_as_a_torch_file_is_named(tmp_path):
+    # before: KeyError 101 from torch's legacy loader
+    (tmp_path / "model.pth").write_text("hello\n")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'model.pth'} is not a checkpoint"):
+        read_state_dict(tmp_path / "model.pth")

@@ -50,7 +50,7 @@ def add_model(
             "--checkpoint-key", default=None, help="entry of a checkpoint dict (teacher, state_dict_ema)"
         )
     group.add_argument(
-        "--num-classes", type=int, default=num_classes, help="classifier outputs (default: the checkpoint's; 0: none)"
+        "--num-classes", type=int, default=num_classes, help="classifier outputs; unset: the checkpoint's (0: none)"
     )
 
 

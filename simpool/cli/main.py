@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("simpool.cli.validate", "top-1 and top-5 of a trained checkpoint on an ImageFolder split"),
     "train-dino": ("simpool.cli.train_dino", "DINO self-supervised pre-training from a YAML recipe"),
     "eval": ("simpool.cli.eval", "evaluation protocols: `simpool eval PROTOCOL --help`"),
-    "attention": ("simpool.visualize.cli", "attention maps, masks, boxes, grids and an HTML gallery"),
+    "attention": ("simpool.cli.attention", "attention maps, masks, boxes, grids and an HTML gallery"),
     "landscape": ("simpool.cli.landscape", "Table 1: the pooling landscape as instances of Algorithm 1"),
     "tournament": ("simpool.experiments.tournament", "train every pool on the bench and rank them"),
     "bench": ("simpool.cli.bench", "the SimPool bench: `simpool bench export --help`"),

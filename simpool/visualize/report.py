@@ -12,7 +12,7 @@ from tqdm import tqdm
 from ..data.folders import IMG_EXTENSIONS, load_rgb
 from ..utils import atomic_write_bytes, write_json
 from .boxes import BOX_COLORS, GROUND_TRUTH_COLOR, attention_box, box_iou, boxes_for, draw_boxes, scale_box
-from .figures import figure_grid, save_png
+from .figures import figure_grid, gamma_label, save_png
 from .gallery import write_gallery
 from .maps import compute_maps, input_channels, load_model, set_image_size
 from .masks import mass_mask, overlay_mask
@@ -27,6 +27,28 @@ class Checkpoint:
     path: Path
     pool: str = "auto"
     pool_kwargs: dict = field(default_factory=dict)
+
+
+def parse_checkpoints(
+    specs: list[str], pool: str = "auto", gammas: list[str] | None = None, pool_kwargs: dict | None = None
+) -> list[Checkpoint]:
+    """``[LABEL=]PATH`` specs as :class:`Checkpoint` s built with ``pool`` and ``pool_kwargs``; with ``gammas``
+    (``"none"``: no gamma), one gamma each, labelled by it."""
+    if gammas is not None and len(gammas) != len(specs):
+        raise ValueError(f"--gammas has {len(gammas)} values for {len(specs)} checkpoints")
+    checkpoints = []
+    for i, spec in enumerate(specs):
+        label, _, path = spec.rpartition("=") if "=" in spec and not Path(spec).exists() else ("", "", spec)
+        checkpoint = Checkpoint(label or Path(path).stem, Path(path), pool, dict(pool_kwargs or {}))
+        if gammas is not None:
+            gamma = None if gammas[i].lower() == "none" else float(gammas[i])
+            checkpoint.pool_kwargs["gamma"] = gamma
+            checkpoint.label = label or gamma_label(gamma)
+        checkpoints.append(checkpoint)
+    labels = [c.label for c in checkpoints]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"checkpoint labels must differ, got {labels}; name them LABEL=PATH")
+    return checkpoints
 
 
 def find_images(inputs: list[str | Path]) -> list[Path]:
@@ -79,6 +101,7 @@ def attention_report(
     std: tuple[float, ...] | None = None,
     grid_rows: int = 8,
     timm_kwargs: dict | None = None,
+    num_classes: int | None = None,
     device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> dict:
@@ -91,7 +114,8 @@ def attention_report(
     C5/C6 when the checkpoints are a gamma sweep); ``blocks_<label>_NN.png`` for CLS ViTs (input |
     block 1 ... block L | the other checkpoints' main maps, Figure C7); ``gallery.html``; ``scores.json``.
 
-    Scores per image and checkpoint: ``confidence`` (top-1 softmax probability, when the model has a
+    Every checkpoint is built as ``model_name`` with ``timm_kwargs`` and ``num_classes`` (None: as many as its
+    classifier has). Scores per image and checkpoint: ``confidence`` (top-1 softmax probability, when the model has a
     classifier), ``predicted`` class index, ``mask_area`` (share of the image in the mass mask) and
     ``iou`` (predicted vs. best-matching ground-truth box, when ``boxes`` has the image).
     """
@@ -102,7 +126,9 @@ def attention_report(
     shown = [np.asarray(_resize(img, display)) for img in originals]  # (display, display, 3) each
     results: dict[str, dict] = {}  # label -> {"maps": {name: (N, h, w)}, "main": str, "logits": (N, K) | None}
     for checkpoint in checkpoints:
-        model = load_model(model_name, checkpoint.path, checkpoint.pool, checkpoint.pool_kwargs, **(timm_kwargs or {}))
+        model = load_model(
+            model_name, checkpoint.path, checkpoint.pool, checkpoint.pool_kwargs, num_classes, **(timm_kwargs or {})
+        )
         size = image_size or _native_size(model)
         set_image_size(model, size).to(device)
         config = _data_config(model)

@@ -9,17 +9,12 @@ from PIL import Image
 
 from simpool.cli import main
 from simpool.models import save_checkpoint
-from simpool.visualize.cli import parse_checkpoints
 from simpool.visualize.figures import grid_size
+from simpool.visualize.report import parse_checkpoints
 from tests.conftest import TINY_VIT
 
 # the shared tiny ViT with two blocks; the image size is inferred from the checkpoint
-ARCH = [
-    arg
-    for key, value in {**TINY_VIT, "depth": 2}.items()
-    if key != "img_size"
-    for arg in ("--model-arg", f"{key}={value}")
-]
+ARCH = ["--model-kwargs", *(f"{key}={value}" for key, value in {**TINY_VIT, "depth": 2}.items() if key != "img_size")]
 
 
 @pytest.fixture
@@ -38,7 +33,7 @@ def workspace(tmp_path, tiny_vit):
 
 def test_two_checkpoints_with_boxes(workspace, capsys):
     out = workspace / "out"
-    argv = ["attention", "--model", "vit_tiny_patch16_224", *ARCH, "--image-size", "64"]
+    argv = ["attention", "--model", "vit_tiny_patch16_224", *ARCH, "--img-size", "64"]
     argv += [
         "--checkpoint",
         f"cls={workspace / 'default.safetensors'}",

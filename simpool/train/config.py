@@ -5,18 +5,21 @@ may start from another with ``base: other.yaml`` (a path relative to the recipe)
 base is loaded first and the recipe's keys replace its keys. Command-line overrides are dotted
 ``key=value`` pairs whose values are read as YAML (``optim.lr=1e-3``, ``model.pool_kwargs={gamma: 2}``,
 ``ema.decay=null``). A key that no dataclass declares is an error naming the valid keys; a value of
-the wrong type is an error naming the key. These helpers are generic: supervised and DINO training
-both use them with their own root dataclass.
+the wrong type is an error naming the key; a number outside the range its dataclass declares in ``BOUNDS``
+(``{"epochs": "[1, inf)", "fraction": "(0, 1]"}``) is an error naming the key and the range. These
+helpers are generic: supervised and DINO training both use them with their own root dataclass.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
@@ -48,12 +51,24 @@ class LoopConfig:
     progress: bool = True  # progress bars (rank 0)
     dist_timeout_s: int = 1800  # process-group timeout: how long ranks wait at a collective (NCCL's default: 600)
 
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "epochs": "[1, inf)",
+        "batch_size": "[1, inf)",
+        "num_threads": "[0, inf)",
+        "checkpoint_every": "[0, inf)",
+        "log_every": "[1, inf)",
+        "max_updates": "[0, inf)",
+        "kill_at_update": "[0, inf)",
+        "dist_timeout_s": "[1, inf)",
+    }
+
 
 def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
     """Build the dataclass ``cls`` from a nested mapping, checking every key and value type.
 
     Raises:
-        ValueError: an unknown key (naming it and the valid keys) or a value of the wrong type.
+        ValueError: an unknown key (naming it and the valid keys), a value of the wrong type, or a number
+            outside the range ``cls.BOUNDS`` gives its field (naming the key and the range).
     """
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
@@ -65,7 +80,37 @@ def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _coerce(value, hints[name], prefix + name)
-    return cls(**kwargs)
+    config = cls(**kwargs)
+    check_bounds(config, prefix)
+    return config
+
+
+_INTERVAL = re.compile(r"^([\[(])\s*(-inf|[-+0-9.e]+)\s*,\s*(inf|[-+0-9.e]+)\s*([\])])$")
+
+
+def check_bounds(config, prefix: str = "") -> None:
+    """Every field named in ``type(config).BOUNDS`` (an interval such as ``"[1, inf)"`` or ``"(0, 1]"``)
+    holds a number in its interval, or ``None``.
+
+    Raises:
+        ValueError: ``"config key train.epochs must be in [1, inf), got 0"``.
+    """
+    for name, interval in getattr(type(config), "BOUNDS", {}).items():
+        match = _INTERVAL.match(interval)
+        if match is None:
+            raise TypeError(
+                f"{type(config).__name__}.BOUNDS[{name!r}] = {interval!r} is not an interval like '[1, inf)'"
+            )
+        opening, low, high, closing = match.groups()
+        value = getattr(config, name)
+        if value is None:
+            continue
+        low, high = float(low), float(high)
+        inside = (low <= value if opening == "[" else low < value) and (
+            value <= high if closing == "]" else value < high
+        )
+        if not inside or (isinstance(value, float) and math.isnan(value)):
+            raise ValueError(f"config key {prefix + name!r} must be in {interval}, got {value!r}")
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import yaml
 
 from simpool.cli import main
 from simpool.train.config import (
+    check_bounds,
     check_resume_config,
     config_changes,
     load_config,
@@ -16,6 +18,7 @@ from simpool.train.config import (
     save_config,
     to_dict,
 )
+from simpool.train.dino.config import DinoConfig
 from simpool.train.supervised.config import SupervisedConfig
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
@@ -141,3 +144,57 @@ def test_resume_refuses_other_changes_listing_them(tmp_path):
     with pytest.raises(ValueError, match="optim.lr: 0.0005 -> 0.5; train.batch_size: 256 -> 32") as error:
         check_resume_config(saved, new)
     assert "--no-resume" in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("cls", "override", "message"),
+    [
+        # before: timm's AssertionError (epochs=0) and a ZeroDivisionError (batch_size=0) long after loading
+        (SupervisedConfig, "train.epochs=0", r"'train\.epochs' must be in \[1, inf\), got 0"),
+        (SupervisedConfig, "train.batch_size=0", r"'train\.batch_size' must be in \[1, inf\), got 0"),
+        (SupervisedConfig, "train.accum_steps=0", r"'train\.accum_steps' must be in \[1, inf\), got 0"),
+        (SupervisedConfig, "data.num_workers=-1", r"'data\.num_workers' must be in \[0, inf\), got -1"),
+        (SupervisedConfig, "data.fraction=0", r"'data\.fraction' must be in \(0, 1\], got 0\.0"),
+        (SupervisedConfig, "mixup.smoothing=1", r"'mixup\.smoothing' must be in \[0, 1\), got 1\.0"),
+        (SupervisedConfig, "ema.decay=1.5", r"'ema\.decay' must be in \[0, 1\], got 1\.5"),
+        (SupervisedConfig, "optim.lr=.nan", r"'optim\.lr' must be in \[0, inf\), got nan"),
+        (DinoConfig, "train.epochs=0", r"'train\.epochs' must be in \[1, inf\), got 0"),
+        (DinoConfig, "train.batch_size=0", r"'train\.batch_size' must be in \[1, inf\), got 0"),
+        (DinoConfig, "data.local_crops_number=-2", r"'data\.local_crops_number' must be in \[0, inf\)"),
+        (DinoConfig, "loss.teacher_temp=0", r"'loss\.teacher_temp' must be in \(0, inf\), got 0\.0"),
+        (DinoConfig, "monitor.k=0", r"'monitor\.k' must be in \[1, inf\), got 0"),
+    ],
+)
+def test_a_count_out_of_range_names_the_key_and_the_range_when_loaded(cls, override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(cls, None, [override])
+
+
+def test_bounds_take_their_edges_and_none():
+    config = load_config(
+        SupervisedConfig,
+        None,
+        ["train.epochs=1", "train.batch_size=1", "data.num_workers=0", "data.fraction=1", "optim.clip_grad=null"],
+    )
+    assert (config.train.epochs, config.data.fraction, config.optim.clip_grad) == (1, 1.0, None)
+
+
+@pytest.mark.parametrize("cls", [SupervisedConfig, DinoConfig])
+def test_every_bound_is_an_interval_of_a_field_and_the_defaults_are_inside(cls):
+    def sections(config):
+        yield config
+        for field in dataclasses.fields(config):
+            if dataclasses.is_dataclass(getattr(config, field.name)):
+                yield from sections(getattr(config, field.name))
+
+    for section in sections(cls()):
+        names = {field.name for field in dataclasses.fields(section)}
+        assert set(getattr(section, "BOUNDS", {})) <= names, type(section).__name__
+        check_bounds(section)  # a malformed interval is a TypeError; a default outside is a ValueError
+
+
+def test_the_cli_prints_one_line_for_a_zero_count(capsys):
+    assert main(["train", "--config", str(RECIPES[0]), "train.epochs=0", "--print-config"]) == 2
+    captured = capsys.readouterr()
+    lines = (captured.out + captured.err).strip().splitlines()
+    assert len(lines) == 1 and "train.epochs" in lines[0] and "[1, inf)" in lines[0]

@@ -8,6 +8,7 @@ commands (``OFFICIAL_CODE.md`` §3.2) specify. Read with :func:`simpool.train.co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
@@ -28,6 +29,10 @@ class DinoModelConfig:
     kwargs: dict = field(default_factory=dict)  # timm kwargs for both (ViTs: dynamic_img_size is set for them)
     drop_path_rate: float = 0.1  # student only (DINO)
 
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "drop_path_rate": "[0, 1)",
+    }
+
 
 @dataclass
 class DinoHeadConfig:
@@ -39,6 +44,13 @@ class DinoHeadConfig:
     nlayers: int = 3
     hidden_dim: int = 2048
     bottleneck_dim: int = 256
+
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "out_dim": "[1, inf)",
+        "nlayers": "[1, inf)",
+        "hidden_dim": "[1, inf)",
+        "bottleneck_dim": "[1, inf)",
+    }
 
 
 @dataclass
@@ -58,6 +70,14 @@ class DinoDataConfig:
     mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN
     std: tuple[float, ...] = IMAGENET_DEFAULT_STD
 
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "fraction": "(0, 1]",
+        "num_workers": "[0, inf)",
+        "local_crops_number": "[0, inf)",
+        "global_size": "[1, inf)",
+        "local_size": "[1, inf)",
+    }
+
 
 @dataclass
 class DinoLossConfig:
@@ -68,6 +88,14 @@ class DinoLossConfig:
     warmup_teacher_temp_epochs: int = 0
     student_temp: float = 0.1
     center_momentum: float = 0.9
+
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "warmup_teacher_temp": "(0, inf)",
+        "teacher_temp": "(0, inf)",
+        "warmup_teacher_temp_epochs": "[0, inf)",
+        "student_temp": "(0, inf)",
+        "center_momentum": "[0, 1]",
+    }
 
 
 @dataclass
@@ -85,6 +113,18 @@ class DinoOptimConfig:
     clip_grad: float = 3.0  # max gradient norm per parameter tensor; 0: off
     freeze_last_layer: int = 1  # epochs with the head's last layer frozen
 
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "lr": "[0, inf)",
+        "min_lr": "[0, inf)",
+        "warmup_epochs": "[0, inf)",
+        "weight_decay": "[0, inf)",
+        "weight_decay_end": "[0, inf)",
+        "momentum": "[0, 1]",
+        "momentum_teacher": "[0, 1]",
+        "clip_grad": "[0, inf)",
+        "freeze_last_layer": "[0, inf)",
+    }
+
 
 @dataclass
 class DinoMonitorConfig:
@@ -97,6 +137,14 @@ class DinoMonitorConfig:
     temperature: float = 0.07
     max_images: int = 10000  # per split, spread evenly over the classes (0: all); shared by the processes
     batch_size: int = 64
+
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "every": "[0, inf)",
+        "k": "[1, inf)",
+        "temperature": "(0, inf)",
+        "max_images": "[0, inf)",
+        "batch_size": "[1, inf)",
+    }
 
 
 @dataclass

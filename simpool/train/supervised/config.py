@@ -8,6 +8,7 @@ values the paper (Appendix C.2) specifies. Names are timm's flags (``opt``, ``sc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
@@ -58,6 +59,19 @@ class DataConfig:
     mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN
     std: tuple[float, ...] = IMAGENET_DEFAULT_STD
 
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "fraction": "(0, 1]",
+        "bench_images": "[0, inf)",
+        "num_workers": "[0, inf)",
+        "img_size": "[1, inf)",
+        "in_chans": "[1, inf)",
+        "crop_pct": "(0, inf)",
+        "hflip": "[0, 1]",
+        "color_jitter": "[0, inf)",
+        "reprob": "[0, 1]",
+        "aug_splits": "[0, inf)",
+    }
+
 
 @dataclass
 class MixupConfig:
@@ -69,6 +83,14 @@ class MixupConfig:
     switch_prob: float = 0.5
     mode: str = "batch"
     smoothing: float = 0.1  # label smoothing (timm default)
+
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "mixup": "[0, inf)",
+        "cutmix": "[0, inf)",
+        "prob": "[0, 1]",
+        "switch_prob": "[0, 1]",
+        "smoothing": "[0, 1)",
+    }
 
 
 @dataclass
@@ -82,6 +104,13 @@ class OptimConfig:
     clip_grad: float | None = None
     kwargs: dict = field(default_factory=dict)  # more create_optimizer_v2 arguments (betas, layer_decay...)
 
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "lr": "[0, inf)",
+        "weight_decay": "[0, inf)",
+        "momentum": "[0, 1]",
+        "clip_grad": "[0, inf)",
+    }
+
 
 @dataclass
 class SchedConfig:
@@ -94,6 +123,13 @@ class SchedConfig:
     cooldown_epochs: int = 0
     on_updates: bool = True  # step the schedule every optimizer update (else every epoch)
 
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "warmup_epochs": "[0, inf)",
+        "warmup_lr": "[0, inf)",
+        "min_lr": "[0, inf)",
+        "cooldown_epochs": "[0, inf)",
+    }
+
 
 @dataclass
 class EmaConfig:
@@ -102,6 +138,10 @@ class EmaConfig:
     enabled: bool = False
     decay: float = 0.9998
     warmup: bool = False
+
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "decay": "[0, 1]",
+    }
 
 
 @dataclass
@@ -114,6 +154,11 @@ class MonitorConfig:
     metadata: str = ""  # wsol: folder with image_ids.txt, image_sizes.txt, localization.txt
     images: str = ""  # wsol: the image root those ids are relative to
 
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "every": "[0, inf)",
+        "max_images": "[0, inf)",
+    }
+
 
 @dataclass
 class RunConfig(LoopConfig):
@@ -125,6 +170,13 @@ class RunConfig(LoopConfig):
     dist_bn: str = (
         ""  # timm --dist-bn at each epoch end under DDP: "" (rank 0's BatchNorm statistics) | reduce | broadcast
     )
+
+    BOUNDS: ClassVar[dict[str, str]] = {
+        **LoopConfig.BOUNDS,
+        "accum_steps": "[1, inf)",
+        "eval_batch_size": "[0, inf)",
+        "eval_every": "[0, inf)",
+    }
 
 
 @dataclass

@@ -5,15 +5,20 @@ Simeoni et al., "Localizing Objects with Self-Supervised Transformers and no Lab
 Every function takes one image's features on its patch grid ``grid_hw = (rows, cols)`` (the image
 zero-padded at the bottom/right to a multiple of the patch size) and returns a box
 ``[x0, y0, x1, y1]`` in pixels of the unpadded image (``image_hw = (H, W)``), end exclusive.
+:func:`discover` runs a model over a dataset's images (:func:`discovery_items`).
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import scipy.ndimage
 import torch
+from torch import nn
 
 
 def _patch(patch_size) -> tuple[int, int]:
@@ -184,3 +189,157 @@ def corloc(pred_boxes, gt_boxes: Sequence) -> float:
     if len(flags) == 0:
         raise ValueError("corloc of zero images")
     return float(100.0 * flags.sum() / len(flags))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The protocol on a model: VOC07/VOC12/COCO20k images, one box each
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def discovery_items(
+    dataset: str,
+    root: str | os.PathLike,
+    image_set: str = "trainval",
+    remove_hards: bool = False,
+    coco_list: str | os.PathLike | None = None,
+    coco_instances: str | os.PathLike | None = None,
+) -> list[tuple[str, Path, np.ndarray]]:
+    """``(name, image path, (G, 4) boxes)`` per image of ``dataset`` (``voc07``, ``voc12``, ``coco20k``).
+
+    VOC: ``root`` holds ``VOCdevkit/``; images left without boxes by ``remove_hards`` are skipped (as LOST).
+    COCO20k: ``root`` holds ``train2014/``, with the image list and the instances file.
+    """
+    if dataset == "coco20k":
+        from ..data.coco import read_coco20k
+
+        if not coco_list or not coco_instances:
+            raise ValueError("--dataset coco20k needs --coco-list and --coco-instances")
+        return [(i.name, Path(root) / i.file_name, i.boxes) for i in read_coco20k(coco_list, coco_instances)]
+    from ..data.voc import read_voc_annotation, voc_dir, voc_image_ids
+
+    years = {"voc07": "2007", "voc12": "2012"}
+    if dataset not in years:
+        raise ValueError(f"unknown dataset {dataset!r}; valid: {sorted([*years, 'coco20k'])}")
+    folder = voc_dir(root, years[dataset])
+    items = []
+    for image_id in voc_image_ids(root, years[dataset], image_set):
+        annotation = read_voc_annotation(folder / "Annotations" / f"{image_id}.xml", remove_hards=remove_hards)
+        if remove_hards and len(annotation.boxes) == 0:
+            continue  # as LOST: not counted
+        items.append((annotation.name, folder / "JPEGImages" / f"{image_id}.jpg", annotation.boxes))
+    return items
+
+
+def patch_size_of(model: nn.Module) -> int:
+    """Pixels per grid cell: a ViT's patch size, a CNN's total stride."""
+    if hasattr(model, "patch_embed"):
+        return int(model.patch_embed.patch_size[0])
+    return int(model.feature_info[-1]["reduction"])
+
+
+def cls_vit_keys(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """Keys of the last attention layer, all heads concatenated, prefix tokens dropped ``(N, C)`` (LOST)."""
+    if not getattr(model, "has_class_token", False):
+        raise ValueError(f"{type(model).__name__} has no CLS token; use --source pool")
+    captured = {}
+    handle = model.blocks[-1].attn.qkv.register_forward_hook(lambda m, i, out: captured.setdefault("qkv", out))
+    try:
+        model.forward_features(image)
+    finally:
+        handle.remove()
+    qkv = captured["qkv"]  # (1, T, 3C)
+    B, T, C3 = qkv.shape
+    heads = model.blocks[-1].attn.num_heads
+    qkv = qkv.reshape(B, T, 3, heads, C3 // 3 // heads).permute(2, 0, 3, 1, 4)  # (3, B, heads, T, D)
+    keys = qkv[1].transpose(1, 2).reshape(B, T, -1)  # (B, T, C)
+    return keys[0, model.num_prefix_tokens :]  # (N, C)
+
+
+@torch.no_grad()
+def predict_box(
+    model: nn.Module,
+    image: torch.Tensor,
+    image_hw: tuple[int, int],
+    method: str = "lost",
+    source: str = "auto",
+    head: int = 4,
+    k_patches: int = 100,
+    threshold: float = 0.6,
+    reference_quirk: bool = False,
+) -> np.ndarray:
+    """One box for one padded image ``(1, 3, H', W')`` whose unpadded size is ``image_hw``.
+
+    Args:
+        method: ``"lost"`` (:func:`lost`) or ``"dino_seg"`` (:func:`dino_seg`).
+        source: LOST's keys: ``"pool"`` (SimPool's ``K = W_K LN(X)``) or ``"cls"`` (the last block's keys);
+            DINO-seg's map: ``"pool"`` or ``"cls_head"`` (head ``head`` of the last block's CLS attention);
+            ``"auto"``: the pool when it has attention, else the CLS token's.
+    """
+    from ..models import attention_maps, pool_input, pool_slot
+
+    p = patch_size_of(model)
+    source = source if source != "auto" else ("pool" if pool_slot(model) is not None else "cls")
+    if method == "lost":
+        if source == "pool":
+            x = pool_input(model, image)
+            grid = x.shape[-2:] if x.ndim == 4 else model.patch_embed.dynamic_feat_size(tuple(image.shape[-2:]))
+            keys = pool_slot(model).pool.keys(x)[0]  # K = W_K LN(X): (N, C)
+        elif source == "cls":
+            keys = cls_vit_keys(model, image)  # (N, C)
+            grid = model.patch_embed.dynamic_feat_size(tuple(image.shape[-2:]))
+        else:
+            raise ValueError(f"LOST takes keys from --source pool or cls, not {source!r}")
+        return lost(keys.float(), tuple(grid), p, image_hw, k_patches)
+    if source == "cls":
+        source = "cls_head"
+    heads = model.blocks[-1].attn.num_heads if hasattr(model, "blocks") else 0
+    if source == "cls_head" and not 0 <= head < heads:
+        raise ValueError(f"--head {head} is not a head of {type(model).__name__} (it has {heads})")
+    attention = attention_maps(model, image, source=source, head=head if source == "cls_head" else None)
+    grid = tuple(attention.shape[-2:])  # (rows, cols)
+    return dino_seg(attention[0].float(), grid, p, image_hw, threshold, reference_quirk)
+
+
+def discover(
+    model: nn.Module,
+    items: Sequence[tuple[str, str | os.PathLike, np.ndarray]],
+    method: str = "lost",
+    source: str = "auto",
+    head: int = 4,
+    k_patches: int = 100,
+    threshold: float = 0.6,
+    reference_quirk: bool = False,
+    progress: bool = True,
+) -> tuple[dict[str, list[float]], dict]:
+    """One box per image of ``items`` (:func:`discovery_items`) by :func:`predict_box`, and their CorLoc.
+
+    Each image is normalised (ImageNet), then zero-padded at the bottom/right to a multiple of the patch size.
+    The model runs on the device of its parameters.
+
+    Returns:
+        ``({name: [x0, y0, x1, y1]}, {"CorLoc": %, "correct", "images"})``.
+    """
+    from torchvision.transforms import functional as TF
+    from tqdm import tqdm
+
+    from ..data.folders import load_rgb
+    from .features import IMAGENET_MEAN, IMAGENET_STD
+
+    if not items:
+        raise ValueError("no images to evaluate")
+    device = next(model.parameters()).device
+    p = patch_size_of(model)
+    boxes, gts = {}, []
+    for name, path, gt in tqdm(items, desc=method, disable=not progress):
+        image = TF.normalize(TF.to_tensor(load_rgb(path)), IMAGENET_MEAN, IMAGENET_STD)  # (3, H, W)
+        H, W = image.shape[-2:]
+        padded = torch.zeros(3, math.ceil(H / p) * p, math.ceil(W / p) * p)  # zeros after normalisation
+        padded[:, :H, :W] = image
+        box = predict_box(
+            model, padded[None].to(device), (H, W), method, source, head, k_patches, threshold, reference_quirk
+        )
+        boxes[name] = box.tolist()
+        gts.append(gt)
+    flags = corloc_flags(list(boxes.values()), gts)
+    score = float(100.0 * flags.sum() / len(flags))
+    return boxes, {"CorLoc": score, "correct": int(flags.sum()), "images": len(flags)}

@@ -1,4 +1,4 @@
-"""Frozen features of any pool, and the model/data options every ``simpool eval`` protocol shares.
+"""Frozen features of any pool, and the loader every ``simpool eval`` protocol shares.
 
 The representation of an image is what the classifier would see:
 ``model.forward_head(model.forward_features(x), pre_logits=True)``, for every pool (the CLS token
@@ -8,18 +8,15 @@ by k-NN, linear probe, retrieval and Recall@k (its Tables 3, 4, 7).
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Iterable, Sequence
 
 import torch
-import yaml
 from torch import nn
 from torchvision import transforms
 from tqdm import tqdm
 
-from ..models import create_model, load_checkpoint
-from ..utils import default_device
+from ..utils import parse_kv as parse_kwargs  # noqa: F401  (simpool attention's, until it moves under simpool/cli/)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -96,82 +93,22 @@ def rows_per_chunk(columns: int, budget_bytes: int = 2**29, element_bytes: int =
     return max(1, budget_bytes // max(1, columns * element_bytes))
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Command-line options shared by the protocols
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def parse_kwargs(items: Sequence[str] | None) -> dict:
-    """``["img_size=32", "depth=2"]`` -> ``{"img_size": 32, "depth": 2}``; values are read as YAML scalars."""
-    kwargs = {}
-    for item in items or ():
-        if "=" not in item:
-            raise ValueError(f"expected key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        kwargs[key.strip()] = yaml.safe_load(value)
-    return kwargs
-
-
-def add_model_arguments(parser: argparse.ArgumentParser, num_classes: int = 0) -> None:
-    """The options that build the evaluated model and run it: model, pool, weights, device, batch size."""
-    group = parser.add_argument_group("model")
-    group.add_argument("--model", required=True, help="timm model name, e.g. vit_small_patch16_224, resnet50")
-    group.add_argument("--pool", default="simpool", help="'default' (timm's own: CLS / GAP) or a simpool pool name")
-    group.add_argument("--pool-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="pool arguments (gamma=2)")
-    group.add_argument(
-        "--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="timm arguments (img_size=512 ...)"
-    )
-    group.add_argument("--checkpoint", default=None, help="weights (safetensors or a torch file of tensors)")
-    group.add_argument("--checkpoint-key", default=None, help="entry of the checkpoint dict (teacher, model ...)")
-    group.add_argument("--num-classes", type=int, default=num_classes, help="classifier outputs (0: none)")
-    group.add_argument("--batch-size", type=int, default=64)
-    group.add_argument("--workers", type=int, default=2, help="data-loading processes")
-    group.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
-    group.add_argument("--output", default=None, help="JSON file for the result (default: print only)")
-    group.add_argument("--no-progress", action="store_true", help="hide progress bars")
-
-
-def build_model(args: argparse.Namespace) -> nn.Module:
-    """The model the options describe, with its weights, in eval mode on the chosen device.
-
-    Weights load non-strictly so that a classifier checkpoint serves a feature extractor
-    (``--num-classes 0``); every backbone tensor must be present, else a ``ValueError`` names them.
-    """
-    model = create_model(
-        args.model,
-        pool=args.pool,
-        pool_kwargs=parse_kwargs(args.pool_kwargs),
-        num_classes=args.num_classes,
-        **parse_kwargs(args.model_kwargs),
-    )
-    if args.checkpoint:
-        report = load_checkpoint(model, args.checkpoint, key=args.checkpoint_key, strict=False)
-        missing = [name for name in report["missing"] if not _is_classifier(model, name)]
-        if missing:
-            raise ValueError(f"checkpoint {args.checkpoint} lacks model weights: {missing}")
-    return model.eval().to(device_of(args))
-
-
-def _is_classifier(model: nn.Module, name: str) -> bool:
-    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
-    own = {id(p) for p in classifier.parameters()} if isinstance(classifier, nn.Module) else set()
-    return id(dict(model.named_parameters()).get(name)) in own
-
-
-def device_of(args: argparse.Namespace) -> torch.device:
-    """The device named by ``--device``, else CUDA when available: chosen once per command."""
-    return torch.device(args.device) if getattr(args, "device", None) else default_device()
-
-
-def loader(dataset, args: argparse.Namespace, shuffle: bool = False, drop_last: bool = False):
-    """A ``DataLoader`` with the command's batch size and workers (pinned memory on CUDA)."""
+def data_loader(
+    dataset,
+    batch_size: int = 64,
+    workers: int = 0,
+    device: torch.device | str | None = None,
+    shuffle: bool = False,
+    drop_last: bool = False,
+) -> torch.utils.data.DataLoader:
+    """A ``DataLoader`` over ``dataset`` with ``batch_size`` and ``workers`` (pinned memory when ``device`` is CUDA)."""
     return torch.utils.data.DataLoader(
         dataset,
-        batch_size=args.batch_size,
+        batch_size=batch_size,
         shuffle=shuffle,
         drop_last=drop_last,
-        num_workers=args.workers,
-        pin_memory=device_of(args).type == "cuda",
+        num_workers=workers,
+        pin_memory=device is not None and torch.device(device).type == "cuda",
         persistent_workers=False,
     )
 

@@ -5,25 +5,15 @@ The paper reports k-NN top-1 of DINO-pretrained ViT-S/16 with each pool (Tables 
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..data.folders import image_folder
-from ..utils import write_json
-from .features import (
-    add_model_arguments,
-    build_model,
-    chunks,
-    eval_transform,
-    extract_features,
-    format_table,
-    loader,
-    rows_per_chunk,
-)
+from .features import chunks, data_loader, eval_transform, extract_features, rows_per_chunk
 
 
 def knn_classify_many(
@@ -112,38 +102,32 @@ def knn_classify(
     ]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# simpool eval knn
-# ----------------------------------------------------------------------------------------------------------------------
+def evaluate_knn(
+    model: nn.Module,
+    data: str | os.PathLike,
+    train_split: str = "train",
+    val_split: str = "val",
+    ks: Sequence[int] = (10, 20),
+    temperature: float = 0.07,
+    resize: int = 256,
+    img_size: int = 224,
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: bool = True,
+) -> dict[int, dict[str, float]]:
+    """k-NN of ``model``'s frozen features on ``<data>/<train_split>`` and ``<data>/<val_split>`` (ImageFolder).
 
-EXAMPLE = """example:
-  simpool eval knn --data-path /data/imagenet --model vit_small_patch16_224 --pool simpool \\
-      --checkpoint dino_simpool.safetensors --checkpoint-key teacher --nb-knn 10 20 --output knn.json
-The data path holds train/ and val/ ImageFolder layouts (one folder per class)."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-path", required=True, help="folder with train/ and val/ ImageFolder layouts")
-    parser.add_argument("--train-split", default="train", help="training sub-folder of --data-path")
-    parser.add_argument("--val-split", default="val", help="evaluation sub-folder (the bench exports 'test')")
-    parser.add_argument("--nb-knn", type=int, nargs="+", default=[10, 20], help="values of k")
-    parser.add_argument("--temperature", type=float, default=0.07)
-    parser.add_argument("--resize", type=int, default=256, help="short side before the center crop (bicubic)")
-    parser.add_argument("--crop", type=int, default=224)
-    add_model_arguments(parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    model = build_model(args)
-    transform = eval_transform(args.resize, args.crop)
-    train = image_folder(os.path.join(args.data_path, args.train_split), transform)
-    val = image_folder(os.path.join(args.data_path, args.val_split), transform, classes=train.classes)
+    Images pass DINO's evaluation transform (``Resize(resize)``, ``CenterCrop(img_size)``); the model runs on
+    the device of its parameters. Returns :func:`knn_classify_many`'s ``{k: {"top1", "top5"}}``.
+    """
+    device = next(model.parameters()).device
+    transform = eval_transform(resize, img_size)
+    train = image_folder(os.path.join(data, train_split), transform)
+    val = image_folder(os.path.join(data, val_split), transform, classes=train.classes)
     splits = {
-        name: extract_features(model, loader(dataset, args), progress=not args.no_progress, desc=name)
+        name: extract_features(
+            model, data_loader(dataset, batch_size, workers, device), device=device, progress=progress, desc=name
+        )
         for name, dataset in (("train", train), ("val", val))
     }
-    results = knn_classify_many(*splits["train"], *splits["val"], args.nb_knn, args.temperature, len(train.classes))
-    print(format_table([(k, r["top1"], r["top5"]) for k, r in results.items()], ("k", "top1 %", "top5 %")))
-    if args.output:
-        write_json(args.output, {"protocol": "knn", "model": args.model, "pool": args.pool, "results": results})
-    return 0
+    return knn_classify_many(*splits["train"], *splits["val"], ks, temperature, len(train.classes))

@@ -24,7 +24,9 @@ the same 8-bit level share a mask (at interval 0.001, 1,000 thresholds give at m
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -312,3 +314,76 @@ def max_box_acc_v2(
         {f"threshold@{delta}": float(thresholds[accuracy[row].argmax()]) for row, delta in enumerate(iou_thresholds)}
     )
     return result
+
+
+def model_scoremaps(
+    model,
+    data: str | os.PathLike,
+    image_ids: Sequence[str],
+    class_labels: dict[str, int] | None = None,
+    source: str = "auto",
+    batch_size: int = 32,
+    progress: bool = True,
+) -> np.ndarray:
+    """``(N, 224, 224)`` normalised maps of ``model`` for the images ``<data>/<image_id>``.
+
+    Images are resized to 224x224 without a crop (the reference); the maps are the model's attention
+    (:func:`simpool.models.attention_maps` with ``source``), or with ``source="cam"`` the class activation map
+    of each image's class in ``class_labels``; then bicubic to 224 and min-max (:func:`prepare_scoremaps`).
+    The model runs on the device of its parameters.
+    """
+    import torch
+    from torchvision import transforms
+    from tqdm import tqdm
+
+    from ..data.folders import load_rgb
+    from ..models import attention_maps
+    from .cam import class_activation_maps
+    from .features import IMAGENET_MEAN, IMAGENET_STD
+
+    device = next(model.parameters()).device
+    transform = transforms.Compose(
+        [transforms.Resize((224, 224)), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    )
+    maps = []
+    for start in tqdm(range(0, len(image_ids), batch_size), desc="score maps", disable=not progress):
+        batch_ids = image_ids[start : start + batch_size]
+        images = torch.stack([transform(load_rgb(Path(data) / i)) for i in batch_ids]).to(device)  # (B, 3, 224, 224)
+        with torch.no_grad():
+            if source == "cam":
+                targets = torch.tensor([class_labels[i] for i in batch_ids])
+                batch = class_activation_maps(model, images, targets)  # (B, h, w)
+            else:
+                batch = attention_maps(model, images, source=source)  # (B, h, w)
+        maps.append(prepare_scoremaps(batch.float().cpu()))  # bicubic to 224, min-max: (B, 224, 224)
+    return np.concatenate(maps)
+
+
+def wsol_localization(
+    metadata,
+    score_maps,
+    iou_thresholds: Sequence[int] = (30, 50, 70),
+    cam_curve_interval: float = 0.01,
+    multi_contour: bool = True,
+    progress: bool = False,
+) -> dict[str, float]:
+    """:func:`max_box_acc_v2` of 224x224 maps in [0, 1], one per image of a split's ``metadata``
+    (:func:`simpool.data.wsol.read_wsol_metadata`), in the order of its ``image_ids``; evaluated as given.
+
+    Raises:
+        ValueError: an image has no box in the metadata's localization.txt.
+    """
+    ids = metadata.image_ids
+    missing = [i for i in ids if i not in metadata.boxes]
+    if missing:
+        raise ValueError(f"{len(missing)} images have no box in localization.txt, e.g. {missing[0]!r}")
+    return max_box_acc_v2(
+        score_maps,
+        [metadata.boxes[i] for i in ids],
+        [metadata.image_sizes[i] for i in ids],
+        iou_thresholds=tuple(iou_thresholds),
+        cam_curve_interval=cam_curve_interval,
+        multi_contour=multi_contour,
+        normalize=False,
+        progress=progress,
+    )

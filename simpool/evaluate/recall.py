@@ -7,25 +7,16 @@ searches a separate gallery.
 
 from __future__ import annotations
 
-import argparse
+import os
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..data.folders import ImageList
-from ..data.recall_datasets import READERS, read_recall_dataset
-from ..utils import write_json
-from .features import (
-    add_model_arguments,
-    build_model,
-    chunks,
-    eval_transform,
-    extract_features,
-    format_table,
-    loader,
-    rows_per_chunk,
-)
+from ..data.recall_datasets import read_recall_dataset
+from .features import chunks, data_loader, eval_transform, extract_features, rows_per_chunk
 
 DEFAULT_KS = {"cub": (1, 2, 4, 8, 16, 32), "cars": (1, 2, 4, 8, 16, 32), "sop": (1, 10, 100, 1000)}
 DEFAULT_KS["inshop"] = (1, 10, 20, 30, 40, 50)
@@ -107,43 +98,37 @@ def recall_at_k_gallery(
     return _recall(torch.cat(ranks), ks)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# simpool eval recall
-# ----------------------------------------------------------------------------------------------------------------------
+def evaluate_recall(
+    model: nn.Module,
+    data: str | os.PathLike,
+    dataset: str,
+    ks: Sequence[int] | None = None,
+    resize: int = 256,
+    img_size: int = 224,
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: bool = True,
+) -> dict[int, float]:
+    """Recall@k of ``model``'s features on ``dataset``'s evaluation split under ``data`` (Proxy-Anchor's).
 
-EXAMPLE = """example:
-  simpool eval recall --dataset cub --data-root /data --model resnet50 --pool simpool --checkpoint cub.safetensors \\
-      --output cub_recall.json
-Layouts: <root>/CUB_200_2011/images/, <root>/cars196/cars_annos.mat, <root>/Stanford_Online_Products/Ebay_test.txt,
-<root>/Inshop_Clothes/Eval/list_eval_partition.txt (the evaluation splits of Proxy-Anchor)."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=sorted(READERS), required=True)
-    parser.add_argument("--data-root", required=True, help="folder holding the dataset's own folder")
-    parser.add_argument("--ks", type=int, nargs="+", default=None, help="k values (default: the dataset's usual)")
-    parser.add_argument("--resize", type=int, default=256)
-    parser.add_argument("--crop", type=int, default=224)
-    add_model_arguments(parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    model = build_model(args)
-    splits = read_recall_dataset(args.dataset, args.data_root)
-    transform = eval_transform(args.resize, args.crop, interpolation="bilinear")
-    ks = args.ks or DEFAULT_KS[args.dataset]
+    Images pass ``Resize(resize, bilinear)`` and ``CenterCrop(img_size)``; In-Shop searches its gallery
+    (:func:`recall_at_k_gallery`), the others themselves (:func:`recall_at_k`). ``ks`` default to the
+    dataset's usual (:data:`DEFAULT_KS`).
+    """
+    device = next(model.parameters()).device
+    splits = read_recall_dataset(dataset, data)
+    transform = eval_transform(resize, img_size, interpolation="bilinear")
+    ks = ks or DEFAULT_KS[dataset]
     features = {
         name: extract_features(
-            model, loader(ImageList(splits[name], transform), args), progress=not args.no_progress, desc=name
+            model,
+            data_loader(ImageList(splits[name], transform), batch_size, workers, device),
+            device=device,
+            progress=progress,
+            desc=name,
         )
-        for name in (("query", "gallery") if args.dataset == "inshop" else ("eval",))
+        for name in (("query", "gallery") if dataset == "inshop" else ("eval",))
     }
-    if args.dataset == "inshop":
-        results = recall_at_k_gallery(*features["query"], *features["gallery"], ks)
-    else:
-        results = recall_at_k(*features["eval"], ks)
-    print(format_table([(f"R@{k}", r) for k, r in results.items()], ("k", "recall %")))
-    if args.output:
-        info = {"protocol": "recall", "dataset": args.dataset, "model": args.model, "pool": args.pool}
-        write_json(args.output, {**info, "results": results})
-    return 0
+    if dataset == "inshop":
+        return recall_at_k_gallery(*features["query"], *features["gallery"], ks)
+    return recall_at_k(*features["eval"], ks)

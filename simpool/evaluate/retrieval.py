@@ -7,19 +7,19 @@ and queries without positives are left out of the mean.
 
 from __future__ import annotations
 
-import argparse
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchvision import transforms
 from tqdm import tqdm
 
-from ..data.revisitop import DATASETS, revisitop_datasets
-from ..utils import write_json
-from .features import IMAGENET_MEAN, IMAGENET_STD, add_model_arguments, build_model, format_table, pre_logits
+from ..data.revisitop import revisitop_datasets
+from .features import IMAGENET_MEAN, IMAGENET_STD, pre_logits
 
 # Protocol -> (positives, junk) as unions of revisitop's easy / hard / junk lists.
 PROTOCOLS = {
@@ -139,50 +139,36 @@ def multiscale_features(model, image: torch.Tensor, scales: Sequence[float]) -> 
     return F.normalize(total / len(scales), dim=1)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# simpool eval retrieval
-# ----------------------------------------------------------------------------------------------------------------------
-
-DEFAULT_IMSIZE = {"roxford5k": 224, "rparis6k": 512}  # DINO's README settings
-
-EXAMPLE = """example:
-  simpool eval retrieval --data-root /data/revisitop --dataset roxford5k --model vit_small_patch16_224 \\
-      --model-kwargs dynamic_img_size=true dynamic_img_pad=true --checkpoint dino_simpool.safetensors \
-      --output roxford.json
-The data root holds <dataset>/gnd_<dataset>.pkl and <dataset>/jpg/*.jpg. Images go one at a time at their own
-aspect ratio, so ViTs need dynamic_img_size=true (and dynamic_img_pad=true: sizes not a multiple of the patch
-are padded, where DINO's ViT drops the remainder)."""
+DEFAULT_IMG_SIZE = {"roxford5k": 224, "rparis6k": 512}  # DINO's README settings
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-root", required=True, help="folder holding <dataset>/gnd_<dataset>.pkl and jpg/")
-    parser.add_argument("--dataset", choices=DATASETS, required=True)
-    parser.add_argument("--imsize", type=int, default=None, help="longer side (default: 224 Oxford, 512 Paris)")
-    parser.add_argument("--multiscale", action="store_true", help="average features at scales 1, 1/sqrt(2), 1/2")
-    parser.add_argument("--no-query-crop", action="store_true", help="whole query images (DINO's script)")
-    add_model_arguments(parser)
+def evaluate_retrieval(
+    model: nn.Module,
+    data: str | os.PathLike,
+    dataset: str,
+    img_size: int | None = None,
+    multiscale: bool = False,
+    query_crop: bool = True,
+    progress: bool = True,
+) -> dict:
+    """mAP and mP@k (:func:`revisited_map`) of ``model``'s features on ``<data>/<dataset>`` (revisitop's layout).
 
-
-def run(args: argparse.Namespace) -> int:
-    model = build_model(args)
+    Images go one at a time, their longer side ``img_size`` (default: 224 for Oxford, 512 for Paris) at their
+    own aspect ratio, so a ViT needs ``dynamic_img_size``; queries are cropped to their box unless
+    ``query_crop`` is false. ``multiscale`` averages features at scales 1, 1/sqrt(2), 1/2.
+    """
     device = next(model.parameters()).device
-    size = args.imsize or DEFAULT_IMSIZE[args.dataset]
+    size = img_size or DEFAULT_IMG_SIZE[dataset]
     transform = transforms.Compose(
         [Thumbnail(size), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     )
-    database, queries, gnd = revisitop_datasets(args.data_root, args.dataset, transform, not args.no_query_crop)
-    scales = (1.0, 2**-0.5, 0.5) if args.multiscale else (1.0,)
+    database, queries, gnd = revisitop_datasets(data, dataset, transform, query_crop)
+    scales = (1.0, 2**-0.5, 0.5) if multiscale else (1.0,)
     features = {}
     for name, images in (("database", database), ("queries", queries)):
         rows = [
             multiscale_features(model, image[None].to(device), scales).cpu()  # (1, D)
-            for image, _ in tqdm(images, desc=name, disable=args.no_progress, unit="image")
+            for image, _ in tqdm(images, desc=name, disable=not progress, unit="image")
         ]
         features[name] = torch.cat(rows)  # (N, D)
-    results = revisited_map(rank_database(features["database"], features["queries"]), gnd["gnd"])
-    header = ("protocol", "mAP %", *(f"mP@{k} %" for k in results["medium"]["mP@k"]))
-    print(format_table([(p, r["mAP"], *r["mP@k"].values()) for p, r in results.items()], header))
-    if args.output:
-        info = {"protocol": "retrieval", "dataset": args.dataset, "imsize": size, "multiscale": args.multiscale}
-        write_json(args.output, {**info, "model": args.model, "pool": args.pool, "results": results})
-    return 0
+    return revisited_map(rank_database(features["database"], features["queries"]), gnd["gnd"])

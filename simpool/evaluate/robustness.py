@@ -8,15 +8,16 @@ how much a correlated background helps.
 
 from __future__ import annotations
 
-import argparse
+import os
+from collections.abc import Sequence
 
 import torch
+from torch import nn
 from torchvision import transforms
 from tqdm import tqdm
 
-from ..data.in9 import in9_classes, in9_dataset, in9_variations, load_in9_mapping
-from ..utils import write_json
-from .features import IMAGENET_MEAN, IMAGENET_STD, add_model_arguments, build_model, format_table, loader
+from ..data.in9 import in9_classes, in9_dataset, in9_variations
+from .features import IMAGENET_MEAN, IMAGENET_STD, data_loader
 
 IN9_MEAN, IN9_STD = (0.4717, 0.4499, 0.3837), (0.2600, 0.2516, 0.2575)  # the reference's --in9 statistics
 
@@ -67,52 +68,49 @@ def variation_logits(model, batches, mean, std, progress: bool = True, desc: str
     return torch.cat(logits), torch.cat(labels)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# simpool eval robustness
-# ----------------------------------------------------------------------------------------------------------------------
+def evaluate_robustness(
+    model: nn.Module,
+    data: str | os.PathLike,
+    variations: Sequence[str] | None = None,
+    mapping: torch.Tensor | None = None,
+    img_size: int | None = None,
+    in9_stats: bool = False,
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Accuracy of ``model`` on each IN-9 variation under ``data`` (``<variation>/val/<class>/``), and the BG-gap.
 
-EXAMPLE = """examples:
-  simpool eval robustness --data-path /data/bg_challenge --mapping /data/bg_challenge/in_to_in9.json \\
-      --model resnet50 --pool simpool --checkpoint in1k.safetensors --output in9.json
-  simpool eval robustness --data-path bench_in9 --model resnet18 --num-classes 10 --checkpoint bench.safetensors
-The data path holds <variation>/val/<class>/ folders. Without --mapping the model's outputs are the classes
-themselves (9 for IN-9, 10 for the SimPool bench's export)."""
+    Args:
+        variations: default: every variation present.
+        mapping: from the model's classes to IN-9's (:func:`~simpool.data.in9.load_in9_mapping`); None: the
+            model's outputs are the classes themselves.
+        img_size: resize images to ``img_size x img_size``; None: as stored (IN-9 is 224x224).
+        in9_stats: normalise with IN-9's statistics instead of ImageNet's.
 
+    Returns:
+        ``{"accuracy": {variation: %}}``, with ``"bg_gap"`` when mixed_same and mixed_rand were evaluated.
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-path", required=True, help="folder of <variation>/val/<class>/ image folders")
-    parser.add_argument("--variations", nargs="+", default=None, help="default: every variation present")
-    parser.add_argument("--mapping", default=None, help="in_to_in9.json for 1000-class models")
-    parser.add_argument("--resize", type=int, default=None, help="resize images (IN-9 is already 224x224)")
-    parser.add_argument("--in9-stats", action="store_true", help="normalise with IN-9 statistics (9-class models)")
-    add_model_arguments(parser, num_classes=None)
-
-
-def run(args: argparse.Namespace) -> int:
-    mapping = load_in9_mapping(args.mapping) if args.mapping else None
-    if args.num_classes is None:
-        args.num_classes = len(mapping) if mapping is not None else 9
-    model = build_model(args)
-    steps = ([transforms.Resize((args.resize, args.resize))] if args.resize else []) + [transforms.ToTensor()]
-    mean, std = (IN9_MEAN, IN9_STD) if args.in9_stats else (IMAGENET_MEAN, IMAGENET_STD)
+    Raises:
+        ValueError: without ``mapping``, the model has fewer outputs than the dataset has classes.
+    """
+    device = next(model.parameters()).device
+    steps = ([transforms.Resize((img_size, img_size))] if img_size else []) + [transforms.ToTensor()]
+    mean, std = (IN9_MEAN, IN9_STD) if in9_stats else (IMAGENET_MEAN, IMAGENET_STD)
     accuracies = {}
-    variations = args.variations or in9_variations(args.data_path)
-    classes = in9_classes(args.data_path, variations)  # one numbering, even where a variation lacks a class
+    variations = list(variations or in9_variations(data))
+    classes = in9_classes(data, variations)  # one numbering, even where a variation lacks a class
     for variation in variations:
-        dataset = in9_dataset(args.data_path, variation, transforms.Compose(steps), classes)
-        logits, labels = variation_logits(model, loader(dataset, args), mean, std, not args.no_progress, variation)
+        dataset = in9_dataset(data, variation, transforms.Compose(steps), classes)
+        batches = data_loader(dataset, batch_size, workers, device)
+        logits, labels = variation_logits(model, batches, mean, std, progress, variation)
         if mapping is None and max(dataset.class_to_idx.values()) >= logits.shape[1]:
             raise ValueError(
                 f"{logits.shape[1]} logits for labels up to {max(dataset.class_to_idx.values())}: "
                 "pass --mapping for a 1000-class model"
             )
         accuracies[variation] = in9_accuracy(logits, labels, mapping)
-    rows = list(accuracies.items())
     result = {"accuracy": accuracies}
     if {"mixed_same", "mixed_rand"} <= set(accuracies):
         result["bg_gap"] = bg_gap(accuracies)
-        rows.append(("BG-gap", result["bg_gap"]))
-    print(format_table(rows, ("variation", "accuracy %")))
-    if args.output:
-        write_json(args.output, {"protocol": "robustness", "model": args.model, "pool": args.pool, **result})
-    return 0
+    return result

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from simpool.evaluate.discovery import box_iou_lost, corloc, dino_seg, keep_mass, lost, lost_seed
+from simpool.evaluate.discovery import box_iou_lost, cls_vit_keys, corloc, dino_seg, keep_mass, lost, lost_seed
+from simpool.models import pool_input
 
 BACKGROUND, OBJECT = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])  # b.b = 1, o.o = 2, b.o = -1
 
@@ -103,3 +104,23 @@ def test_corloc_edge_cases():
     assert corloc([pred, pred, pred], gts) == pytest.approx(100 / 3)
     with pytest.raises(ValueError, match="images"):
         corloc([pred], [])
+
+
+def test_keys_are_what_the_model_computes(tiny_vit):
+    torch.manual_seed(0)
+    image = torch.randn(1, 3, 32, 48)  # 16-px patches: a 2 x 3 grid
+    vit = tiny_vit(pool="default", num_classes=0, patch_size=16, dynamic_img_size=True).eval()
+    keys = cls_vit_keys(vit, image)
+    # independent: the last block's normalised input through W_K (the middle third of qkv), CLS dropped
+    captured = {}
+    handle = vit.blocks[-1].attn.register_forward_pre_hook(lambda m, a: captured.setdefault("x", a[0]))
+    vit.forward_features(image)
+    handle.remove()
+    C = vit.embed_dim
+    expected = captured["x"] @ vit.blocks[-1].attn.qkv.weight[C : 2 * C].T + vit.blocks[-1].attn.qkv.bias[C : 2 * C]
+    assert keys.shape == (6, C)
+    torch.testing.assert_close(keys, expected[0, 1:])
+    simpool_vit = tiny_vit(num_classes=0, patch_size=16, dynamic_img_size=True).eval()
+    tokens = pool_input(simpool_vit, image)  # (1, 6, C): the normed patch tokens, no CLS token
+    assert tokens.shape == (1, 6, C) and simpool_vit.num_prefix_tokens == 0
+    torch.testing.assert_close(tokens, simpool_vit.forward_features(image))

@@ -1,24 +1,12 @@
 """Feature extraction: the pre-logits representation of any pool, in loader order."""
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from simpool.data.folders import ImageList, image_folder
-from simpool.evaluate.features import (
-    add_model_arguments,
-    build_model,
-    chunks,
-    extract_features,
-    format_table,
-    parse_kwargs,
-    pre_logits,
-    rows_per_chunk,
-)
-from simpool.models import save_checkpoint
+from simpool.evaluate.features import chunks, data_loader, extract_features, format_table, rows_per_chunk
 
 
 @pytest.mark.parametrize("pool", ["simpool", "default", "gap"])
@@ -46,42 +34,12 @@ def test_chunks_cover_range_and_budget():
     assert rows_per_chunk(columns=10**9, budget_bytes=8) == 1
 
 
-def test_parse_kwargs_reads_yaml_scalars():
-    assert parse_kwargs(["a=1", "b=0.5", "c=true", "d=x"]) == {"a": 1, "b": 0.5, "c": True, "d": "x"}
-    with pytest.raises(ValueError, match="key=value"):
-        parse_kwargs(["oops"])
-
-
-def test_build_model_loads_classifier_checkpoint_into_feature_extractor(tmp_path, tiny_vit, tiny_vit_args):
-    torch.manual_seed(0)
-    trained = tiny_vit(num_classes=4)
-    save_checkpoint(trained, tmp_path / "w.safetensors")
-    parser = argparse.ArgumentParser()
-    add_model_arguments(parser)
-    args = parser.parse_args(
-        [
-            "--model",
-            "vit_tiny_patch16_224",
-            "--model-kwargs",
-            *tiny_vit_args,
-            "--checkpoint",
-            str(tmp_path / "w.safetensors"),
-        ]
-        + ["--device", "cpu"]
-    )
-    model = build_model(args)
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(pre_logits(model, x), pre_logits(trained.eval(), x))
-    # a classifier model built from a feature checkpoint misses only its head: allowed
-    save_checkpoint(model, tmp_path / "f.safetensors")
-    args.num_classes, args.checkpoint = 3, str(tmp_path / "f.safetensors")
-    build_model(args)
-    # a checkpoint of another architecture misses backbone weights: refused
-    save_checkpoint({"unrelated": torch.zeros(1)}, tmp_path / "bad.safetensors")
-    args.checkpoint = str(tmp_path / "bad.safetensors")
-    with pytest.raises(ValueError, match="lacks model weights"):
-        build_model(args)
+def test_data_loader_keeps_order_and_batch_size():
+    dataset = torch.utils.data.TensorDataset(torch.arange(7.0), torch.arange(7))
+    loader = data_loader(dataset, batch_size=3, workers=0, device="cpu")
+    assert [len(y) for _, y in loader] == [3, 3, 1] and torch.cat([y for _, y in loader]).tolist() == list(range(7))
+    assert not loader.pin_memory  # pinned only for a CUDA device
+    assert len(data_loader(dataset, batch_size=3, drop_last=True)) == 2
 
 
 def test_image_list_crops_boxes_and_image_folder_sorts_classes(tmp_path):

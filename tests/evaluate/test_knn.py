@@ -100,21 +100,21 @@ def test_cli_end_to_end_matches_function(tmp_path, capsys, write_image_folder, t
     colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
     write_image_folder(tmp_path / "data" / "train", per_class=4, size=40, colours=colours)
     write_image_folder(tmp_path / "data" / "val", per_class=2, size=40, colours=colours)
-    argv = ["eval", "knn", "--data-path", str(tmp_path / "data"), "--model", "vit_tiny_patch16_224", "--model-kwargs"]
+    argv = ["eval", "knn", "--data", str(tmp_path / "data"), "--model", "vit_tiny_patch16_224", "--model-kwargs"]
     argv += tiny_vit_args + [
         "--nb-knn",
         "1",
         "3",
         "--resize",
         "32",
-        "--crop",
+        "--img-size",
         "32",
         "--workers",
         "0",
         "--device",
         "cpu",
     ]
-    argv += ["--output", str(tmp_path / "knn.json"), "--no-progress", "--batch-size", "5"]
+    argv += ["--out", str(tmp_path / "knn.json"), "--no-progress", "--batch-size", "5"]
     torch.manual_seed(0)
     assert main(argv) == 0
     result = json.loads((tmp_path / "knn.json").read_text())
@@ -151,8 +151,8 @@ def test_cli_on_bench_imagefolder_export(tmp_path, bench_export, tiny_vit_args):
     """The SimPool bench's ImageFolder export (train/ and test/, 64x64 images) read end to end."""
     for split, count in (("train", 30), ("test", 10)):
         bench_export("imagefolder", split=split, num_images=count, root=tmp_path)
-    argv = ["eval", "knn", "--data-path", str(tmp_path), "--val-split", "test", "--model", "vit_tiny_patch16_224"]
-    argv += ["--model-kwargs", *tiny_vit_args, "--nb-knn", "1", "5", "--resize", "32", "--crop", "32", "--workers", "0"]
-    assert main(argv + ["--device", "cpu", "--no-progress", "--output", str(tmp_path / "knn.json")]) == 0
+    argv = ["eval", "knn", "--data", str(tmp_path), "--val-split", "test", "--model", "vit_tiny_patch16_224"]
+    argv += ["--model-kwargs", *tiny_vit_args, "--nb-knn", "1", "5", "--resize", "32", "--img-size", "32", "--workers", "0"]
+    assert main(argv + ["--device", "cpu", "--no-progress", "--out", str(tmp_path / "knn.json")]) == 0
     results = json.loads((tmp_path / "knn.json").read_text())["results"]
     assert results["1"]["top1"] == results["1"]["top5"]  # with k = 1, top-5 counts min(5, k) = 1 class

@@ -141,9 +141,9 @@ def test_cli_end_to_end(tmp_path, dataset, tiny_vit_args):
         )
         for i in range(9):
             save_image(root / f"Img/img/{i}.jpg", i)
-    argv = ["eval", "recall", "--dataset", dataset, "--data-root", str(tmp_path), "--ks", "1", "2", "8"]
-    argv += ["--model", "vit_tiny_patch16_224", "--model-kwargs", *tiny_vit_args, "--resize", "32", "--crop", "32"]
-    argv += ["--workers", "0", "--device", "cpu", "--no-progress", "--output", str(tmp_path / "r.json")]
+    argv = ["eval", "recall", "--dataset", dataset, "--data", str(tmp_path), "--ks", "1", "2", "8"]
+    argv += ["--model", "vit_tiny_patch16_224", "--model-kwargs", *tiny_vit_args, "--resize", "32", "--img-size", "32"]
+    argv += ["--workers", "0", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "r.json")]
     assert main(argv) == 0
     result = json.loads((tmp_path / "r.json").read_text())["results"]
     # 8 >= every other item (sop) / every gallery item (inshop): each query finds its class

@@ -129,11 +129,11 @@ def test_cli_end_to_end(tmp_path, tiny_vit, tiny_vit_args):
     write_revisitop(tmp_path)
     database, queries, gnd = revisitop_datasets(tmp_path, "roxford5k")
     assert queries[0][0].size == (28, 25)  # cropped to its box
-    argv = ["eval", "retrieval", "--data-root", str(tmp_path), "--dataset", "roxford5k", "--imsize", "32"]
+    argv = ["eval", "retrieval", "--data", str(tmp_path), "--dataset", "roxford5k", "--img-size", "32"]
     argv += ["--model", "vit_tiny_patch16_224", "--model-kwargs", *tiny_vit_args, *DYNAMIC_ARGS]
     argv += ["--device", "cpu", "--no-progress"]
     torch.manual_seed(0)
-    assert main(argv + ["--output", str(tmp_path / "r.json")]) == 0
+    assert main(argv + ["--out", str(tmp_path / "r.json")]) == 0
     torch.manual_seed(0)  # the same random weights: features computed here give the same ranking
     model = tiny_vit(num_classes=0, **DYNAMIC).eval()
     transform = transforms.Compose(
@@ -146,7 +146,7 @@ def test_cli_end_to_end(tmp_path, tiny_vit, tiny_vit_args):
     assert json.loads((tmp_path / "r.json").read_text())["results"]["medium"]["mAP"] == pytest.approx(
         expected["medium"]["mAP"]
     )
-    assert main(argv + ["--multiscale", "--output", str(tmp_path / "m.json")]) == 0
+    assert main(argv + ["--multiscale", "--out", str(tmp_path / "m.json")]) == 0
     for name in ("r.json", "m.json"):
         result = json.loads((tmp_path / name).read_text())["results"]
         assert 0 <= result["medium"]["mAP"] <= 100 and set(result["hard"]["mP@k"]) == {"1", "5", "10"}

@@ -83,10 +83,10 @@ def test_layout(tmp_path, write_in9):
 
 def test_cli_direct_head_and_mapping(tmp_path, write_in9, tiny_vit, tiny_vit_args, capsys):
     write_in9(tmp_path / "in9")
-    base = ["eval", "robustness", "--data-path", str(tmp_path / "in9"), "--model", "vit_tiny_patch16_224"]
+    base = ["eval", "robustness", "--data", str(tmp_path / "in9"), "--model", "vit_tiny_patch16_224"]
     base += ["--model-kwargs", *tiny_vit_args, "--workers", "0", "--device", "cpu", "--no-progress"]
     torch.manual_seed(0)
-    assert main(base + ["--num-classes", "3", "--output", str(tmp_path / "direct.json")]) == 0
+    assert main(base + ["--num-classes", "3", "--out", str(tmp_path / "direct.json")]) == 0
     result = json.loads((tmp_path / "direct.json").read_text())
     torch.manual_seed(0)  # the same weights: recompute one variation by hand
     model = tiny_vit(num_classes=3).eval()
@@ -111,11 +111,11 @@ def test_cli_direct_head_and_mapping(tmp_path, write_in9, tiny_vit, tiny_vit_arg
 def test_cli_on_bench_in9_export(tmp_path, bench_export, tiny_vit_args):
     """The SimPool bench's IN-9 export (10 Fashion-MNIST classes, 64x64) read end to end by a 10-way model."""
     bench_export("in9", "all", num_images=12, root=tmp_path / "in9")
-    argv = ["eval", "robustness", "--data-path", str(tmp_path / "in9"), "--model", "vit_tiny_patch16_224"]
+    argv = ["eval", "robustness", "--data", str(tmp_path / "in9"), "--model", "vit_tiny_patch16_224"]
     argv += [
         "--model-kwargs",
         *tiny_vit_args,
-        "--resize",
+        "--img-size",
         "32",
         "--num-classes",
         "10",
@@ -124,6 +124,6 @@ def test_cli_on_bench_in9_export(tmp_path, bench_export, tiny_vit_args):
         "--device",
         "cpu",
     ]
-    assert main(argv + ["--no-progress", "--output", str(tmp_path / "r.json")]) == 0
+    assert main(argv + ["--no-progress", "--out", str(tmp_path / "r.json")]) == 0
     result = json.loads((tmp_path / "r.json").read_text())
     assert len(result["accuracy"]) == 8 and "bg_gap" in result

@@ -91,10 +91,10 @@ def test_cli_end_to_end(tmp_path, tiny_vit_kwargs):
             Image.fromarray(image).save(tmp_path / "images" / split / f"{i}.jpg")
             Image.fromarray(label).save(tmp_path / "annotations" / split / f"{i}.png")
     model_kwargs = [f"{key}={value}" for key, value in {**tiny_vit_kwargs, **DEEPER}.items()]
-    argv = ["eval", "segmentation", "--data-root", str(tmp_path), "--model", "vit_tiny_patch16_224", "--model-kwargs"]
+    argv = ["eval", "segmentation", "--data", str(tmp_path), "--model", "vit_tiny_patch16_224", "--model-kwargs"]
     argv += model_kwargs + ["--blocks", "0", "1", "--num-seg-classes", "3", "--iterations", "3", "--warmup", "1"]
-    argv += ["--crop", "32", "--lr", "0.01", "--batch-size", "2", "--device", "cpu", "--no-progress"]
-    assert main(argv + ["--output", str(tmp_path / "s.json")]) == 0
+    argv += ["--img-size", "32", "--lr", "0.01", "--batch-size", "2", "--device", "cpu", "--no-progress"]
+    assert main(argv + ["--out", str(tmp_path / "s.json")]) == 0
     result = json.loads((tmp_path / "s.json").read_text())
     assert 0 <= result["aAcc"] <= 100 and len(result["IoU"]) == 3
     # predictions are scored at 40x48; the labelled pixels are 40x32 of class 0 (image 0) and 40x32 of class 1

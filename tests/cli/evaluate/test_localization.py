@@ -36,7 +36,7 @@ def test_scoremaps_folder(tmp_path):
         np.save(path, nested_map())
     out = tmp_path / "result.json"
     argv = ["eval", "localization", "--scoremaps", str(tmp_path / "maps"), "--metadata", str(tmp_path / "meta")]
-    assert main([*argv, "--output", str(out)]) == 0
+    assert main([*argv, "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["MaxBoxAccV2"] == 50.0 and result["settings"]["num_images"] == 2
 
@@ -69,7 +69,7 @@ def test_model_maps(tmp_path, pool, source):
     argv = ["eval", "localization", "--metadata", str(tmp_path / "meta"), "--data", str(tmp_path / "data")]
     argv += ["--model", "vit_tiny_patch16_224", "--pool", pool, "--num-classes", "3", "--source", source]
     argv += ["--checkpoint", str(tmp_path / "model.safetensors"), "--save-scoremaps", str(tmp_path / "maps")]
-    assert main([*argv, "--output", str(out), "--device", "cpu"]) == 0
+    assert main([*argv, "--out", str(out), "--device", "cpu"]) == 0
     result = json.loads(out.read_text())
     saved = [np.load(scoremap_path(tmp_path / "maps", image_id)) for image_id in ids]
     for scoremap in saved:

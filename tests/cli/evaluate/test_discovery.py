@@ -1,4 +1,4 @@
-"""``simpool eval discovery`` end to end on a VOC-layout folder made in tmp_path, and the key extraction."""
+"""``simpool eval discovery`` end to end on a VOC-layout folder made in tmp_path."""
 
 import json
 
@@ -10,8 +10,6 @@ from PIL import Image
 from simpool.cli import main
 from simpool.data.voc import write_voc_annotation
 from simpool.evaluate.discovery import corloc
-from simpool.evaluate.discovery_cli import cls_vit_keys
-from simpool.models import pool_input
 
 
 def make_voc(root, sizes):
@@ -51,9 +49,9 @@ def checkpoints(tmp_path_factory):
 def test_voc_end_to_end(tmp_path, checkpoints, method, pool, source):
     # sizes not multiples of 16: padded to 80x96 and 48x64; the GT box is the whole image
     make_voc(tmp_path / "voc", [(90, 70), (50, 40)])
-    argv = ["eval", "discovery", "--method", method, "--dataset", "voc07", "--root", str(tmp_path / "voc")]
+    argv = ["eval", "discovery", "--method", method, "--dataset", "voc07", "--data", str(tmp_path / "voc")]
     argv += ["--model", "vit_tiny_patch16_224", "--pool", pool, "--num-classes", "2", "--source", source]
-    argv += ["--checkpoint", str(checkpoints / f"{pool}.safetensors"), "--output", str(tmp_path / "out")]
+    argv += ["--checkpoint", str(checkpoints / f"{pool}.safetensors"), "--out", str(tmp_path / "out")]
     assert main([*argv, "--device", "cpu", "--head", "2"]) == 0  # vit_tiny has 3 heads
     boxes = json.loads((tmp_path / "out" / "boxes.json").read_text())
     assert list(boxes) == ["000000.jpg", "000001.jpg"]
@@ -75,23 +73,3 @@ def iou(a, b) -> float:
     inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
     area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / area
-
-
-def test_keys_are_what_the_model_computes(tiny_vit):
-    torch.manual_seed(0)
-    image = torch.randn(1, 3, 32, 48)  # 16-px patches: a 2 x 3 grid
-    vit = tiny_vit(pool="default", num_classes=0, patch_size=16, dynamic_img_size=True).eval()
-    keys = cls_vit_keys(vit, image)
-    # independent: the last block's normalised input through W_K (the middle third of qkv), CLS dropped
-    captured = {}
-    handle = vit.blocks[-1].attn.register_forward_pre_hook(lambda m, a: captured.setdefault("x", a[0]))
-    vit.forward_features(image)
-    handle.remove()
-    C = vit.embed_dim
-    expected = captured["x"] @ vit.blocks[-1].attn.qkv.weight[C : 2 * C].T + vit.blocks[-1].attn.qkv.bias[C : 2 * C]
-    assert keys.shape == (6, C)
-    torch.testing.assert_close(keys, expected[0, 1:])
-    simpool_vit = tiny_vit(num_classes=0, patch_size=16, dynamic_img_size=True).eval()
-    tokens = pool_input(simpool_vit, image)  # (1, 6, C): the normed patch tokens, no CLS token
-    assert tokens.shape == (1, 6, C) and simpool_vit.num_prefix_tokens == 0
-    torch.testing.assert_close(tokens, simpool_vit.forward_features(image))

@@ -1,0 +1,50 @@
+"""``simpool eval linear``: a linear probe on frozen features (:func:`simpool.train.linear_probe.linear_probe`)."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from ...evaluate.features import format_table
+from ...train.linear_probe import linear_probe
+from ...utils import write_json
+from ..common import add_data, add_img_size, add_model, add_out, add_runtime, check_writable, model_from_args
+
+EXAMPLE = """examples:
+  simpool eval linear --data /data/imagenet --model vit_small_patch16_224 --checkpoint dino.safetensors \\
+      --checkpoint-key teacher --batch-size 1024 --epochs 100 --out linear.json
+  simpool eval linear --data /data/imagenet --model vit_small_patch16_224 --checkpoint dino.safetensors \\
+      --checkpoint-key teacher --cached --lrs 0.0001 0.001 0.01 0.1 --epochs 100 --out linear_grid.json
+The data folder holds train/ and val/ ImageFolder layouts. --cached extracts training features once without
+augmentation and trains the grid of heads on them."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data(parser, help="folder with train/ and val/ ImageFolder layouts")
+    parser.add_argument("--train-split", default="train", help="training sub-folder of --data")
+    parser.add_argument("--val-split", default="val", help="evaluation sub-folder (the bench exports 'test')")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--lrs", type=float, nargs="+", default=[0.001], help="base learning rates (x batch/256)")
+    parser.add_argument("--cached", action="store_true", help="train on cached features, no augmentation")
+    parser.add_argument("--resize", type=int, default=256, help="short side before the evaluation center crop")
+    add_img_size(parser, help="crop side (random-resized in training, centered in evaluation)")
+    add_model(parser)
+    add_runtime(parser)
+    add_out(parser, help="JSON result file; unset: print only")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_writable(args.out)
+    torch.manual_seed(args.seed)
+    model = model_from_args(args)
+    result = linear_probe(
+        model, args.data, args.train_split, args.val_split, args.lrs, args.epochs, args.cached, args.resize,
+        args.img_size, args.batch_size, args.workers, args.seed, progress=not args.no_progress,
+    )  # fmt: skip
+    rows = [(h["lr"], h["best_top1"], h["best_epoch"], h["final_top1"]) for h in result["heads"]]
+    print(format_table(rows, ("base lr", "best top1 %", "best epoch", "final top1 %")))
+    if args.out:
+        info = {"protocol": "linear", "model": args.model, "pool": args.pool, "cached": args.cached}
+        write_json(args.out, {**info, "epochs": args.epochs, "batch_size": args.batch_size, **result})
+    return 0

@@ -1,0 +1,45 @@
+"""``simpool eval recall``: Recall@k on CUB, Cars, SOP, In-Shop (:func:`simpool.evaluate.recall.evaluate_recall`)."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from ...data.recall_datasets import READERS
+from ...evaluate.features import format_table
+from ...evaluate.recall import evaluate_recall
+from ...utils import write_json
+from ..common import add_data, add_img_size, add_model, add_out, add_runtime, check_writable, model_from_args
+
+EXAMPLE = """example:
+  simpool eval recall --dataset cub --data /data --model resnet50 --pool simpool --checkpoint cub.safetensors \\
+      --out cub_recall.json
+Layouts: <data>/CUB_200_2011/images/, <data>/cars196/cars_annos.mat, <data>/Stanford_Online_Products/Ebay_test.txt,
+<data>/Inshop_Clothes/Eval/list_eval_partition.txt (the evaluation splits of Proxy-Anchor)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=sorted(READERS), required=True)
+    add_data(parser, help="folder holding the dataset's own folder")
+    parser.add_argument("--ks", type=int, nargs="+", default=None, help="k values; unset: the dataset's usual")
+    parser.add_argument("--resize", type=int, default=256, help="short side before the center crop (bilinear)")
+    add_img_size(parser, help="center crop side")
+    add_model(parser)
+    add_runtime(parser)
+    add_out(parser, help="JSON result file; unset: print only")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_writable(args.out)
+    torch.manual_seed(args.seed)
+    model = model_from_args(args)
+    results = evaluate_recall(
+        model, args.data, args.dataset, args.ks, args.resize, args.img_size, args.batch_size, args.workers,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    print(format_table([(f"R@{k}", r) for k, r in results.items()], ("k", "recall %")))
+    if args.out:
+        info = {"protocol": "recall", "dataset": args.dataset, "model": args.model, "pool": args.pool}
+        write_json(args.out, {**info, "results": results})
+    return 0

@@ -1,0 +1,52 @@
+"""``simpool eval segmentation``: linear segmentation on frozen patch features
+(:func:`simpool.train.segmentation_probe.segmentation_probe`)."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from ...evaluate.features import format_table
+from ...train.segmentation_probe import segmentation_probe
+from ...utils import write_json
+from ..common import add_data, add_img_size, add_model, add_out, add_runtime, check_writable, model_from_args
+
+EXAMPLE = """example:
+  simpool eval segmentation --data /data/ade/ADEChallengeData2016 --model vit_small_patch16_224 \\
+      --model-kwargs dynamic_img_size=true --checkpoint dino.safetensors --checkpoint-key teacher \\
+      --blocks 3 5 7 11 --iterations 160000 --lr 3e-5 --batch-size 16 --out ade20k.json
+The data folder holds images/{training,validation}/*.jpg and annotations/{training,validation}/*.png
+(0 = other)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data(parser, help="ADEChallengeData2016 layout")
+    parser.add_argument("--num-seg-classes", type=int, default=150)
+    parser.add_argument("--blocks", type=int, nargs="+", default=[3, 5, 7, 11], help="0-based block indices")
+    parser.add_argument("--iterations", type=int, default=160000)
+    parser.add_argument("--warmup", type=int, default=1500)
+    parser.add_argument("--lr", type=float, default=3e-5, help="AdamW learning rate (iBOT ViT-S: 3e-5)")
+    add_img_size(parser, 512, help="training crop and test short side")
+    parser.add_argument("--no-reduce-zero-label", action="store_true", help="label 0 is a class, not 'other'")
+    parser.add_argument("--train-split", default="training")
+    parser.add_argument("--val-split", default="validation")
+    add_model(parser)
+    add_runtime(parser, batch_size=16)
+    add_out(parser, help="JSON result file; unset: print only")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_writable(args.out)
+    torch.manual_seed(args.seed)
+    model = model_from_args(args)
+    metrics = segmentation_probe(
+        model, args.data, args.blocks, args.num_seg_classes, args.iterations, args.warmup, args.lr, args.img_size,
+        args.batch_size, not args.no_reduce_zero_label, args.train_split, args.val_split, args.seed,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    print(format_table([(metrics["mIoU"], metrics["mAcc"], metrics["aAcc"])], ("mIoU %", "mAcc %", "aAcc %")))
+    if args.out:
+        info = {"protocol": "segmentation", "model": args.model, "pool": args.pool, "blocks": args.blocks}
+        write_json(args.out, {**info, "iterations": args.iterations, **metrics})
+    return 0

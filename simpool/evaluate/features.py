@@ -16,8 +16,6 @@ from torch import nn
 from torchvision import transforms
 from tqdm import tqdm
 
-from ..utils import parse_kv as parse_kwargs  # noqa: F401  (simpool attention's, until it moves under simpool/cli/)
-
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("simpool.cli.eval", "evaluation protocols: `simpool eval PROTOCOL --help`"),
     "attention": ("simpool.cli.attention", "attention maps, masks, boxes, grids and an HTML gallery"),
     "landscape": ("simpool.cli.landscape", "Table 1: the pooling landscape as instances of Algorithm 1"),
-    "tournament": ("simpool.experiments.tournament", "train every pool on the bench and rank them"),
+    "tournament": ("simpool.cli.tournament", "train every pool on the bench and rank them"),
     "bench": ("simpool.cli.bench", "the SimPool bench: `simpool bench export --help`"),
     "convert": ("simpool.cli.convert", "convert a checkpoint (ours or official) to a clean safetensors file"),
 }

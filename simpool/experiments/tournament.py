@@ -1,10 +1,10 @@
-"""``simpool tournament``: train one backbone with each pool under one budget and seed, and rank the pools.
+"""Train one backbone with each pool under one budget and seed, and rank the pools.
 
-The CPU-sized analogue of the paper's Figure 3 (Section 4.2): every run sees the same images in the
-same order from the same initial backbone weights; only the pool differs. After each run the folder
-gets ``results.csv`` and ``results.md`` (ranked), written atomically, so an interrupted tournament
-keeps what it measured and resumes where it stopped; ``results.png`` (bars grouped by Table 1
-group, in the style of Figure 3) is drawn when the runs end.
+The CPU-sized analogue of the paper's Figure 3 (Section 4.2), run by ``simpool tournament``: every run
+sees the same images in the same order from the same initial backbone weights; only the pool differs.
+After each run the folder gets ``results.csv`` and ``results.md`` (ranked), written atomically, so an
+interrupted tournament keeps what it measured and resumes where it stopped; ``results.png`` (bars grouped
+by Table 1 group, in the style of Figure 3) is drawn when the runs end.
 A pool that fails is reported in the table and the others go on.
 
 A pool is a registry name, optionally with arguments: ``framework:attention=sigmoid`` or
@@ -13,7 +13,6 @@ A pool is a registry name, optionally with arguments: ``framework:attention=sigm
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import math
@@ -24,13 +23,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from tqdm import tqdm
 
 from ..pooling.framework import components_of
 from ..pooling.registry import list_pools, pool_constructor
 from ..train.engine import Engine
-from ..utils import atomic_write_bytes, default_device, warmup_cosine, write_json
+from ..utils import atomic_write_bytes, default_device, parse_kv, warmup_cosine, write_json
 
 FIELDS = ("rank", "pool", "method", "group", "status", "accuracy", "final_loss", "pool_params", "seconds", "error")
 DEFAULT_POOLS = (
@@ -101,13 +99,10 @@ def parse_pool(spec: str) -> tuple[str, dict]:
     name, _, arguments = spec.partition(":")
     if name not in list_pools():
         raise ValueError(f"unknown pool {name!r} in {spec!r}; valid pools: {', '.join(list_pools())}")
-    kwargs = {}
-    for item in filter(None, arguments.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"pool argument {item!r} of {spec!r} is not key=value")
-        kwargs[key.strip()] = yaml.safe_load(value)
-    return name, kwargs
+    try:
+        return name, parse_kv(filter(None, arguments.split(",")))
+    except ValueError as error:
+        raise ValueError(f"pool {spec!r}: {error}") from None
 
 
 def build_model(config: TournamentConfig, pool: str, pool_kwargs: dict, in_chans: int, image_size: int, classes: int):
@@ -300,42 +295,3 @@ def _title(config: TournamentConfig) -> str:
 def _write_tables(out_dir: Path, rows: list[dict]) -> None:
     atomic_write_bytes(out_dir / "results.csv", to_csv(rows).encode())
     atomic_write_bytes(out_dir / "results.md", to_markdown(rows).encode())
-
-
-EXAMPLE = """example:
-  simpool tournament --out runs/tournament                       # every Table 1 pool, tiny ViT, bench
-  simpool tournament --pools gap gem simpool "framework:attention=sigmoid" --steps 100 --out runs/t2
-  simpool tournament --model tiny_resnet --dataset fashion-mnist --out runs/t3
-Interrupted? Run the same command again: finished pools are kept and skipped.
-"""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = TournamentConfig()
-    parser.add_argument("--pools", nargs="+", default=list(DEFAULT_POOLS), help="pools, optionally name:key=value,...")
-    parser.add_argument("--out", required=True, help="output folder (results.csv, results.md, results.png)")
-    parser.add_argument("--model", default=defaults.model, help="tiny_vit, tiny_resnet or a create_model name")
-    parser.add_argument("--dataset", default=defaults.dataset, choices=sorted(DATASETS))
-    helps = {
-        "steps": "optimisation steps per run",
-        "batch_size": "images per step",
-        "seed": "seed of the initial weights, the data order and the bench",
-        "image_size": "bench image side in pixels",
-        "train_images": "training images",
-        "test_images": "test images for the accuracy",
-        "depth": "blocks of tiny_vit",
-    }
-    for field, text in helps.items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=getattr(defaults, field), help=text)
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate, cosine schedule")
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="AdamW weight decay")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-
-
-def run(args: argparse.Namespace) -> int:
-    fields = TournamentConfig.__dataclass_fields__
-    config = TournamentConfig(**{k: getattr(args, k) for k in fields})
-    device = torch.device(args.device) if args.device else None
-    rows = run_tournament(args.pools, args.out, config, device)
-    print(to_markdown(rows), end="")
-    return 0 if all(r["status"] == "ok" for r in rows) else 1

@@ -30,6 +30,8 @@ def test_parse_pool_arguments():
     assert parse_pool("gem") == ("gem", {})
     with pytest.raises(ValueError, match="valid pools"):
         parse_pool("nope:x=1")
+    with pytest.raises(ValueError, match="pool 'gem:p': expected key=value, got 'p'"):
+        parse_pool("gem:p")
 
 
 def _read(path):
@@ -41,7 +43,7 @@ def _read(path):
 def test_two_pool_tournament_end_to_end_with_a_failure_and_resume(tmp_path, capsys):
     out = tmp_path / "t"
     argv = ["tournament", "--pools", "gap", "simpool", "gem:p=-1", "--out", str(out), "--steps", "2",
-            "--batch-size", "8", "--image-size", "16", "--train-images", "16", "--test-images", "8", "--depth", "1",
+            "--batch-size", "8", "--img-size", "16", "--train-images", "16", "--test-images", "8", "--depth", "1",
             "--device", "cpu"]  # fmt: skip
     assert main(argv) == 1  # one entrant failed
     rows = _read(out / "results.csv")
@@ -73,6 +75,7 @@ def test_two_pool_tournament_end_to_end_with_a_failure_and_resume(tmp_path, caps
     after = {r["pool"]: r["seconds"] for r in _read(out / "results.csv") if r["status"] == "ok"}
     assert after == before
     # another config in the same folder is refused
-    with pytest.raises(ValueError, match="another config"):
-        main(argv[:-2] + ["--seed", "1"])
+    capsys.readouterr()
+    assert main(argv[:-2] + ["--seed", "1"]) == 2  # a person's mistake: one line naming it
+    assert "another config" in capsys.readouterr().err
     assert "top-1" in to_markdown(rank(done))

@@ -11,12 +11,22 @@ Layouts (``FORMATS``), with ``<cls>`` the class folder ``NN_name`` (sorted folde
   so ``xmin = x0 + 1, xmax = x1``; masks hold ``label + 1`` on the object, 0 elsewhere;
 - ``in9``: ImageNet-9 (Xiao et al., ICLR 2021): ``OUT/<variant>/val/<cls>/<id>.png`` and
   ``OUT/fg_mask/val/<cls>/<id>.npy``; variant ``all`` writes the eight variants.
+
+Every export records its settings in ``OUT/bench.json`` (:data:`MANIFEST`): the format, the
+:class:`~simpool.data.bench.BenchConfig` and one entry per part written (split, variant, number of images).
+A later export into the same folder adds parts (another split) but refuses to mix: another format, image size
+or seed, or another variant or number of images for files already there, is a ``ValueError`` naming the
+differing settings, unless ``overwrite=True``, which first deletes the old export's files (all of them when the
+format or bench settings differ, else those of the parts it replaces).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -110,6 +120,9 @@ FORMATS: dict[str, Callable[[SimPoolBench, Path, bool], Path]] = {
 }
 
 
+MANIFEST = "bench.json"
+
+
 def export(
     out: str | os.PathLike,
     format: str = "imagefolder",
@@ -119,8 +132,17 @@ def export(
     num_images: int | None = None,
     fashion_mnist_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> list[Path]:
-    """Write ``split`` of a bench ``variant`` (``"all"`` for every variant; only with ``in9``) in ``format``."""
+    """Write ``split`` of a bench ``variant`` (``"all"`` for every variant; only with ``in9``) in ``format``.
+
+    Args:
+        overwrite: replace an export already in ``out`` whose settings differ (its files are deleted first);
+            without it such an export is an error, since the two would mix.
+
+    Raises:
+        ValueError: an unknown format or variant, or ``out`` holds an export with other settings (named).
+    """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid formats: {', '.join(FORMATS)}")
     if variant == "all" and format != "in9":
@@ -128,8 +150,86 @@ def export(
     variants = list(VARIANTS) if variant == "all" else [variant]
     if format == "in9" and "original" not in variants:
         variants.append("original")  # fg_mask/ comes with the original images
-    written = []
-    for name in variants:
-        data = SimPoolBench(split, name, config, num_images, fashion_mnist_dir)
-        written.append(FORMATS[format](data, Path(out), progress))
-    return written
+    out = Path(out)
+    benches = [SimPoolBench(split, name, config, num_images, fashion_mnist_dir) for name in variants]
+    settings = {"format": format, "config": dataclasses.asdict(benches[0].config)}
+    parts = [{"split": split, "variant": data.variant, "num_images": len(data)} for data in benches]
+    _claim(out, settings, parts, overwrite)
+    return [FORMATS[format](data, out, progress) for data in benches]
+
+
+def _part_key(format: str, part: dict) -> str:
+    """What a part's files are named by: the variant for ``in9`` (always ``<variant>/val``), else the split."""
+    return part["variant"] if format == "in9" else part["split"]
+
+
+def _part_files(out: Path, format: str, part: dict) -> list[Path]:
+    """The files and folders of one part of an export in ``out`` that exist."""
+    split, variant = part["split"], part["variant"]
+    if format == "imagefolder":
+        paths = [out / split]
+    elif format == "wsol":
+        paths = [out / "dataset" / split, out / "metadata" / split]
+    elif format == "voc":
+        root = out / "VOCdevkit" / "VOC2007"
+        paths = [root / "ImageSets" / folder / f"{split}.txt" for folder in ("Main", "Segmentation")]
+        for folder in ("JPEGImages", "Annotations", "SegmentationClass"):
+            paths += sorted((root / folder).glob(f"{split}_*"))
+    else:  # in9
+        paths = [out / variant] + ([out / "fg_mask"] if variant == "original" else [])
+    return [path for path in paths if path.exists()]
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+def _claim(out: Path, settings: dict, parts: list[dict], overwrite: bool) -> None:
+    """Check that writing ``parts`` with ``settings`` into ``out`` mixes no export, then record them in the manifest.
+
+    Raises:
+        ValueError: ``out`` holds an export whose settings differ (and not ``overwrite``).
+    """
+    format = settings["format"]
+    path = out / MANIFEST
+    old = json.loads(path.read_text()) if path.is_file() else None
+    if old is not None and not isinstance(old, dict):
+        raise ValueError(f"{path} is not a bench export manifest (a JSON object)")
+    kept: list[dict] = []
+    stale: list[Path] = []
+    differences: list[str] = []
+    if old is None:
+        # files of an export made before manifests, or of something else, where this export writes
+        stale = [file for part in parts for file in _part_files(out, format, part)]
+        if stale:
+            differences.append(f"files without a {MANIFEST} manifest: {', '.join(str(p) for p in stale[:3])}")
+    elif {key: old.get(key) for key in settings} != settings:
+        for key, value in settings.items():
+            if isinstance(value, dict):
+                before = old.get(key) or {}
+                differences += [f"{k} {before.get(k)!r} -> {v!r}" for k, v in value.items() if before.get(k) != v]
+            elif old.get(key) != value:
+                differences.append(f"{key} {old.get(key)!r} -> {value!r}")
+        stale = [file for part in old.get("parts", []) for file in _part_files(out, old.get("format"), part)]
+        stale.append(path)
+    else:
+        new = {_part_key(format, part): part for part in parts}
+        for part in old.get("parts", []):
+            replacing = new.get(_part_key(format, part))
+            if replacing is None:
+                kept.append(part)
+            elif replacing != part:
+                changed = [f"{k} {part.get(k)!r} -> {v!r}" for k, v in replacing.items() if part.get(k) != v]
+                differences.append(f"{_part_key(format, part)}: {', '.join(changed)}")
+                stale += _part_files(out, format, part)
+    if differences and not overwrite:
+        raise ValueError(
+            f"{out} already holds a bench export with other settings ({'; '.join(differences)}): writing into it "
+            "would mix the two; choose another folder, or overwrite=True (--overwrite) to replace the old export"
+        )
+    _remove(stale)
+    out.mkdir(parents=True, exist_ok=True)
+    kept_keys = {_part_key(format, part) for part in kept}
+    manifest = {**settings, "parts": kept + [part for part in parts if _part_key(format, part) not in kept_keys]}
+    atomic_write_bytes(path, (json.dumps(manifest, indent=2) + "\n").encode())

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from torchvision.datasets import VOCDetection, VOCSegmentation
 
 from simpool.cli import main
-from simpool.data.bench import VARIANTS, SimPoolBench
-from simpool.data.bench_export import class_dir, export
+from simpool.data.bench import VARIANTS, BenchConfig, SimPoolBench
+from simpool.data.bench_export import MANIFEST, class_dir, export
 from simpool.data.fashion_mnist import DEFAULT_DIR
 from simpool.data.folders import ImageList, image_folder
 from simpool.data.in9 import in9_dataset
@@ -147,3 +149,68 @@ def test_fashion_mnist_dir_points_anywhere(tmp_path, capsys):
     assert main([*args, "--fashion-mnist-dir", str(tmp_path / "missing")]) == 2  # a person's mistake: one line
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--fashion-mnist-dir" in err[0] and err[0].startswith("simpool bench: error:")
+
+
+def _count(folder):
+    return sum(1 for path in folder.rglob("*.png"))
+
+
+def test_an_export_with_another_image_size_or_seed_into_the_same_folder_is_refused(tmp_path):
+    # before: the second export overwrote some files and left the others, one folder mixing two benches
+    export(tmp_path, "imagefolder", num_images=8, progress=False)
+    for config, named in [(BenchConfig(image_size=32), "image_size 64 -> 32"), (BenchConfig(seed=1), "seed 0 -> 1")]:
+        with pytest.raises(ValueError, match=f"already holds a bench export with other settings.*{named}"):
+            export(tmp_path, "imagefolder", num_images=8, config=config, progress=False)
+    with pytest.raises(ValueError, match="format 'imagefolder' -> 'wsol'"):
+        export(tmp_path, "wsol", num_images=8, progress=False)
+    assert _count(tmp_path) == 8 and json.loads((tmp_path / MANIFEST).read_text())["config"]["image_size"] == 64
+
+
+def test_fewer_images_or_another_variant_of_a_split_is_refused_and_overwrite_replaces_it(tmp_path):
+    export(tmp_path, "wsol", num_images=8, progress=False)
+    with pytest.raises(ValueError, match="test: num_images 8 -> 4"):  # the metadata would list 4, 8 would remain
+        export(tmp_path, "wsol", num_images=4, progress=False)
+    with pytest.raises(ValueError, match="test: variant 'original' -> 'no_fg'"):
+        export(tmp_path, "wsol", "no_fg", num_images=8, progress=False)
+    export(tmp_path, "wsol", "no_fg", num_images=4, progress=False, overwrite=True)
+    assert _count(tmp_path / "dataset") == len(read_wsol_metadata(tmp_path / "metadata" / "test").image_ids) == 4
+
+
+def test_overwrite_with_another_image_size_clears_every_part_of_the_old_export(tmp_path):
+    export(tmp_path, "imagefolder", split="train", num_images=6, progress=False)
+    export(tmp_path, "imagefolder", split="test", num_images=4, progress=False)
+    export(tmp_path, "imagefolder", split="test", num_images=4, config=BenchConfig(image_size=32), progress=False,
+           overwrite=True)  # fmt: skip
+    assert not (tmp_path / "train").exists() and _count(tmp_path / "test") == 4
+    assert [p["split"] for p in json.loads((tmp_path / MANIFEST).read_text())["parts"]] == ["test"]
+
+
+def test_other_splits_and_the_same_export_again_are_fine(tmp_path):
+    # a train and a test split share a folder; repeating an export (same settings) rewrites the same files
+    export(tmp_path, "voc", split="train", num_images=6, progress=False)
+    export(tmp_path, "voc", split="test", num_images=4, progress=False)
+    export(tmp_path, "voc", split="test", num_images=4, progress=False)
+    assert voc_image_ids(tmp_path, "2007", "train") == [f"train_{i:06d}" for i in range(6)]
+    assert len(voc_image_ids(tmp_path, "2007", "test")) == 4
+    parts = json.loads((tmp_path / MANIFEST).read_text())["parts"]
+    assert [(p["split"], p["num_images"]) for p in parts] == [("train", 6), ("test", 4)]
+    # replacing one split's part deletes that part's files only
+    export(tmp_path, "voc", split="test", num_images=2, progress=False, overwrite=True)
+    jpegs = sorted(p.name for p in (tmp_path / "VOCdevkit" / "VOC2007" / "JPEGImages").iterdir())
+    assert jpegs == [f"test_{i:06d}.jpg" for i in range(2)] + [f"train_{i:06d}.jpg" for i in range(6)]
+
+
+def test_in9_variants_are_parts_of_their_own(tmp_path):
+    export(tmp_path, "in9", "mixed_rand", num_images=4, progress=False)
+    export(tmp_path, "in9", "no_fg", num_images=4, progress=False)  # another variant: another folder
+    with pytest.raises(ValueError, match="no_fg: num_images 4 -> 2"):
+        export(tmp_path, "in9", "no_fg", num_images=2, progress=False)
+
+
+def test_files_of_an_export_without_a_manifest_are_not_mixed_into(tmp_path):
+    export(tmp_path, "imagefolder", num_images=8, progress=False)
+    (tmp_path / MANIFEST).unlink()  # an export written before manifests existed
+    with pytest.raises(ValueError, match=f"files without a {MANIFEST} manifest"):
+        export(tmp_path, "imagefolder", num_images=4, progress=False)
+    export(tmp_path, "imagefolder", num_images=4, progress=False, overwrite=True)
+    assert _count(tmp_path) == 4

@@ -16,7 +16,7 @@ from simpool.experiments.demo import (
     GATE,
     DemoConfig,
     bench_vit,
-    config_from_args,
+    demo_config,
     mask_mass,
     predict,
     train_model,
@@ -49,13 +49,17 @@ def test_bench_vit_kinds_share_the_backbone():
 
 
 def test_config_overrides_and_unknown_keys():
-    import argparse
+    from simpool.utils import parse_kv
 
-    args = argparse.Namespace(quick=False, preset="cpu", seed=2, set=["lr=0.01", "bg_correlation=0.2"])
-    config = config_from_args(args)
-    assert (config.seed, config.lr, config.bg_correlation) == (2, 0.01, 0.2)
+    # --set values are YAML scalars converted to the field's type: "1e-3" (a string to YAML) and 1 (an int)
+    config = demo_config("cpu", 2, parse_kv(["lr=1e-3", "bg_correlation=0.2", "epochs=1"]))
+    assert (config.seed, config.lr, config.bg_correlation, config.epochs) == (2, 0.001, 0.2, 1.0)
+    assert isinstance(config.epochs, float)
+    assert demo_config("quick").train_images == 2000  # the preset, then the overrides
     with pytest.raises(ValueError, match="unknown demo setting"):
-        config_from_args(argparse.Namespace(quick=True, preset="cpu", seed=0, set=["learning_rate=1"]))
+        demo_config("quick", 0, {"learning_rate": 1})
+    with pytest.raises(ValueError, match="unknown demo preset"):
+        demo_config("huge")
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ import sys
 
 # name: (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("simpool.experiments.demo", "CLS vs SimPool ViT on the SimPool bench: accuracy, BG-gap, localization"),
+    "demo": ("simpool.cli.demo", "CLS vs SimPool ViT on the SimPool bench: accuracy, BG-gap, localization"),
     "resources": ("simpool.cli.resources", "parameters and GMACs, baseline and any pool (paper Table 8)"),
     "train": ("simpool.cli.train", "supervised training from a YAML recipe (timm machinery, torchrun DDP)"),
     "validate": ("simpool.cli.validate", "top-1 and top-5 of a trained checkpoint on an ImageFolder split"),

@@ -111,8 +111,13 @@ def _draw_box(ax, box, color="lime") -> None:
     ax.add_patch(patches.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=color, lw=1.2))
 
 
-def save_figure(models: dict, config, path: Path, device) -> Path:
-    """Figure 1 of the paper on the bench: rows of test images, columns input | CLS attention | SimPool attention."""
+def save_figure(models: dict, sources: dict[str, str], config, path: Path, device) -> Path:
+    """Figure 1 of the paper on the bench: rows of test images, columns input | CLS attention | SimPool attention.
+
+    Args:
+        models: name (``cls``, ``simpool``) -> trained model; sources: name -> its ``attention_maps`` source.
+        config: the demo's ``DemoConfig`` (the bench, the split, ``figure_images``).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,7 +125,6 @@ def save_figure(models: dict, config, path: Path, device) -> Path:
 
     from ..models import attention_maps
     from ..visualize import overlay
-    from .demo import MODELS
 
     data = SimPoolBench(config.eval_split, "original", config.bench(), num_images=config.figure_images)
     images, labels, boxes, _ = data.batch(np.arange(len(data)))
@@ -129,7 +133,7 @@ def save_figure(models: dict, config, path: Path, device) -> Path:
     columns = [("input", None)] + [(titles.get(kind, kind), kind) for kind in models]
     n = len(data)
     fig, axes = plt.subplots(n, len(columns), figsize=(1.9 * len(columns), 1.9 * n), squeeze=False)
-    maps = {kind: attention_maps(m.eval(), x, source=MODELS[kind][1]).cpu() for kind, m in models.items()}
+    maps = {kind: attention_maps(m.eval(), x, source=sources[kind]).cpu() for kind, m in models.items()}
     with torch.no_grad():
         preds = {kind: m(x).argmax(1).cpu() for kind, m in models.items()}
     for i in range(n):

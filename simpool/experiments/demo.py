@@ -1,4 +1,4 @@
-"""``simpool demo``: the paper's supervised comparison, CLS token vs SimPool, on the SimPool bench.
+"""The paper's supervised comparison (``simpool demo``), CLS token vs SimPool, on the SimPool bench.
 
 The same small ViT is trained twice with the same data, budget and seed: once with its CLS token (the
 paper's baseline) and once with SimPool (gamma 1.25, no CLS token; final norm -> SimPool -> LayerNorm
@@ -11,14 +11,13 @@ paper's baseline) and once with SimPool (gamma 1.25, no CLS token; final norm ->
 - the attention mass inside the object's mask (a uniform map scores the mean mask area).
 
 It writes ``report.md``, ``report.json`` and ``figure.png`` (Figure 1 of the paper: input | CLS
-attention | SimPool attention, ground-truth box drawn) to ``--out`` and prints a short table.
+attention | SimPool attention, ground-truth box drawn) to the output folder; the command prints a short table.
 Attention maps are compared only if both models learned the object: ``mixed_rand`` accuracy of at
 least ``GATE`` (a model that reads the background alone scores chance there).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import time
@@ -34,6 +33,7 @@ from ..data.bench import BenchConfig, SimPoolBench, normalize_images
 from ..models import attention_maps, create_model
 from ..train.engine import Engine
 from ..utils import warmup_cosine
+from .bench_report import save_figure, write_report
 
 GATE = 0.6  # mixed_rand accuracy both models need before their attention maps are compared
 MODELS = {"cls": ("default", "cls"), "simpool": ("simpool", "pool")}  # name: (pool, attention source)
@@ -206,8 +206,6 @@ def evaluate_model(kind: str, model, config: DemoConfig, device, progress: bool 
 
 def run_demo(config: DemoConfig, out: str | Path, device: torch.device | None = None, progress: bool = True) -> dict:
     """Train both models, evaluate them, write ``report.md``, ``report.json`` and ``figure.png``; returns the report."""
-    from .bench_report import save_figure, write_report
-
     device = device or torch.device("cpu")
     start = time.perf_counter()
     results, models = {}, {}
@@ -215,7 +213,8 @@ def run_demo(config: DemoConfig, out: str | Path, device: torch.device | None = 
         trained = train_model(kind, config, device, progress)
         models[kind] = trained.pop("model")
         results[kind] = {**trained, **evaluate_model(kind, models[kind], config, device, progress)}
-    figure = save_figure(models, config, Path(out) / "figure.png", device)
+    sources = {kind: MODELS[kind][1] for kind in models}
+    figure = save_figure(models, sources, config, Path(out) / "figure.png", device)
     report = {
         "config": dataclasses.asdict(config),
         "results": results,
@@ -227,41 +226,19 @@ def run_demo(config: DemoConfig, out: str | Path, device: torch.device | None = 
     return write_report(report, Path(out))
 
 
-EXAMPLE = "examples: simpool demo --quick --out outputs/demo_quick | simpool demo --seed 1 | simpool demo --preset gpu"
+def demo_config(preset: str = "cpu", seed: int = 0, overrides: dict | None = None) -> DemoConfig:
+    """The ``preset`` (a key of ``PRESETS``), then ``seed``, then ``overrides`` of ``DemoConfig`` fields, each
+    value converted to its field's type.
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="a size of the job")
-    parser.add_argument("--quick", action="store_true", help="the 'quick' preset: end to end in under 2 minutes")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="outputs/demo", help="folder for report.md, report.json and figure.png")
-    parser.add_argument("--fashion-mnist-dir", default=None, help="folder of the Fashion-MNIST IDX files")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override DemoConfig fields")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-
-
-def config_from_args(args: argparse.Namespace) -> DemoConfig:
-    """The preset, then ``--seed``, then ``--set key=value`` overrides (unknown keys are an error)."""
-    fields = {f.name: f for f in dataclasses.fields(DemoConfig)}
-    values = {**PRESETS["quick" if args.quick else args.preset], "seed": args.seed}
-    for item in args.set:
-        key, _, value = item.partition("=")
+    Raises:
+        ValueError: an unknown preset or field.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown demo preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    fields = [f.name for f in dataclasses.fields(DemoConfig)]
+    values = {**PRESETS[preset], "seed": seed}
+    for key, value in (overrides or {}).items():
         if key not in fields:
             raise ValueError(f"unknown demo setting {key!r}; valid settings: {', '.join(fields)}")
         values[key] = type(getattr(DemoConfig(), key))(value)
     return DemoConfig(**values)
-
-
-def run(args: argparse.Namespace) -> int:
-    import os
-
-    if args.fashion_mnist_dir:
-        os.environ["SIMPOOL_FASHION_MNIST"] = str(args.fashion_mnist_dir)
-    if args.preset == "gpu" and not torch.cuda.is_available():
-        print("note: --preset gpu without CUDA runs on the CPU and will take long")
-    config = config_from_args(args)
-    device = torch.device("cuda" if args.preset == "gpu" and torch.cuda.is_available() else "cpu")
-    report = run_demo(config, args.out, device, progress=not args.no_progress)
-    print(report["table"])
-    print(f"report: {Path(args.out) / 'report.md'}  figure: {report['figure']}  ({report['wall_seconds']:.0f} s)")
-    return 0

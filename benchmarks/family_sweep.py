@@ -130,11 +130,13 @@ def _alarm(signum, frame):
 
 
 def _input_sizes(name: str) -> list[tuple[dict, int]]:
-    """(timm kwargs, image size) to try: 64 px first, 56 px (patches of 14), then the model's own size."""
+    """(timm kwargs, image size) to try: 64 px (or the model's minimum), 56 px (patches of 14), 128, its own."""
     cfg = timm.get_pretrained_cfg(name, allow_unregistered=True)
     own = cfg.input_size[-1] if cfg is not None and cfg.input_size else 224
-    tries = [({"img_size": size}, size) for size in (IMAGE_SIZE, 56)] + [({}, size) for size in (IMAGE_SIZE, 56)]
-    if IMAGE_SIZE < own <= 256:  # a model that needs its own size (larger ones would need too much memory)
+    least = cfg.min_input_size[-1] if cfg is not None and getattr(cfg, "min_input_size", None) else 0
+    sizes = (IMAGE_SIZE, 56, 128) if least <= IMAGE_SIZE else (least,)  # 128: nets with large kernels late
+    tries = [({"img_size": size}, size) for size in sizes] + [({}, size) for size in sizes]
+    if max(sizes) < own <= 256:  # a model that needs its own size (larger ones would need too much memory)
         tries.append(({}, own))
     return tries
 

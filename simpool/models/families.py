@@ -109,6 +109,8 @@ UNSUPPORTED: dict[str, str] = {
     "coat": "forward_features returns a list of CLS-prefixed token sequences (or, for CoaT-Lite, a CLS token "
     "timm does not count in num_prefix_tokens): not one feature tensor with known prefix tokens",
     "crossvit": "forward_features returns a list of two token sequences (two patch sizes), not one feature tensor",
+    "efficientvim": "forward_features returns the maps of several stages (a list), classified jointly by one "
+    "head per stage: not one feature tensor",
     "pit": "forward_features returns only the class tokens (the patch tokens are dropped): features are not spatial",
 }
 

@@ -114,8 +114,15 @@ def num_prefix_tokens(model: nn.Module) -> int:
     return sum(t.shape[-2] for t in tokens if isinstance(t, torch.Tensor) and t.ndim == 3)  # (1, P, C) each
 
 
-def _forward_head(self: nn.Module, x: torch.Tensor, pre_logits: bool = False):
-    """timm's ``forward_head`` after the simpool pool: pooled features, or logits."""
+def _forward_head(self: nn.Module, x: torch.Tensor, pre_logits: bool = False, **masks):
+    """timm's ``forward_head`` after the simpool pool: pooled features, or logits.
+
+    ``masks`` are the per-token arguments some heads take (NaFlex-style ``patch_valid``); the pool sees
+    every token, so only None (all tokens valid, as for images) is accepted.
+    """
+    given = sorted(name for name, value in masks.items() if value is not None)
+    if given:
+        raise ValueError(f"a simpool pool takes every token: {given} are not supported")
     slot: FeaturePool = getattr(self, SLOT_NAME)
     pooled = slot(x)  # (B, C) or (B, k, C)
     B = pooled.shape[0]

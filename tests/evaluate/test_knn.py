@@ -152,7 +152,8 @@ def test_cli_on_bench_imagefolder_export(tmp_path, bench_export, tiny_vit_args):
     for split, count in (("train", 30), ("test", 10)):
         bench_export("imagefolder", split=split, num_images=count, root=tmp_path)
     argv = ["eval", "knn", "--data", str(tmp_path), "--val-split", "test", "--model", "vit_tiny_patch16_224"]
-    argv += ["--model-kwargs", *tiny_vit_args, "--nb-knn", "1", "5", "--resize", "32", "--img-size", "32", "--workers", "0"]
+    argv += ["--model-kwargs", *tiny_vit_args, "--nb-knn", "1", "5", "--resize", "32", "--img-size", "32"]
+    argv += ["--workers", "0"]
     assert main(argv + ["--device", "cpu", "--no-progress", "--out", str(tmp_path / "knn.json")]) == 0
     results = json.loads((tmp_path / "knn.json").read_text())["results"]
     assert results["1"]["top1"] == results["1"]["top5"]  # with k = 1, top-5 counts min(5, k) = 1 class

@@ -8,6 +8,7 @@ import torch
 from simpool.cli import main
 from simpool.evaluate.linear import LinearHeads, top1_per_head
 
+
 def test_initialisation_is_dino():
     torch.manual_seed(0)
     heads = LinearHeads(2000, 50, count=2)

@@ -3,11 +3,17 @@
 ``ImageFolder`` layouts (``<root>/<class>/<image>``) are read by torchvision's own
 ``ImageFolder``; datasets whose split lives in a text file (SOP, In-Shop, revisitop, Cars) build
 their list and wrap it in :class:`ImageList`.
+
+An image that cannot be decoded (a truncated or corrupted file) is an :class:`UnreadableImageError` naming
+the file. The folders of :func:`image_folder` skip such images instead, with a warning naming each: their
+item is ``None``, which :func:`collate_readable` (the dataset's ``collate_fn``) drops, so that a batch may
+be empty and the evaluation counts them (as ``SafeImageFolder`` and ``collate_skip`` do for training).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -15,11 +21,38 @@ from PIL import Image
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+UNREADABLE = (OSError, ValueError, SyntaxError)  # what PIL raises on truncated or corrupted files
+
+
+class UnreadableImageError(ValueError):
+    """An image file that exists but cannot be decoded; the message names it."""
+
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """An image file as RGB."""
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    """An image file as RGB, decoded in full.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        UnreadableImageError: the file is truncated or not an image (naming it and PIL's reason).
+    """
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise
+    except UNREADABLE as error:
+        raise UnreadableImageError(f"unreadable image {path}: {type(error).__name__}: {error}") from error
+
+
+def collate_readable(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """``default_collate`` of the readable samples (``None`` dropped): ``(images (B, C, H, W), labels (B,))``.
+
+    A batch of unreadable images only is ``(tensor of shape (0,), empty int64 labels)``: skip it.
+    """
+    kept = [sample for sample in batch if sample is not None]
+    if not kept:
+        return torch.empty(0), torch.empty(0, dtype=torch.long)
+    return torch.utils.data.default_collate(kept)
 
 
 class ImageList(torch.utils.data.Dataset):
@@ -55,10 +88,27 @@ class ImageList(torch.utils.data.Dataset):
         return (self.transform(image) if self.transform else image), label
 
 
+class ReadableImageFolder(ImageFolder):
+    """torchvision's ``ImageFolder`` whose unreadable images give ``None`` and a warning naming the file.
+
+    Batch it with ``collate_fn=dataset.collate_fn`` (:func:`collate_readable`), which drops them.
+    """
+
+    collate_fn = staticmethod(collate_readable)
+
+    def __getitem__(self, index: int):
+        try:
+            return super().__getitem__(index)
+        except UnreadableImageError as error:
+            warnings.warn(f"skipping {error}", stacklevel=2)
+            return None
+
+
 def image_folder(
     root: str | os.PathLike, transform: Callable | None = None, classes: Sequence[str] | None = None
-) -> ImageFolder:
-    """torchvision's ``ImageFolder``: labels are the indices of the sorted class folders.
+) -> ReadableImageFolder:
+    """torchvision's ``ImageFolder``: labels are the indices of the sorted class folders; unreadable images
+    are skipped (:class:`ReadableImageFolder`: batch with ``collate_fn=dataset.collate_fn``).
 
     Args:
         classes: number the folders by this list instead (e.g. the training split's classes, so that
@@ -70,7 +120,7 @@ def image_folder(
     """
     if not os.path.isdir(root):
         raise FileNotFoundError(f"no image folder at {root}")
-    dataset = ImageFolder(str(root), transform=transform, loader=load_rgb)
+    dataset = ReadableImageFolder(str(root), transform=transform, loader=load_rgb)
     if classes is not None:
         index = {name: i for i, name in enumerate(classes)}
         unknown = sorted(set(dataset.classes) - set(index))
@@ -82,4 +132,12 @@ def image_folder(
     return dataset
 
 
-__all__ = ["IMG_EXTENSIONS", "ImageList", "image_folder", "load_rgb"]
+__all__ = [
+    "IMG_EXTENSIONS",
+    "ImageList",
+    "ReadableImageFolder",
+    "UnreadableImageError",
+    "collate_readable",
+    "image_folder",
+    "load_rgb",
+]

@@ -9,6 +9,7 @@ by k-NN, linear probe, retrieval and Recall@k (its Tables 3, 4, 7).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -73,10 +74,17 @@ def extract_features(
     features, labels = [], []
     total = len(batches) if hasattr(batches, "__len__") else None
     for images, targets in tqdm(batches, desc=desc, total=total, disable=not progress, unit="batch"):
+        if len(images) == 0:  # every image of the batch unreadable (skipped by the dataset, named in warnings)
+            continue
         features.append(pre_logits(model, images.to(device, non_blocking=True)).to(dtype))  # (B, D)
         labels.append(torch.as_tensor(targets).long().to(device, non_blocking=True))
     if not features:
-        raise ValueError("extract_features: the loader yielded no batches")
+        raise ValueError("extract_features: the loader yielded no batches (or no readable image)")
+    sampler = getattr(batches, "sampler", None)  # a DataLoader: count what its dataset skipped
+    if not getattr(batches, "drop_last", True) and hasattr(sampler, "__len__"):
+        skipped = len(sampler) - sum(len(f) for f in features)
+        if skipped > 0:
+            warnings.warn(f"{desc}: skipped {skipped} unreadable image(s) of {len(sampler)}", stacklevel=3)
     return torch.cat(features), torch.cat(labels)
 
 
@@ -108,6 +116,7 @@ def data_loader(
         num_workers=workers,
         pin_memory=device is not None and torch.device(device).type == "cuda",
         persistent_workers=False,
+        collate_fn=getattr(dataset, "collate_fn", None),  # image_folder's drops unreadable images
     )
 
 

@@ -168,5 +168,12 @@ def linear_probe(
 
     heads = LinearHeads(val_features.shape[1], len(val.classes), len(lrs)).to(device)
     return fit_linear_heads(
-        heads, lambda epoch: map(frozen, batches), val_features, val_labels, lrs, epochs, batch_size, progress
+        heads,
+        lambda epoch: (frozen(b) for b in batches if len(b[0])),
+        val_features,
+        val_labels,
+        lrs,
+        epochs,
+        batch_size,
+        progress,
     )

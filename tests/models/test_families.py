@@ -160,3 +160,24 @@ def test_copies_and_checkpoints_keep_the_wiring(images):
             p.add_(1.0)
     other.load_state_dict(model.state_dict())
     torch.testing.assert_close(other(images), model(images))
+
+
+@pytest.mark.parametrize("name", ["mobilenetv3_small_050", "swin_tiny_patch4_window7_224", "levit_128s"])
+def test_backbones_without_classifier_give_pooled_features(name, images):
+    """What ``simpool probe`` loads: ``num_classes=0``, the model gives the pre-logits."""
+    model = tiny(name, num_classes=0)
+    features = model(images)
+    assert features.shape == (2, model.head_hidden_size)
+    torch.testing.assert_close(features, model.forward_head(model.forward_features(images), pre_logits=True))
+
+
+def test_attention_command_loads_a_generic_checkpoint(tmp_path):
+    """``simpool attention``'s loader infers the classifier and the pool from a checkpoint."""
+    from simpool.models import save_checkpoint
+    from simpool.visualize.maps import compute_maps, load_model
+
+    name = "swin_tiny_patch4_window7_224"
+    save_checkpoint(tiny(name, num_classes=4), tmp_path / "swin.safetensors")
+    model = load_model(name, tmp_path / "swin.safetensors", **TINY[name])
+    assert model.get_classifier().out_features == 4 and isinstance(pool_slot(model), FeaturePool)
+    assert compute_maps(model, torch.randn(1, 3, 32, 32))["pool"].shape == (1, 4, 4)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .noise import seeded_uniform
+
 
 def normalize_locations(weights: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Column normalisation ``eta_2`` of the paper: each vector's weights sum to 1 over locations, ``(..., N)``."""
@@ -41,21 +43,26 @@ def kmeans(
     iterations: int = 5,
     tolerance: float = 0.01,
     generator: torch.Generator | None = None,
+    seed: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means per image, as pooling: ``U^{t+1} = X eta_2(argmax_1(-D))`` (B17)-(B20).
 
     ``U^0`` takes ``k`` distinct features of each image at random (with repetition when ``N < k``).
-    Iterations stop after ``iterations`` steps or once every image's centroids moved by less than
-    ``tolerance`` relative to their norm. A centroid left without features keeps its previous value
-    and weights, so ``U = X A`` holds at every step and the gradient reaches the features through it.
-    With ``k = 1`` the result is the average of the features, GAP (eq. 11).
+    An image stops updating once its centroids moved by less than ``tolerance`` relative to their
+    norm; the loop always runs ``iterations`` steps (T = 5 in Appendix C.2), with the convergence kept
+    as a tensor, so there is no host synchronisation and ``torch.compile`` makes one graph. An image's
+    result never depends on when the rest of the batch converges. A centroid left without features
+    keeps its previous value and weights, so ``U = X A`` holds at every step and the gradient reaches
+    the features through it. With ``k = 1`` the result is the average of the features, GAP (eq. 11).
 
     Args:
         tokens: features ``(B, N, C)``.
         k: number of centroids.
-        iterations: maximum number ``T`` of updates.
+        iterations: number ``T`` of updates.
         tolerance: relative centroid shift that counts as converged.
-        generator: random source of the initial choice (for reproducible results).
+        generator: random source of the initial choice (drawn on its device, then moved to the tokens').
+        seed: instead of a generator, seeded noise drawn on the tokens' device, the same on every
+            device and inside ``torch.compile`` (:func:`~simpool.pooling.noise.seeded_uniform`).
 
     Returns:
         ``(centroids, attention)``: ``(B, k, C)`` and ``(B, k, N)`` with rows summing to 1.
@@ -64,25 +71,28 @@ def kmeans(
         raise ValueError(f"k must be at least 1, got {k}")
     B, N, C = tokens.shape  # batch, locations, channels
     device = tokens.device
-    if N >= k:
-        noise = torch.rand(B, N, generator=generator, device=generator.device if generator else device)
-        index = noise.argsort(dim=1)[:, :k].to(device)  # (B, k) distinct locations
+    shape = (B, N) if N >= k else (B, k)
+    if seed is not None:
+        noise = seeded_uniform(shape, seed, device)
     else:
-        index = torch.randint(N, (B, k), generator=generator, device=generator.device if generator else device)
-        index = index.to(device)  # (B, k)
+        noise = torch.rand(shape, generator=generator, device=generator.device if generator else device).to(device)
+    if N >= k:
+        index = noise.argsort(dim=1)[:, :k]  # (B, N) -> (B, k) distinct locations
+    else:
+        index = (noise * N).long().clamp_max(N - 1)  # (B, k) locations, with repetition
     attention = torch.nn.functional.one_hot(index, N).to(tokens.dtype)  # (B, k, N)
     centroids = torch.bmm(attention, tokens)  # (B, k, N) x (B, N, C) -> (B, k, C)
+    converged = torch.zeros(B, 1, 1, dtype=torch.bool, device=device)  # (B, 1, 1)
     for _ in range(iterations):
         with torch.no_grad():
             assigned = hard_assignment(-squared_distances(centroids, tokens))  # (B, k, N)
             empty = assigned.sum(dim=-1, keepdim=True) == 0  # (B, k, 1)
-            attention = torch.where(empty, attention, assigned)  # (B, k, N)
+            attention = torch.where(empty | converged, attention, assigned)  # (B, k, N)
         previous = centroids
-        centroids = torch.bmm(attention, tokens)  # (B, k, C)
+        centroids = torch.bmm(attention, tokens)  # (B, k, C); unchanged for a converged image
         with torch.no_grad():
             shift = (centroids - previous).flatten(1).norm(dim=1) / previous.flatten(1).norm(dim=1).clamp_min(1e-12)
-            if bool((shift < tolerance).all()):
-                break
+            converged = converged | (shift < tolerance).view(B, 1, 1)  # (B, 1, 1)
     return centroids, attention
 
 

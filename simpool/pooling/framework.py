@@ -27,7 +27,7 @@ from torch import nn
 from .assignment import hard_assignment, kmeans, normalize_locations, sinkhorn
 from .base import Pool, as_tokens, attention_layout
 from .registry import register_pool
-from .simpool import SHIFT_EPS, _value_min
+from .simpool_graph import SHIFT_EPS, value_min
 
 
 @dataclass(frozen=True)
@@ -261,8 +261,8 @@ class PoolingFramework(Pool):
             return torch.bmm(weights.unsqueeze(1), tokens)  # (B, 1, N) x (B, N, C) -> (B, 1, C)
         if self.init == "learnable":
             return self.vectors.expand(B, -1, -1)  # (B, k, C)
-        generator = None if self.training else torch.Generator().manual_seed(self.seed)
-        centroids, _ = kmeans(tokens, self.k_vectors, generator=generator)  # (B, k, C)
+        seed = None if self.training else self.seed  # eval: seeded noise, compiles as one graph
+        centroids, _ = kmeans(tokens, self.k_vectors, seed=seed)  # (B, k, C)
         return centroids
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
@@ -281,7 +281,7 @@ class PoolingFramework(Pool):
             keys = maps.k(keys_in).view(B, N, m, D).transpose(1, 2)  # (B, m, N, D)                     (2)
             values = maps.v(values_in)  # (B, N, C)                                                     (4)
             if self.gamma is not None:
-                values = (values - _value_min(values, "sample") + SHIFT_EPS) ** self.gamma  # (16), f
+                values = (values - value_min(values, "sample") + SHIFT_EPS) ** self.gamma  # (16), f
             return keys, values
 
         if self.share_parameters:  # one set of maps: keys and values are the same at every iteration

@@ -13,6 +13,7 @@ from torch import nn
 from .assignment import kmeans, normalize_locations, sinkhorn, squared_distances
 from .base import Pool, as_tokens, attention_layout, grid_of
 from .framework import Components, slot_attention
+from .noise import seeded_normal
 from .registry import register_pool
 
 
@@ -76,15 +77,15 @@ class OTK(Pool):
 class KMeans(Pool):
     """k-means as pooling (MacQueen 1967; B16-B20): ``U^{t+1} = X eta_2(argmax_1(-||x_i - u_j||^2))``.
 
-    ``U^0`` is ``k`` random features of each image. In eval mode the choice is drawn from a generator
-    seeded with ``seed`` at every call, so the output is deterministic; in training mode it uses the
-    global random state. No parameters.
+    ``U^0`` is ``k`` random features of each image. In eval mode the choice comes from noise seeded
+    with ``seed`` (:mod:`~simpool.pooling.noise`), so the output is deterministic, the same on every
+    device and under ``torch.compile``; in training mode it uses the global random state. No parameters.
 
     Args:
         dim: channels.
         num_vectors: ``k`` (3 in Appendix C.2).
-        iterations: at most ``T`` updates (5).
-        tolerance: relative centroid shift that stops the iterations (0.01).
+        iterations: ``T`` updates (5); an image whose centroids have converged keeps them.
+        tolerance: relative centroid shift at which an image counts as converged (0.01).
         seed: seed of the eval-mode initialisation.
     """
 
@@ -102,8 +103,8 @@ class KMeans(Pool):
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         tokens, _ = as_tokens(x)
-        generator = None if self.training else torch.Generator().manual_seed(self.seed)
-        pooled, attention = kmeans(tokens, self.num_vectors, self.iterations, self.tolerance, generator)
+        seed = None if self.training else self.seed  # eval: seeded noise, the same on every device
+        pooled, attention = kmeans(tokens, self.num_vectors, self.iterations, self.tolerance, seed=seed)
         return (pooled, attention_layout(attention, grid_of(x))) if return_attention else pooled
 
 
@@ -114,8 +115,9 @@ class SlotAttention(Pool):
     ``U^0 ~ N(mu, sigma^2)``; per iteration ``A = eta_1(sigma_2(K^T Q / sqrt(n)))`` with
     ``Q = W_Q LN(U)``, ``K = W_K LN(X)`` (softmax over slots, then normalised over locations),
     ``Z = V A`` with ``V = W_V LN(X)``, ``G = GRU(Z, U)``, ``U = G + MLP(LN(G))``. The original
-    formulation, with its LayerNorms and residual (Table 1 lists the simplified one). In eval mode
-    the initial noise comes from a generator seeded with ``seed``, so the output is deterministic.
+    formulation, with its LayerNorms and residual (Table 1 lists the simplified one). The initial
+    noise is drawn on the input's device; in eval mode it is seeded with ``seed``
+    (:mod:`~simpool.pooling.noise`), so the output is deterministic, also under ``torch.compile``.
 
     Args:
         dim: channels (also the slot width).
@@ -151,8 +153,10 @@ class SlotAttention(Pool):
         tokens, _ = as_tokens(x)
         B, N, C = tokens.shape  # batch, locations, channels
         k = self.num_vectors
-        generator = None if self.training else torch.Generator().manual_seed(self.seed)
-        noise = torch.randn(B, k, C, generator=generator).to(tokens)  # (B, k, C)
+        if self.training:
+            noise = torch.randn(B, k, C, device=tokens.device, dtype=tokens.dtype)  # (B, k, C)
+        else:  # seeded, drawn on the tokens' device, the same on every device and compiled
+            noise = seeded_normal((B, k, C), self.seed, tokens.device).to(tokens.dtype)  # (B, k, C)
         slots = self.mu + self.log_sigma.exp() * noise  # U^0: (B, k, C)
         inputs = self.norm_input(tokens)  # LN(X): (B, N, C)
         keys, values = self.k(inputs), self.v(inputs)  # (B, N, C)

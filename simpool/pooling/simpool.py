@@ -23,9 +23,11 @@ from torch import nn
 
 from .base import Pool, as_tokens, attention_layout
 from .registry import register_pool
+from .simpool_graph import SHIFT_EPS, simpool_graph
+from .simpool_graph import power as _power
+from .simpool_graph import value_min as _value_min
 
 MIN_OVER = ("sample", "batch", "channel")
-SHIFT_EPS = 1e-6  # added after the min shift, as both the official code and timm do: keeps x^gamma differentiable
 
 
 def _check(dim: int, num_heads: int, gamma: float | None, min_over: str) -> None:
@@ -35,15 +37,6 @@ def _check(dim: int, num_heads: int, gamma: float | None, min_over: str) -> None
         raise ValueError(f"gamma must be positive or None, got {gamma}")
     if min_over not in MIN_OVER:
         raise ValueError(f"min_over must be one of {MIN_OVER}, got {min_over!r}")
-
-
-def _value_min(values: torch.Tensor, min_over: str) -> torch.Tensor:
-    """``min LN(X)`` of (16)/(B53) over the elements that ``min_over`` names, broadcastable to ``values``."""
-    if min_over == "sample":  # the paper: all elements of one image
-        return values.amin(dim=(1, 2), keepdim=True)  # (B, 1, 1)
-    if min_over == "batch":  # the official code: one scalar for the whole batch
-        return values.amin()  # ()
-    return values.amin(dim=1, keepdim=True)  # timm: per image and channel, (B, 1, C)
 
 
 def _argmin(values: torch.Tensor, min_over: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,8 +127,8 @@ def _add_min_grad(grad_values: torch.Tensor, index: torch.Tensor, min_over: str)
     if min_over == "sample":
         total = grad_values.sum(dim=(1, 2))  # (B,)
         grad_values.view(B, N * C).scatter_add_(1, index.view(B, 1), -total.view(B, 1))
-    elif min_over == "batch":
-        grad_values.view(-1)[index] -= grad_values.sum()
+    elif min_over == "batch":  # a scatter, not indexing with the 0-dim index: no host sync, one graph
+        grad_values.view(-1).scatter_add_(0, index.view(1), -grad_values.sum().view(1))
     else:
         total = grad_values.sum(dim=1)  # (B, C)
         grad_values.scatter_add_(1, index.view(B, 1, C), -total.view(B, 1, C))
@@ -148,16 +141,6 @@ def _power_(x: torch.Tensor, exponent: float) -> torch.Tensor:
     if exponent == 2.0:
         return x.square_()
     return x.pow_(exponent)
-
-
-def _power(x: torch.Tensor, exponent: float) -> torch.Tensor:
-    if exponent == 1.0:
-        return x
-    if exponent == 2.0:
-        return x * x  # one multiply instead of exp(2 log x); same backward
-    if exponent == 0.5:
-        return x.sqrt()
-    return x.pow(exponent)
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -204,33 +187,41 @@ def simpool(
     Returns:
         ``(pooled, attention)``: ``(B, C)`` and ``(B, num_heads, N)``.
     """
-    tokens, _ = as_tokens(x)
-    B, N, C = tokens.shape  # batch, locations, channels
-    h = num_heads
-    D = C // h  # channels per head
     dtype = _compute_dtype(x)
     with _no_autocast(x):
-        tokens = tokens.to(dtype)
-        u0 = tokens.mean(dim=1)  # (B, C)                                       (12)
-        q = F.linear(u0, q_weight.to(dtype), None if q_bias is None else q_bias.to(dtype))  # (B, C)    (13)
-        w_k = k_weight.to(dtype).view(h, D, C)  # (C, C) -> (h, D, C)
-        # W_K^T q per head, scaled: scores = LN(X) r equals K^T q / sqrt(D) without forming K.
-        r = torch.einsum("bhd,hdc->bhc", q.view(B, h, D), w_k) * D**-0.5  # (B, h, C)
-        weight = None if norm_weight is None else norm_weight.to(dtype)
-        bias = None if norm_bias is None else norm_bias.to(dtype)
-        values = F.layer_norm(tokens, (C,), weight, bias, norm_eps)  # LN(X): (B, N, C)
-        scores = torch.bmm(values, r.transpose(1, 2))  # (B, N, C) x (B, C, h) -> (B, N, h)   (14)
-        if k_bias is not None:
-            offset = (q.view(B, h, D) * k_bias.to(dtype).view(h, D)).sum(-1) * D**-0.5  # q . b_K: (B, h)
-            scores = scores + offset.unsqueeze(1)  # (B, N, h)
-        attention = scores.softmax(dim=1).transpose(1, 2)  # over locations: (B, h, N)           (15)
-        if gamma is None:
-            pooled = _weighted_sum(attention, values)  # (B, C)
-        else:
-            pooled = _GeneralizedMean.apply(values, attention, gamma, min_over)  # (B, C)         (16)-(17)
-        if beta is not None:
-            pooled = pooled + beta.to(dtype)
+        parameters = [None if p is None else p.to(dtype) for p in (norm_weight, norm_bias, q_weight, k_weight)]
+        parameters += [None if p is None else p.to(dtype) for p in (q_bias, k_bias, beta)]
+        # Under torch.compile, plain operations that inductor fuses (simpool_graph.py); eagerly, the hand-written
+        # backward (benchmarks/pool_overhead.py, docs/RESULTS.md). torch.export takes the eager operations, so an
+        # exported program gives the eager numbers exactly, with ONNX's LayerNormalization and MatMul.
+        traced = torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+        compute = simpool_graph if traced else _simpool_eager
+        pooled, attention = compute(x.to(dtype), *parameters, num_heads, gamma, min_over, norm_eps)
     return pooled.to(x.dtype), attention.to(x.dtype)
+
+
+def _simpool_eager(x, norm_weight, norm_bias, q_weight, k_weight, q_bias, k_bias, beta, h, gamma, min_over, norm_eps):
+    """:func:`simpool` eagerly, all tensors in the compute dtype: tokens ``(B, N, C)`` and ``_GeneralizedMean``."""
+    tokens, _ = as_tokens(x)
+    B, N, C = tokens.shape  # batch, locations, channels
+    D = C // h  # channels per head
+    u0 = tokens.mean(dim=1)  # (B, C)                                                 (12)
+    q = F.linear(u0, q_weight, q_bias)  # (B, C)                                      (13)
+    # W_K^T q per head, scaled: scores = LN(X) r equals K^T q / sqrt(D) without forming K.
+    r = torch.einsum("bhd,hdc->bhc", q.view(B, h, D), k_weight.view(h, D, C)) * D**-0.5  # (B, h, C)
+    values = F.layer_norm(tokens, (C,), norm_weight, norm_bias, norm_eps)  # LN(X): (B, N, C)
+    scores = torch.bmm(values, r.transpose(1, 2))  # (B, N, C) x (B, C, h) -> (B, N, h)   (14)
+    if k_bias is not None:
+        offset = (q.view(B, h, D) * k_bias.view(h, D)).sum(-1) * D**-0.5  # q . b_K: (B, h)
+        scores = scores + offset.unsqueeze(1)  # (B, N, h)
+    attention = scores.softmax(dim=1).transpose(1, 2)  # over locations: (B, h, N)           (15)
+    if gamma is None:
+        pooled = _weighted_sum(attention, values)  # (B, C)
+    else:
+        pooled = _GeneralizedMean.apply(values, attention, gamma, min_over)  # (B, C)         (16)-(17)
+    if beta is not None:
+        pooled = pooled + beta
+    return pooled, attention
 
 
 def simpool_direct(pool: SimPool, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

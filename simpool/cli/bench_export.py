@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bg-correlation", type=float, default=BenchConfig.bg_correlation)
     add_seed(parser, default=BenchConfig.seed, help="seed of the bench")
     parser.add_argument("--fashion-mnist-dir", default=None, help="folder of the Fashion-MNIST IDX files")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an export in --out whose settings differ (deletes its files)"
+    )
     add_no_progress(parser)
 
 
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         args.num_images,
         args.fashion_mnist_dir,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     for path in written:
         print(path)

@@ -214,3 +214,15 @@ def test_files_of_an_export_without_a_manifest_are_not_mixed_into(tmp_path):
         export(tmp_path, "imagefolder", num_images=4, progress=False)
     export(tmp_path, "imagefolder", num_images=4, progress=False, overwrite=True)
     assert _count(tmp_path) == 4
+
+
+def test_cli_overwrite_replaces_an_export_with_other_settings(tmp_path, capsys):
+    from PIL import Image
+
+    args = ["bench", "export", "--num-images", "2", "--out", str(tmp_path), "--no-progress"]
+    assert main([*args, "--img-size", "32"]) == 0
+    assert main(args) == 2  # another image size in the same folder: refused, one line naming it
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    sizes = {Image.open(path).size for path in (tmp_path / "test").rglob("*.png")}
+    assert sizes == {(64, 64)}

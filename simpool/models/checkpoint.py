@@ -22,7 +22,8 @@ from .layouts import convert_state_dict
 STATE_KEYS = ("state_dict", "model", "teacher", "student")
 
 # Plain-data classes that official checkpoints pickle beside their tensors (timm's saver and DINO
-# store the training ``args`` as an ``argparse.Namespace``). Unpickling one sets attributes only.
+# store the training ``args`` as an ``argparse.Namespace``). Unpickling one sets attributes only. The only
+# argparse import outside simpool/cli/, and it parses nothing (tests/test_layers.py names this exemption).
 SAFE_GLOBALS = (argparse.Namespace,)
 
 

@@ -10,11 +10,11 @@ from ..visualize.boxes import read_boxes
 from ..visualize.report import attention_report, parse_checkpoints
 from .common import add_img_size, add_model, add_out, add_runtime, check_writable, device_of
 
-EXAMPLE = (
-    "example: simpool attention --model vit_small_patch16_224 --checkpoint cls=vits_cls.safetensors "
-    "--checkpoint simpool=vits_simpool.safetensors --img-size 896 photos/ --out outputs/attention "
-    "(more in docs/visualization.md)"
-)
+EXAMPLE = """example:
+  simpool attention --model vit_small_patch16_224 --checkpoint cls=vits_cls.safetensors \\
+      --checkpoint simpool=vits_simpool.safetensors --img-size 896 photos/ --out outputs/attention
+More in docs/visualization.md.
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from ...evaluate.discovery import discover, discovery_items
 from ...models.families import family_of_name
 from ...utils import write_json
-from ..common import add_data, add_model, add_out, add_runtime, check_writable, model_from_args
+from ..common import add_data, check_writable
+from . import add_model_options, model_of
 
 EXAMPLE = """examples:
   # LOST with SimPool's keys K = W_K LN(X) on VOC07 trainval (<data>/VOCdevkit/VOC2007/...)
@@ -44,9 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=0.6, help="DINO-seg attention mass kept")
     parser.add_argument("--reference-quirk", action="store_true", help="DINO-seg: LOST's component selection")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
-    add_model(parser)
-    add_runtime(parser, batch_size=None, loader=False)  # one image at a time, at its own size
-    add_out(parser, default="discovery", help="folder for boxes.json and corloc.json")
+    # one image at a time, at its own size: no batch size, no loader
+    add_model_options(
+        parser, batch_size=None, loader=False, out="discovery", out_help="folder for boxes.json and corloc.json"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
         item.startswith("dynamic_img_size=") for item in args.model_kwargs
     ):  # images at their own size; CNNs take any size anyway
         args.model_kwargs = [*args.model_kwargs, "dynamic_img_size=true"]
-    torch.manual_seed(args.seed)
-    model = model_from_args(args)
+    model = model_of(args)
     boxes, score = discover(
         model, items, args.method, args.source, args.head, args.k_patches, args.threshold, args.reference_quirk,
         progress=not args.no_progress,

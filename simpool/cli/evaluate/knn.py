@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from ...evaluate.features import format_table
 from ...evaluate.knn import evaluate_knn
-from ...utils import write_json
-from ..common import add_data, add_img_size, add_model, add_out, add_runtime, check_writable, model_from_args
+from ..common import add_data, add_img_size
+from . import add_model_options, model_of, report
 
 EXAMPLE = """example:
   simpool eval knn --data /data/imagenet --model vit_small_patch16_224 --pool simpool \\
@@ -25,20 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.07)
     parser.add_argument("--resize", type=int, default=256, help="short side before the center crop (bicubic)")
     add_img_size(parser, help="center crop side")
-    add_model(parser)
-    add_runtime(parser)
-    add_out(parser, help="JSON result file; unset: print only")
+    add_model_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(args.out)
-    torch.manual_seed(args.seed)
-    model = model_from_args(args)
     results = evaluate_knn(
-        model, args.data, args.train_split, args.val_split, args.nb_knn, args.temperature, args.resize,
+        model_of(args), args.data, args.train_split, args.val_split, args.nb_knn, args.temperature, args.resize,
         args.img_size, args.batch_size, args.workers, progress=not args.no_progress,
     )  # fmt: skip
-    print(format_table([(k, r["top1"], r["top5"]) for k, r in results.items()], ("k", "top1 %", "top5 %")))
-    if args.out:
-        write_json(args.out, {"protocol": "knn", "model": args.model, "pool": args.pool, "results": results})
-    return 0
+    table = format_table([(k, r["top1"], r["top5"]) for k, r in results.items()], ("k", "top1 %", "top5 %"))
+    return report(args, "knn", table, {"results": results})

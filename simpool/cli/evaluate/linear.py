@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from ...evaluate.features import format_table
 from ...train.linear_probe import linear_probe
-from ...utils import write_json
-from ..common import add_data, add_img_size, add_model, add_out, add_runtime, check_writable, model_from_args
+from ..common import add_data, add_img_size
+from . import add_model_options, model_of, report
 
 EXAMPLE = """examples:
   simpool eval linear --data /data/imagenet --model vit_small_patch16_224 --checkpoint dino.safetensors \\
@@ -29,22 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cached", action="store_true", help="train on cached features, no augmentation")
     parser.add_argument("--resize", type=int, default=256, help="short side before the evaluation center crop")
     add_img_size(parser, help="crop side (random-resized in training, centered in evaluation)")
-    add_model(parser)
-    add_runtime(parser)
-    add_out(parser, help="JSON result file; unset: print only")
+    add_model_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(args.out)
-    torch.manual_seed(args.seed)
-    model = model_from_args(args)
     result = linear_probe(
-        model, args.data, args.train_split, args.val_split, args.lrs, args.epochs, args.cached, args.resize,
+        model_of(args), args.data, args.train_split, args.val_split, args.lrs, args.epochs, args.cached, args.resize,
         args.img_size, args.batch_size, args.workers, args.seed, progress=not args.no_progress,
     )  # fmt: skip
     rows = [(h["lr"], h["best_top1"], h["best_epoch"], h["final_top1"]) for h in result["heads"]]
-    print(format_table(rows, ("base lr", "best top1 %", "best epoch", "final top1 %")))
-    if args.out:
-        info = {"protocol": "linear", "model": args.model, "pool": args.pool, "cached": args.cached}
-        write_json(args.out, {**info, "epochs": args.epochs, "batch_size": args.batch_size, **result})
-    return 0
+    table = format_table(rows, ("base lr", "best top1 %", "best epoch", "final top1 %"))
+    settings = {"cached": args.cached, "epochs": args.epochs, "batch_size": args.batch_size}
+    return report(args, "linear", table, {**settings, **result})

@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
 
 from ...data.wsol import load_scoremaps, read_wsol_metadata, scoremap_path
 from ...evaluate.localization import model_scoremaps, wsol_localization
 from ...utils import write_json
-from ..common import add_data, add_model, add_out, add_runtime, check_writable, model_from_args
+from ..common import add_data, check_writable
+from . import add_model_options, model_of
 
 EXAMPLE = """examples:
   # score maps saved as wsolevaluation names them: <scoremaps>/<image_id>.npy (224x224, in [0, 1])
@@ -29,13 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source", default="auto", choices=("auto", "pool", "cls", "cam"), help="which map of the model"
     )
-    add_model(parser, required=False)
     parser.add_argument("--cam-curve-interval", type=float, default=0.01, help="0.001 for paper numbers")
     parser.add_argument("--iou-thresholds", type=int, nargs="+", default=[30, 50, 70])
     parser.add_argument("--single-contour", action="store_true", help="MaxBoxAcc v1: only the largest contour")
     parser.add_argument("--save-scoremaps", help="write the model's normalised maps here as <image_id>.npy")
-    add_runtime(parser, batch_size=32, loader=False)
-    add_out(parser, default="localization.json", help="JSON result file")
+    add_model_options(
+        parser, batch_size=32, loader=False, model_required=False, out="localization.json", out_help="JSON result file"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.model:
         if not args.checkpoint or not args.data:
             raise ValueError("--model needs --checkpoint and --data, the image root")
-        torch.manual_seed(args.seed)
-        model = model_from_args(args)
         progress = not args.no_progress
-        maps = model_scoremaps(model, args.data, ids, metadata.class_labels, args.source, args.batch_size, progress)
+        maps = model_scoremaps(
+            model_of(args), args.data, ids, metadata.class_labels, args.source, args.batch_size, progress
+        )
         if args.save_scoremaps:
             for image_id, scoremap in zip(ids, maps, strict=True):
                 path = scoremap_path(args.save_scoremaps, image_id)

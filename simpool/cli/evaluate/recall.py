@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from ...data.recall_datasets import READERS
 from ...evaluate.features import format_table
 from ...evaluate.recall import evaluate_recall
-from ...utils import write_json
-from ..common import add_data, add_img_size, add_model, add_out, add_runtime, check_writable, model_from_args
+from ..common import add_data, add_img_size
+from . import add_model_options, model_of, report
 
 EXAMPLE = """example:
   simpool eval recall --dataset cub --data /data --model resnet50 --pool simpool --checkpoint cub.safetensors \\
@@ -25,21 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ks", type=int, nargs="+", default=None, help="k values; unset: the dataset's usual")
     parser.add_argument("--resize", type=int, default=256, help="short side before the center crop (bilinear)")
     add_img_size(parser, help="center crop side")
-    add_model(parser)
-    add_runtime(parser)
-    add_out(parser, help="JSON result file; unset: print only")
+    add_model_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(args.out)
-    torch.manual_seed(args.seed)
-    model = model_from_args(args)
     results = evaluate_recall(
-        model, args.data, args.dataset, args.ks, args.resize, args.img_size, args.batch_size, args.workers,
+        model_of(args), args.data, args.dataset, args.ks, args.resize, args.img_size, args.batch_size, args.workers,
         progress=not args.no_progress,
     )  # fmt: skip
-    print(format_table([(f"R@{k}", r) for k, r in results.items()], ("k", "recall %")))
-    if args.out:
-        info = {"protocol": "recall", "dataset": args.dataset, "model": args.model, "pool": args.pool}
-        write_json(args.out, {**info, "results": results})
-    return 0
+    table = format_table([(f"R@{k}", r) for k, r in results.items()], ("k", "recall %"))
+    return report(args, "recall", table, {"dataset": args.dataset, "results": results})

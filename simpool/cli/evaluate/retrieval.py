@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from ...data.revisitop import DATASETS
 from ...evaluate.features import format_table
 from ...evaluate.retrieval import DEFAULT_IMG_SIZE, evaluate_retrieval
-from ...utils import write_json
-from ..common import add_data, add_img_size, add_model, add_out, add_runtime, check_writable, model_from_args
+from ..common import add_data, add_img_size
+from . import add_model_options, model_of, report
 
 EXAMPLE = """example:
   simpool eval retrieval --data /data/revisitop --dataset roxford5k --model vit_small_patch16_224 \\
@@ -28,22 +26,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_img_size(parser, None, help=f"longer side of every image; unset: {sizes}")
     parser.add_argument("--multiscale", action="store_true", help="average features at scales 1, 1/sqrt(2), 1/2")
     parser.add_argument("--no-query-crop", action="store_true", help="whole query images (DINO's script)")
-    add_model(parser)
-    add_runtime(parser, batch_size=None, loader=False)  # images go one at a time, at their own size
-    add_out(parser, help="JSON result file; unset: print only")
+    add_model_options(parser, batch_size=None, loader=False)  # images go one at a time, at their own size
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(args.out)
-    torch.manual_seed(args.seed)
-    model = model_from_args(args)
     results = evaluate_retrieval(
-        model, args.data, args.dataset, args.img_size, args.multiscale, not args.no_query_crop, not args.no_progress
+        model_of(args),
+        args.data,
+        args.dataset,
+        args.img_size,
+        args.multiscale,
+        not args.no_query_crop,
+        not args.no_progress,
     )
     header = ("protocol", "mAP %", *(f"mP@{k} %" for k in results["medium"]["mP@k"]))
-    print(format_table([(p, r["mAP"], *r["mP@k"].values()) for p, r in results.items()], header))
-    if args.out:
-        size = args.img_size or DEFAULT_IMG_SIZE[args.dataset]
-        info = {"protocol": "retrieval", "dataset": args.dataset, "img_size": size, "multiscale": args.multiscale}
-        write_json(args.out, {**info, "model": args.model, "pool": args.pool, "results": results})
-    return 0
+    table = format_table([(p, r["mAP"], *r["mP@k"].values()) for p, r in results.items()], header)
+    size = args.img_size or DEFAULT_IMG_SIZE[args.dataset]
+    settings = {"dataset": args.dataset, "img_size": size, "multiscale": args.multiscale}
+    return report(args, "retrieval", table, {**settings, "results": results})

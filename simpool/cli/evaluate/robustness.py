@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from ...data.in9 import load_in9_mapping
 from ...evaluate.features import format_table
 from ...evaluate.robustness import evaluate_robustness
-from ...utils import write_json
-from ..common import add_data, add_img_size, add_model, add_out, add_runtime, check_writable, model_from_args
+from ..common import add_data, add_img_size
+from . import add_model_options, model_of, report
 
 EXAMPLE = """examples:
   simpool eval robustness --data /data/bg_challenge --mapping /data/bg_challenge/in_to_in9.json \\
@@ -28,24 +26,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mapping", default=None, help="in_to_in9.json for 1000-class models")
     add_img_size(parser, None, help="resize images to this side; unset: as stored (IN-9 is 224x224)")
     parser.add_argument("--in9-stats", action="store_true", help="normalise with IN-9 statistics (9-class models)")
-    add_model(parser)
-    add_runtime(parser)
-    add_out(parser, help="JSON result file; unset: print only")
+    add_model_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(args.out)
     mapping = load_in9_mapping(args.mapping) if args.mapping else None
     if args.num_classes is None and not args.checkpoint:  # nothing to read it from: the classes themselves
         args.num_classes = len(mapping) if mapping is not None else 9
-    torch.manual_seed(args.seed)
-    model = model_from_args(args)
+    model = model_of(args)
     result = evaluate_robustness(
         model, args.data, args.variations, mapping, args.img_size, args.in9_stats, args.batch_size, args.workers,
         progress=not args.no_progress,
     )  # fmt: skip
     rows = list(result["accuracy"].items()) + ([("BG-gap", result["bg_gap"])] if "bg_gap" in result else [])
-    print(format_table(rows, ("variation", "accuracy %")))
-    if args.out:
-        write_json(args.out, {"protocol": "robustness", "model": args.model, "pool": args.pool, **result})
-    return 0
+    return report(args, "robustness", format_table(rows, ("variation", "accuracy %")), result)

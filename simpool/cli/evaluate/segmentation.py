@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from ...evaluate.features import format_table
 from ...train.segmentation_probe import segmentation_probe
-from ...utils import write_json
-from ..common import add_data, add_img_size, add_model, add_out, add_runtime, check_writable, model_from_args
+from ..common import add_data, add_img_size
+from . import add_model_options, model_of, report
 
 EXAMPLE = """example:
   simpool eval segmentation --data /data/ade/ADEChallengeData2016 --model vit_small_patch16_224 \\
@@ -31,22 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-reduce-zero-label", action="store_true", help="label 0 is a class, not 'other'")
     parser.add_argument("--train-split", default="training")
     parser.add_argument("--val-split", default="validation")
-    add_model(parser)
-    add_runtime(parser, batch_size=16)
-    add_out(parser, help="JSON result file; unset: print only")
+    add_model_options(parser, batch_size=16)
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(args.out)
-    torch.manual_seed(args.seed)
-    model = model_from_args(args)
+    model = model_of(args)
     metrics = segmentation_probe(
         model, args.data, args.blocks, args.num_seg_classes, args.iterations, args.warmup, args.lr, args.img_size,
         args.batch_size, not args.no_reduce_zero_label, args.train_split, args.val_split, args.seed,
         progress=not args.no_progress,
     )  # fmt: skip
-    print(format_table([(metrics["mIoU"], metrics["mAcc"], metrics["aAcc"])], ("mIoU %", "mAcc %", "aAcc %")))
-    if args.out:
-        info = {"protocol": "segmentation", "model": args.model, "pool": args.pool, "blocks": args.blocks}
-        write_json(args.out, {**info, "iterations": args.iterations, **metrics})
-    return 0
+    table = format_table([(metrics["mIoU"], metrics["mAcc"], metrics["aAcc"])], ("mIoU %", "mAcc %", "aAcc %"))
+    return report(args, "segmentation", table, {"blocks": args.blocks, "iterations": args.iterations, **metrics})

@@ -33,19 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_writable(args.out)
-    config = TournamentConfig(
-        model=args.model,
-        dataset=args.dataset,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-        image_size=args.img_size,
-        train_images=args.train_images,
-        test_images=args.test_images,
-        depth=args.depth,
-    )
+    fields = set(TournamentConfig.__dataclass_fields__) - {"image_size"}  # the others are spelled as their flags
+    config = TournamentConfig(image_size=args.img_size, **{name: getattr(args, name) for name in fields})
     rows = run_tournament(args.pools, args.out, config, device_of(args), progress=not args.no_progress)
     print(to_markdown(rows), end="")
     return 0 if all(r["status"] == "ok" for r in rows) else 1

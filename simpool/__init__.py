@@ -1,6 +1,6 @@
 """simpool: attention-based global pooling for vision models (SimPool, ICCV 2023) and its framework."""
 
-from .models import attention_maps, create_model, list_families, replace_pool
+from .models import attention_maps, create_model, export_model, list_families, replace_pool
 from .pooling import SimPool, create_pool, list_pools
 
 __version__ = "0.1.0"
@@ -10,6 +10,7 @@ __all__ = [
     "attention_maps",
     "create_model",
     "create_pool",
+    "export_model",
     "list_families",
     "list_pools",
     "replace_pool",

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tournament": ("simpool.cli.tournament", "train every pool on the bench and rank them"),
     "bench": ("simpool.cli.bench", "the SimPool bench: `simpool bench export --help`"),
     "convert": ("simpool.cli.convert", "convert a checkpoint (ours or official) to a clean safetensors file"),
+    "export": ("simpool.cli.export", "a model and its attention map as ONNX or a torch.export program"),
 }
 
 

@@ -181,3 +181,27 @@ def test_attention_command_loads_a_generic_checkpoint(tmp_path):
     model = load_model(name, tmp_path / "swin.safetensors", **TINY[name])
     assert model.get_classifier().out_features == 4 and isinstance(pool_slot(model), FeaturePool)
     assert compute_maps(model, torch.randn(1, 3, 32, 32))["pool"].shape == (1, 4, 4)
+
+
+def test_token_grid_follows_the_image_aspect():
+    from simpool.models.attention import token_grid
+
+    assert token_grid(16, (32, 32)) == (4, 4)
+    assert token_grid(12, (30, 40)) == (3, 4)  # 3 x 4 tokens of a landscape image
+    assert token_grid(12, (40, 30)) == (4, 3)
+    assert token_grid(7, (32, 32)) in {(1, 7), (7, 1)}  # a prime: a single row or column
+
+
+def test_features_that_are_not_maps_or_tokens_are_our_errors():
+    from simpool.pooling import GAP
+
+    slot = FeaturePool(GAP(8), channels=8, num_prefix_tokens=1)
+    with pytest.raises(ValueError, match="not one feature tensor"):
+        slot([torch.randn(2, 5, 8)])
+    with pytest.raises(ValueError, match="not spatial"):
+        slot(torch.randn(2, 1, 8))  # only the CLS token
+    with pytest.raises(ValueError, match="not a map or tokens"):
+        slot(torch.randn(2, 8))  # already pooled
+    model = tiny("levit_128s")
+    with pytest.raises(ValueError, match="patch_valid"):
+        model.forward_head(torch.randn(2, 4, model.num_features), patch_valid=torch.ones(2, 4, dtype=torch.bool))

@@ -77,10 +77,16 @@ def families() -> dict[str, list[str]]:
     return dict(sorted(grouped.items()))
 
 
-def _name_rank(name: str) -> tuple[int, int, int]:
-    """Smaller for names that look smaller: a size word (``tiny``, ``xxs24``), then the first number."""
+def _name_rank(name: str, split_digits: bool = True) -> tuple[int, int, int]:
+    """Smaller for names that look smaller: a size word (``tiny``, ``xxs24``), then the first number.
+
+    ``split_digits`` reads ``s8`` as ``s`` (small) too, which ``levit_384_s8`` shows is not always right.
+    """
     parts = re.split(r"[_\-.]", name)
-    words = [part.rstrip("0123456789") or part for part in parts]
+    words = [
+        part.rstrip("0123456789") if split_digits or len(part.rstrip("0123456789")) > 1 else part for part in parts
+    ]
+    words = [word or part for word, part in zip(words, parts, strict=True)]
     ranks = [SMALL_WORDS.index(w) for w in words if w in SMALL_WORDS]
     large = any(w in LARGE_WORDS for w in words)
     numbers = re.findall(r"\d+", name)
@@ -117,6 +123,8 @@ def smallest_variant(names: list[str]) -> str:
     shortlist = sorted(names, key=_name_rank)[:SHORT_LIST]
     if shortlist[0].startswith("test_"):  # timm's own tiny test variants
         return shortlist[0]
+    strict = sorted(names, key=lambda name: _name_rank(name, split_digits=False))[:SHORT_LIST]
+    shortlist += [name for name in strict if name not in shortlist]
     counted = [(count, name) for name in shortlist if (count := parameter_count(name)) is not None]
     return min(counted)[1] if counted else shortlist[0]
 

@@ -27,6 +27,7 @@ COLUMNS = (
 )
 FORMATS = ("markdown", "text")
 
+
 def landscape_rows(pools: list[str] | None = None) -> list[tuple[str, Components | None]]:
     """``(registry name, components)`` for each pool, sorted by Table 1 group then name."""
     names = list_pools() if pools is None else pools
@@ -65,4 +66,3 @@ def format_landscape(rows: list[tuple[str, Components | None]], fmt: str = "mark
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in [header, *body]
     )
-

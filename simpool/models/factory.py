@@ -46,9 +46,11 @@ def create_model(
     Example:
         >>> model = create_model("resnet18", pool="simpool", num_classes=10)
     """
-    family = family_of_name(model_name)
-    if pool in DEFAULT_POOLS:
+    if pool in DEFAULT_POOLS:  # timm's own pooling: any timm model, supported family or not
+        if not timm.is_model(model_name):
+            raise ValueError(f"unknown timm model {model_name!r}")
         return timm.create_model(model_name, num_classes=num_classes, **timm_kwargs)
+    family = family_of_name(model_name)
     if family.generic:
         model = _build_generic(model_name, family, num_classes, timm_kwargs)
     else:

@@ -205,3 +205,10 @@ def test_features_that_are_not_maps_or_tokens_are_our_errors():
     model = tiny("levit_128s")
     with pytest.raises(ValueError, match="patch_valid"):
         model.forward_head(torch.randn(2, 4, model.num_features), patch_valid=torch.ones(2, 4, dtype=torch.bool))
+
+
+def test_timms_own_pooling_needs_no_supported_family():
+    model = create_model("pit_ti_224", pool="default", num_classes=3, img_size=64)  # PiT cannot take a pool
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 3)
+    with pytest.raises(ValueError, match="unknown timm model"):
+        create_model("no_such_model", pool="default")

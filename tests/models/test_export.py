@@ -1,6 +1,6 @@
 """export_model and ``simpool export``: ONNX (run by onnxruntime) and torch.export programs with the attention map.
 
-Each export takes seconds to tens of seconds on two cores (the dynamo exporter traces and optimises the
+Each export takes tens of seconds on two cores (the dynamo exporter traces and optimises the
 whole model), hence ``slow``; the bad requests fail before any export and run always.
 """
 
@@ -38,7 +38,7 @@ def _reference(model, images):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key", sorted(MODELS))
+@pytest.mark.parametrize("key", ["convnext-simpool", "resnet-simpool", "vit-cls"])  # vit-simpool: the CLI test
 def test_onnx_matches_pytorch_with_a_dynamic_batch(key, tmp_path):
     model, side = _model(key)
     summary = export_model(model, tmp_path / "model.onnx", "onnx", example_input=torch.randn(2, 3, side, side))
@@ -54,7 +54,7 @@ def test_onnx_matches_pytorch_with_a_dynamic_batch(key, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key", ["resnet-simpool", "vit-simpool", "vit-cls"])
+@pytest.mark.parametrize("key", ["resnet-simpool", "vit-cls"])
 def test_pt2_program_gives_the_same_numbers_exactly(key, tmp_path):
     model, side = _model(key)
     summary = export_model(model, tmp_path / "model.pt2", "pt2", example_input=torch.randn(2, 3, side, side))
@@ -90,6 +90,7 @@ def test_cli_mistakes_exit_2_with_one_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_reads_the_number_of_classes_from_the_checkpoint(tmp_path, capsys):
+    # also the ONNX check of the ViT with SimPool: the file the CLI wrote against PyTorch, another batch size
     model, side = _model("vit-simpool")  # 3 classes
     save_checkpoint(model.state_dict(), tmp_path / "model.safetensors")
     kwargs = [f"{k}={v}" for k, v in VIT.items() if k != "img_size"]
@@ -101,7 +102,7 @@ def test_cli_reads_the_number_of_classes_from_the_checkpoint(tmp_path, capsys):
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
-    images = torch.randn(2, 3, side, side)
+    images = torch.randn(3, 3, side, side)
     logits, attention = session.run(["logits", "attention"], {"images": images.numpy()})
     expected_logits, expected_attention = _reference(model, images)
     torch.testing.assert_close(torch.from_numpy(logits), expected_logits, **ONNX_TOLERANCE)

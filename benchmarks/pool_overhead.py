@@ -3,6 +3,7 @@
 1. The pool alone, forward + backward: our SimPool against timm's ``SimPool2d`` (direct formula)
    and GAP, on ResNet-50 features (64, 2048, 7, 7) with gamma 2 and ViT-S features
    (64, 384, 14, 14) with gamma 1.25.
+   With torch.compile (inductor): SimPool and GAP compiled, against eager (``--no-compile`` leaves them out).
 2. A whole training step (forward + backward) of ResNet-50 and ViT-S/16 at 224 with SimPool
    against their baselines (GAP, CLS token).
 
@@ -61,7 +62,7 @@ def _forward_backward(module, x):
     return step
 
 
-def bench_pools(device, repeats: int, batch: int) -> list[dict]:
+def bench_pools(device, repeats: int, batch: int, compiled: bool = True) -> list[dict]:
     rows = []
     for shape, gamma in (((batch, 2048, 7, 7), 2.0), ((batch, 384, 14, 14), 1.25)):
         torch.manual_seed(0)
@@ -80,6 +81,9 @@ def bench_pools(device, repeats: int, batch: int) -> list[dict]:
             "timm SimPool2d": _forward_backward(reference, x),
             "gap": _forward_backward(gap, x),
         }
+        if compiled:  # torch.compile's default backend (inductor); compiled here, before the timing
+            fns["simpool compiled (sample min)"] = _forward_backward(torch.compile(paper, fullgraph=True), x)
+            fns["gap compiled"] = _forward_backward(torch.compile(gap, fullgraph=True), x)
         times = time_interleaved(fns, repeats, device)
         base = times["timm SimPool2d"]
         for name, seconds in times.items():
@@ -91,6 +95,8 @@ def bench_pools(device, repeats: int, batch: int) -> list[dict]:
                     "method": name,
                     "ms": 1e3 * seconds,
                     "speedup_vs_timm": base / seconds,
+                    "vs_eager_simpool": seconds / times["simpool (ours, sample min)"],
+                    "vs_gap": seconds / times["gap"],
                 }
             )
     return rows
@@ -104,9 +110,14 @@ def _autograd_generalized_mean(values, attention, gamma, min_over):
     return _weighted_sum(attention, shifted**gamma) ** (1.0 / gamma)  # (B, C)
 
 
-def bench_value_path(device, repeats: int, batch: int) -> list[dict]:
-    """``(sum_n a_n V_n^gamma)^(1/gamma)`` forward + backward: our fused backward against autograd's."""
+def bench_value_path(device, repeats: int, batch: int, compiled: bool = True) -> list[dict]:
+    """``(sum_n a_n V_n^gamma)^(1/gamma)`` forward + backward: our fused backward against autograd's.
+
+    Compiled (inductor): what it makes of the custom autograd function, against the plain operations of
+    ``simpool_graph.generalized_mean`` that ``SimPool`` runs under ``torch.compile``.
+    """
     from simpool.pooling.simpool import _GeneralizedMean
+    from simpool.pooling.simpool_graph import generalized_mean
 
     rows = []
     for (N, C), gamma in (((49, 2048), 2.0), ((196, 384), 1.25)):
@@ -121,9 +132,11 @@ def bench_value_path(device, repeats: int, batch: int) -> list[dict]:
 
             return run
 
-        times = time_interleaved(
-            {"fused": step(_GeneralizedMean.apply), "autograd": step(_autograd_generalized_mean)}, repeats, device
-        )
+        fns = {"fused": step(_GeneralizedMean.apply), "autograd": step(_autograd_generalized_mean)}
+        if compiled:
+            fns["fused compiled"] = step(torch.compile(_GeneralizedMean.apply, fullgraph=True))
+            fns["plain compiled"] = step(torch.compile(generalized_mean, fullgraph=True))
+        times = time_interleaved(fns, repeats, device)
         for name, seconds in times.items():
             rows.append(
                 {
@@ -176,25 +189,27 @@ def main(argv=None) -> int:
     parser.add_argument("--pool-batch", type=int, default=64)
     parser.add_argument("--step-batch", type=int, default=16)
     parser.add_argument("--json", default=None, help="write the rows to this file")
+    parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
     args = parser.parse_args(argv)
     device = default_device()
     print(f"device: {device}, torch {torch.__version__}, timm {timm.__version__}")
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     rows = []
     if args.only in (None, "pool"):
-        pool_rows = bench_pools(device, args.repeats, args.pool_batch)
+        pool_rows = bench_pools(device, args.repeats, args.pool_batch, not args.no_compile)
         rows += pool_rows
         for r in pool_rows:
             print(
-                f"pool {r['shape']} gamma={r['gamma']:<5} {r['method']:<28} {r['ms']:9.2f} ms  "
-                f"{r['speedup_vs_timm']:6.2f}x vs timm"
+                f"pool {r['shape']} gamma={r['gamma']:<5} {r['method']:<30} {r['ms']:9.2f} ms  "
+                f"{r['speedup_vs_timm']:6.2f}x vs timm  {r['vs_eager_simpool']:5.2f}x eager simpool  "
+                f"{r['vs_gap']:6.2f}x gap"
             )
     if args.only in (None, "value"):
-        value_rows = bench_value_path(device, args.repeats, args.pool_batch)
+        value_rows = bench_value_path(device, args.repeats, args.pool_batch, not args.no_compile)
         rows += value_rows
         for r in value_rows:
             print(
-                f"value path {r['shape']} gamma={r['gamma']:<5} {r['method']:<9} {r['ms']:9.2f} ms  "
+                f"value path {r['shape']} gamma={r['gamma']:<5} {r['method']:<14} {r['ms']:9.2f} ms  "
                 f"{r['speedup_vs_autograd']:5.2f}x vs autograd"
             )
     if args.only in (None, "step"):

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -157,7 +154,7 @@ def test_resumed_epoch_loss_averages_the_whole_epoch(tmp_path):
 
 
 @pytest.mark.slow
-def test_compile_wraps_after_ddp(tmp_path):
+def test_compile_wraps_after_ddp(tmp_path, torchrun):
     """Two gloo processes: compile wraps DDP (not the reverse), so all-reduce still overlaps the backward."""
     script = tmp_path / "wrap.py"
     script.write_text(
@@ -180,7 +177,8 @@ def test_compile_wraps_after_ddp(tmp_path):
             """
         )
     )
-    result = torchrun(script, nproc=2)
+    result = torchrun(script)
+    assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {
         "outer": "OptimizedModule",
         "inner": "DistributedDataParallel",
@@ -198,7 +196,7 @@ def test_sync_batchnorm_is_refused_off_cuda_and_a_no_op_in_one_process():
 
 
 @pytest.mark.slow
-def test_a_rank_whose_micro_batch_is_empty_still_takes_part(tmp_path):
+def test_a_rank_whose_micro_batch_is_empty_still_takes_part(tmp_path, torchrun):
     """Rank 1's second micro-batch is all unreadable: the ranks neither hang nor fall out of step, rank 1's
     stand-in adds nothing, and both end with the weights of one process training on the readable samples.
     Also: shards of different sizes gathered in rank order (the k-NN monitor's features)."""
@@ -230,7 +228,8 @@ def test_a_rank_whose_micro_batch_is_empty_still_takes_part(tmp_path):
             """
         )
     )
-    torchrun(script, nproc=2, args=[str(tmp_path)])
+    result = torchrun(script, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert len(lines) == 2 and lines[0] == lines[1]
     assert lines[0]["skipped"] == 2 and lines[0]["update"] == 2
@@ -246,14 +245,6 @@ def test_a_rank_whose_micro_batch_is_empty_still_takes_part(tmp_path):
         optimizer.step()
         optimizer.zero_grad()
     torch.testing.assert_close(torch.tensor(lines[0]["weight"]), model.weight.detach(), rtol=1e-5, atol=1e-6)
-
-
-def torchrun(script: Path, nproc: int, args: list[str] = ()) -> subprocess.CompletedProcess:
-    launcher = [str(Path(sys.executable).parent / "torchrun"), "--standalone", f"--nproc_per_node={nproc}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([*launcher, str(script), *args], capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
 def test_single_process_info_follows_the_model():

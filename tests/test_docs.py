@@ -31,7 +31,7 @@ REPO = Path(__file__).parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 NOT_RUN = re.compile(r"^<!--\s*not run:\s*(?P<reason>.+?)\s*-->$")
 FENCE = re.compile(r"^```(?P<lang>python|bash)\s*$")
-TIMEOUT = 900  # seconds per block
+TIMEOUT = int(os.environ.get("SIMPOOL_DOCS_TIMEOUT", 900))  # seconds per block
 
 # Dataset paths of the docs -> folders of the workspace (regular expressions, applied in this order; a path is
 # matched whole: not followed by more of a path). A training line on ImageNet stops after one update of 8 images.
@@ -239,7 +239,11 @@ def test_doc_block_runs(block: Block, workspace: Path, tmp_path: Path):
         make_checkpoints(commands, cwd)
         (cwd / "block.sh").write_text(code)
         command = ["bash", "-e", "-x", "block.sh"]
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    try:
+        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired as timeout:
+        output = ((timeout.stdout or b"") + (timeout.stderr or b"")).decode(errors="replace")[-3000:]
+        pytest.fail(f"{block.id} ({block.lang}) still running after {TIMEOUT} s:\n{output}", pytrace=False)
     if result.returncode != 0:
         output = (result.stdout + result.stderr)[-3000:]
         pytest.fail(f"{block.id} ({block.lang}) exited {result.returncode}:\n{output}", pytrace=False)

@@ -62,18 +62,22 @@ class Components:
     source: str = ""
 
 
-_DECLARED: dict[str, Components] = {}
+_DECLARED: dict[str, Components | Callable[[], Components]] = {}
 
 
-def declare_components(name: str, components: Components) -> None:
-    """Declare the components of a registered pool whose class does not carry a ``components`` attribute."""
+def declare_components(name: str, components: Components | Callable[[], Components]) -> None:
+    """Declare the components of a registered pool whose class does not carry a ``components`` attribute; a
+    callable is evaluated when they are asked for (nothing is built at import time)."""
     _DECLARED[name] = components
 
 
 def components_of(name: str, constructor: Callable | None = None) -> Components | None:
     """The declared components of the pool registered as ``name`` (None when it declares none)."""
     declared = getattr(constructor, "components", None)
-    return declared if isinstance(declared, Components) else _DECLARED.get(name)
+    if isinstance(declared, Components):
+        return declared
+    declared = _DECLARED.get(name)
+    return declared() if callable(declared) else declared
 
 
 # --- similarity s(x, y) of queries (B, m, k, D) and keys (B, m, N, D) -> (B, m, k, N) -------------
@@ -357,14 +361,19 @@ def simpool_framework(dim: int, gamma: float | None = 2.0, **overrides) -> Pooli
     return PoolingFramework(dim, gamma=gamma, **{**SIMPOOL_OPTIONS, **overrides})
 
 
-PoolingFramework.components = framework_components(PoolingFramework(8), "Algorithm 1 (SimPool defaults)")
+def _described(pool: Callable[[], PoolingFramework], method: str, group: int | str = "A", **fields) -> Callable:
+    """Components of a configuration, built on the meta device when asked for (no memory, no RNG draw)."""
+
+    def describe() -> Components:
+        with torch.device("meta"):
+            components = framework_components(pool(), method, group)
+        return Components(**{**components.__dict__, **fields})
+
+    return describe
+
+
+declare_components("framework", _described(lambda: PoolingFramework(8), "Algorithm 1 (SimPool defaults)"))
 declare_components(
     "simpool",
-    Components(
-        **{
-            **framework_components(simpool_framework(8, gamma=2.0), "SimPool", 5).__dict__,
-            "f": "f_α(x)",
-            "source": "Psomas et al., ICCV 2023",
-        }
-    ),
+    _described(lambda: simpool_framework(8, gamma=2.0), "SimPool", 5, f="f_α(x)", source="Psomas et al., ICCV 2023"),
 )

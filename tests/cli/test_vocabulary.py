@@ -1,0 +1,66 @@
+"""One flag for one concept in every command and nested command (issue 15's vocabulary).
+
+The concepts and their canonical flag live here; a command that spells a concept another way fails.
+"""
+
+from __future__ import annotations
+
+from simpool.cli.main import walk
+
+# concept: (the flag every command uses, the spellings that must not appear)
+CONCEPTS = {
+    "dataset root": ("--data", ("--data-path", "--data-root", "--root", "--dataset-root")),
+    "output folder or file": ("--out", ("--output", "--output-dir", "--json")),
+    "timm model name": ("--model", ("--arch", "--model-name")),
+    "pool": ("--pool", ("--pooling", "--global-pool")),
+    "pool arguments": ("--pool-kwargs", ("--pool-arg", "--pool-args")),
+    "timm model arguments": ("--model-kwargs", ("--model-arg", "--model-args", "--timm-kwargs")),
+    "weights": ("--checkpoint", ("--weights", "--ckpt", "--in", "--pretrained")),
+    "image size": ("--img-size", ("--image-size", "--imsize", "--input-size")),
+    "batch size": ("--batch-size", ("--batch", "--bs")),
+    "loader workers": ("--workers", ("--num-workers", "-j")),
+    "device": ("--device", ("--gpu", "--cuda")),
+    "seed": ("--seed", ("--random-seed",)),
+    "progress bars": ("--no-progress", ("--quiet", "--progress")),
+    "key=value overrides": ("--set", ("--override", "--overrides")),
+}
+
+
+def flags_of_every_command() -> dict[str, set[str]]:
+    return {prog: {o for action in parser._actions for o in action.option_strings} for prog, parser in walk()}
+
+
+def test_every_concept_has_one_spelling():
+    commands = flags_of_every_command()
+    assert len(commands) >= 19  # every command and nested command was walked
+    wrong = [
+        f"{prog}: {flag} (use {canonical} for the {concept})"
+        for prog, flags in commands.items()
+        for concept, (canonical, aliases) in CONCEPTS.items()
+        for flag in aliases
+        if flag in flags
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_model_commands_share_the_model_group():
+    # every command that builds a model from --model takes the whole group, spelled alike
+    group = {"--model", "--pool", "--pool-kwargs", "--model-kwargs", "--checkpoint"}
+    partial = [
+        f"{prog}: missing {sorted(group - flags)}"
+        for prog, flags in flags_of_every_command().items()
+        if "--model" in flags and not prog.endswith(("tournament", "resources", "export"))
+        and group - flags
+    ]  # fmt: skip
+    assert not partial, "\n".join(partial)
+
+
+def test_help_shows_each_default_once():
+    # the formatter adds "(default: ...)" to every option's help: a help text that says it too shows it twice
+    twice = [
+        f"{prog} {action.option_strings[0]}: {action.help}"
+        for prog, parser in walk()
+        for action in parser._actions
+        if action.option_strings and action.help and "default:" in action.help and "%(default)" not in action.help
+    ]
+    assert not twice, "\n".join(twice)

@@ -16,6 +16,8 @@ image. The direct formula is kept in :func:`simpool_direct` as the reference.
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +35,10 @@ MIN_OVER = ("sample", "batch", "channel")
 def _check(dim: int, num_heads: int, gamma: float | None, min_over: str) -> None:
     if num_heads < 1 or dim % num_heads:
         raise ValueError(f"dim={dim} must be a positive multiple of num_heads={num_heads}")
-    if gamma is not None and not gamma > 0:
-        raise ValueError(f"gamma must be positive or None, got {gamma}")
+    real = isinstance(gamma, numbers.Real) and not isinstance(gamma, bool)
+    if gamma is not None and not (real and math.isfinite(gamma) and gamma > 0):
+        # inf would pool to exactly 1 everywhere (V^inf, then inf^(1/inf) = 1); strings would fail deep inside
+        raise ValueError(f"gamma must be a positive finite number or None, got {gamma!r}")
     if min_over not in MIN_OVER:
         raise ValueError(f"min_over must be one of {MIN_OVER}, got {min_over!r}")
 
@@ -296,6 +300,8 @@ class SimPool(Pool):
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         if x.ndim not in (3, 4) or x.shape[-1 if x.ndim == 3 else 1] != self.dim:
             raise ValueError(f"SimPool(dim={self.dim}) got features of shape {tuple(x.shape)}")
+        if (x.shape[1] if x.ndim == 3 else x.shape[-2] * x.shape[-1]) == 0:
+            raise ValueError(f"SimPool got features with no locations to pool: shape {tuple(x.shape)}")
         pooled, attention = simpool(
             x,
             self.norm.weight,

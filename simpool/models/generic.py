@@ -40,7 +40,8 @@ class FeaturePool(PoolSlot):
         channels_last: the model declares NHWC features (``output_fmt``), for maps whose shape cannot tell.
 
     Attributes:
-        grid: ``(h, w)`` of the last map pooled, None after tokens (their grid is the image's).
+        grid: ``(h, w)`` of the last map pooled while recording attention, None after tokens (their
+            grid is the image's).
     """
 
     def __init__(self, pool: nn.Module, channels: int, num_prefix_tokens: int = 0, channels_last: bool = False):
@@ -70,8 +71,8 @@ class FeaturePool(PoolSlot):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = self.pool_input(features)  # (B, C, H, W) or (B, N, C)
-        self.grid = tuple(x.shape[-2:]) if x.ndim == 4 else None
-        if self.record_attention:
+        if self.record_attention:  # the map and its grid, for attention_maps
+            self.grid = tuple(x.shape[-2:]) if x.ndim == 4 else None
             pooled, self.attention = self.pool(x, return_attention=True)
         else:
             pooled = self.pool(x)

@@ -66,13 +66,13 @@ def add_runtime(
     command that reads images one at a time)."""
     group = parser.add_argument_group("runtime")
     if batch_size is not None:
-        group.add_argument("--batch-size", type=int, default=batch_size)
+        group.add_argument("--batch-size", type=int, default=batch_size, help="images per forward pass")
     if loader:
         default_workers = workers if workers is not None else min(4, os.cpu_count() or 1)
         group.add_argument("--workers", type=int, default=default_workers, help="data-loading processes")
     group.add_argument("--device", default=None, help="cuda, cuda:1, cpu ...; unset: cuda when available")
     if seed:
-        group.add_argument("--seed", type=int, default=0)
+        group.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     group.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -112,7 +112,7 @@ def check_writable(path: str | os.PathLike | None) -> None:
 
 def add_seed(parser: argparse.ArgumentParser, default: int = 0, help: str = "") -> None:
     """``--seed`` alone, for a command without a device or a loader (``add_runtime`` has it too)."""
-    parser.add_argument("--seed", type=int, default=default, help=help or None)
+    parser.add_argument("--seed", type=int, default=default, help=help or "seed of every random choice")
 
 
 def add_no_progress(parser: argparse.ArgumentParser) -> None:

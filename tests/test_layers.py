@@ -108,12 +108,6 @@ def test_no_import_cycle_between_files():
     assert not cycles, "\n".join(cycles)
 
 
-# The one exemption: models/checkpoint.py names argparse.Namespace (never parses arguments) as the single class
-# torch.load(weights_only=True) may rebuild from an official checkpoint, whose training ``args`` timm's saver and
-# DINO pickle as an argparse.Namespace; without it those files could not be read safely.
-ARGPARSE_EXEMPT = {"simpool.models.checkpoint"}
-
-
 def imports_argparse(path: Path) -> bool:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import) and any(alias.name == "argparse" for alias in node.names):

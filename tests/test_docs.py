@@ -97,9 +97,9 @@ BLOCKS = doc_blocks()
 
 def substitute(code: str, workspace: Path) -> str:
     """``code`` with the dataset paths of :data:`SUBSTITUTIONS` replaced by the workspace's folders."""
-    for pattern, replacement in SUBSTITUTIONS:
-        code = re.sub(pattern, replacement.replace("{ws}", str(workspace)), code, flags=re.MULTILINE)
-    return code
+    for pattern, replacement in SUBSTITUTIONS:  # "\0" holds the workspace's place: no rule rewrites a replacement
+        code = re.sub(pattern, replacement.replace("{ws}", "\0"), code, flags=re.MULTILINE)
+    return code.replace("\0", str(workspace))
 
 
 def command_lines(code: str) -> list[list[str]]:
@@ -276,5 +276,5 @@ def test_the_harness_finds_blocks_markers_and_substitutions(tmp_path):
     assert command_lines(substitute(blocks[2].code, Path("/w"))) == [
         ["simpool", "eval", "knn", "--data", "/w/imagenet", "--checkpoint", "a=b.safetensors"]
     ]
-    assert substitute("data.root=/data/imagenet x", Path("/w")) == f"data.root=/w/imagenet {SMOKE} x"
-    assert substitute("data.root=/data/imagenet/train", Path("/w")) == "data.root=/w/imagenet/train"
+    assert substitute("data.root=/data/imagenet x", Path("/w/data")) == f"data.root=/w/data/imagenet {SMOKE} x"
+    assert substitute("data.root=/data/imagenet/train", Path("/w/data")) == "data.root=/w/data/imagenet/train"

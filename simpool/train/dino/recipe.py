@@ -22,7 +22,6 @@ from torch.utils.data import DataLoader
 
 from ...data.datasets import StepSampler, create_dataset
 from ...models import create_model, save_checkpoint
-from ...models.families import family_of_name
 from ..distributed import DistInfo, barrier
 from ..engine import Engine, configure_backends
 from ..run import RunFolder, run_locked
@@ -41,14 +40,21 @@ from .optim import (
 
 
 def build_backbone(config: DinoConfig, student: bool) -> nn.Module:
-    """``create_model(name, pool, pool_kwargs, num_classes=0)``: pooled ``(B, D)``; ViTs take any image size."""
+    """``create_model(name, pool, pool_kwargs, num_classes=0)``: pooled ``(B, D)``; token models (ViT, EVA, BEiT,
+    DeiT...) built with ``dynamic_img_size`` where timm offers it, for the 96 px local crops."""
     model = config.model
     kwargs = dict(model.kwargs)
-    if family_of_name(model.name).patch_layout:
-        kwargs.setdefault("dynamic_img_size", True)  # 96 px local crops
     if student:
         kwargs["drop_path_rate"] = model.drop_path_rate
-    return create_model(model.name, pool=model.pool, pool_kwargs=dict(model.pool_kwargs), num_classes=0, **kwargs)
+    build = lambda **extra: create_model(  # noqa: E731
+        model.name, pool=model.pool, pool_kwargs=dict(model.pool_kwargs), num_classes=0, **kwargs, **extra
+    )
+    if "dynamic_img_size" in kwargs:
+        return build()
+    try:
+        return build(dynamic_img_size=True)
+    except TypeError:  # a CNN, or a token model that only takes its own size
+        return build()
 
 
 def build_student_teacher(config: DinoConfig) -> tuple[MultiCropWrapper, MultiCropWrapper]:

@@ -39,7 +39,8 @@ SMOKE = "train.max_updates=1 train.batch_size=8 data.num_workers=0 train.num_thr
 SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"data\.root=/data/imagenet(?=\s|$)", "data.root={ws}/imagenet " + SMOKE),
     (r"/data/imagenet", "{ws}/imagenet"),  # ImageFolder train/ and val/
-    (r"(?<=--data )DIR\b|(?<=data\.root=)DIR\b", "{ws}/imagenet"),
+    (r"data\.root=DIR\b", "data.root={ws}/imagenet " + SMOKE),
+    (r"(?<=--data )DIR\b", "{ws}/imagenet"),
     (r"/data/bg_challenge/in_to_in9\.json", "{ws}/in9/in_to_in9.json"),
     (r"/data/bg_challenge", "{ws}/in9"),  # ImageNet-9: <variant>/val/<class>/
     (r"datasets/VOC2007", "{ws}/voc"),  # VOCdevkit/VOC2007 with trainval

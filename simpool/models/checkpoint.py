@@ -202,9 +202,14 @@ def load_state(
             # the official SimPool adds beta only with gamma, and its loader drops unknown keys
             notices.append(f"ignored {name}: the official SimPool uses beta only with a gamma")
             state = {k: v for k, v in state.items() if k != name}
-    for name, value in state.items():
-        if name in own and own[name].shape != value.shape:
-            raise ValueError(f"{name}: checkpoint has shape {tuple(value.shape)}, model has {tuple(own[name].shape)}")
+    differ = [name for name in own if name in state and own[name].shape != state[name].shape]  # the model's order
+    if differ:
+        first = differ[0]
+        raise ValueError(
+            f"checkpoint {source} does not fit the model: {len(differ)} tensor(s) differ in shape, first "
+            f"{first}: checkpoint has shape {tuple(state[first].shape)}, model has {tuple(own[first].shape)} "
+            "(another width or depth? the model is the one named, with its model kwargs)"
+        )
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if strict and (missing or unexpected):

@@ -111,7 +111,7 @@ def load_model(
     if model is None:
         raise ValueError(f"{checkpoint}: its parameter names fit none of the pools {candidates}; pass pool=...")
     if isinstance(model, VisionTransformer) and "pos_embed" in state and "img_size" not in timm_kwargs:
-        if state["pos_embed"].shape != model.pos_embed.shape:
+        if state["pos_embed"].shape[1] != model.pos_embed.shape[1]:  # another token count (not width)
             prefix = model.pos_embed.shape[1] - model.patch_embed.num_patches  # tokens with a position slot
             side = math.isqrt(state["pos_embed"].shape[1] - prefix)
             set_image_size(model, side * model.patch_embed.patch_size[0])  # the checkpoint's pos_embed then fits

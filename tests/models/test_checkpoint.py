@@ -180,3 +180,20 @@ def test_a_text_file_as_a_torch_file_is_named(tmp_path):
     (tmp_path / "model.pth").write_text("hello\n")
     with pytest.raises(ValueError, match=f"{tmp_path / 'model.pth'} is not a checkpoint"):
         read_state_dict(tmp_path / "model.pth")
+
+
+def test_attention_with_a_checkpoint_of_another_width_names_the_checkpoint_not_the_pool(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from simpool.models import create_model
+
+    narrow = create_model("vit_tiny_patch16_224", pool="simpool", num_classes=0, img_size=32, depth=1)
+    save_checkpoint(narrow, tmp_path / "tiny.safetensors")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "a.png")
+    argv = ["attention", str(tmp_path / "a.png"), "--model", "vit_small_patch16_224", "--model-kwargs", "img_size=32"]
+    argv += ["depth=1", "--checkpoint", str(tmp_path / "tiny.safetensors"), "--out", str(tmp_path / "out")]
+    assert main(argv + ["--device", "cpu", "--no-progress"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"checkpoint {tmp_path / 'tiny.safetensors'} does not fit the model" in line
+    assert "differ in shape, first pos_embed: checkpoint has shape (1, 4, 192), model has (1, 4, 384)" in line

@@ -40,6 +40,8 @@ def attention_maps(
     slot = pool_slot(model)
     if source == "auto":
         source = "pool" if slot is not None else "cls"
+    if slot is None and not getattr(model, "has_class_token", False):
+        raise ValueError(no_map_message(model))
     with torch.no_grad():
         if source == "pool":
             return _pool_attention(model, slot, images)
@@ -53,8 +55,11 @@ def _grid(model: nn.Module, images: torch.Tensor) -> tuple[int, int]:
 
 
 def _pool_attention(model: nn.Module, slot, images: torch.Tensor) -> torch.Tensor:
-    if slot is None:
-        raise ValueError(f"{type(model).__name__} has timm's own pooling, which has no attention; use source='cls'")
+    if slot is None:  # a CLS token then (checked by attention_maps): its attention is the map
+        raise ValueError(
+            f"{_model_name(model)} with pool 'default' (timm's CLS token) has no pool attention; "
+            "use source='cls' or 'auto'"
+        )
     slot.record_attention = True
     try:
         model.forward_head(model.forward_features(images), pre_logits=True)
@@ -73,6 +78,25 @@ def _pool_attention(model: nn.Module, slot, images: torch.Tensor) -> torch.Tenso
     return attention.mean(dim=1)  # over heads or vectors: (B, h, w)
 
 
+def _model_name(model: nn.Module) -> str:
+    """timm's architecture name (``resnet18``), else the class name."""
+    config = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    return config.get("architecture") or type(model).__name__
+
+
+def no_map_message(model: nn.Module) -> str:
+    """The message for a model with timm's own pooling and no CLS token: no source has a map."""
+    how = getattr(model, "global_pool", None)
+    how = getattr(how, "pool_type", how)  # timm's SelectAdaptivePool2d, or a ViT's string
+    kind = {"avg": "GAP", "max": "global max pooling", "avgmax": "GAP and max", "catavgmax": "GAP and max"}.get(
+        how if isinstance(how, str) else "", "global pooling"
+    )
+    return (
+        f"{_model_name(model)} with pool 'default' (timm's {kind}) has no attention map: "
+        "build it with a pool that has one, e.g. pool='simpool'"
+    )
+
+
 def token_grid(num_tokens: int, image_hw: tuple[int, int]) -> tuple[int, int]:
     """The grid ``(h, w)`` with ``h w = num_tokens`` whose aspect ratio is closest to the image's."""
     aspect = math.log(image_hw[0] / image_hw[1])
@@ -88,7 +112,9 @@ def cls_attention_all(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         is ``[:, j].mean(2)`` and ``"cls_head"`` is ``[:, block, head]``.
     """
     if not getattr(model, "has_class_token", False):
-        raise ValueError(f"{type(model).__name__} has no CLS token; use source='pool'")
+        if pool_slot(model) is None:
+            raise ValueError(no_map_message(model))
+        raise ValueError(f"{_model_name(model)} has no CLS token; use source='pool' or 'auto' (its pool's attention)")
     with torch.no_grad():
         rows = _cls_rows(model, images, range(len(model.blocks)))  # L x (B, heads, N)
     h, w = _grid(model, images)
@@ -120,7 +146,9 @@ def _cls_rows(model: nn.Module, images: torch.Tensor, blocks) -> list[torch.Tens
 
 def _cls_attention(model: nn.Module, images: torch.Tensor, block: int, head: int | None) -> torch.Tensor:
     if not getattr(model, "has_class_token", False):
-        raise ValueError(f"{type(model).__name__} has no CLS token; use source='pool'")
+        if pool_slot(model) is None:
+            raise ValueError(no_map_message(model))
+        raise ValueError(f"{_model_name(model)} has no CLS token; use source='pool' or 'auto' (its pool's attention)")
     (weights,) = _cls_rows(model, images, [block])  # (B, heads, N)
     weights = weights[:, head] if head is not None else weights.mean(dim=1)  # (B, N)
     h, w = _grid(model, images)

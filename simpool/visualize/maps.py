@@ -10,6 +10,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from ..models import attention_maps, cls_attention_all, create_model, load_checkpoint, pool_slot
+from ..models.attention import no_map_message
 from ..models.checkpoint import read_state_dict
 from ..models.families import family_of_name
 
@@ -38,10 +39,7 @@ def map_sources(model: nn.Module) -> dict[str, dict]:
         for block in range(len(model.blocks)):
             sources[f"cls_block{block + 1}"] = {"source": "cls_block", "block": block}
     if not sources:
-        raise ValueError(
-            f"{type(model).__name__} has no attention map: it has timm's own pooling and no CLS token "
-            "(e.g. a GAP baseline); give it a simpool pool"
-        )
+        raise ValueError(no_map_message(model))
     return sources
 
 

@@ -83,3 +83,22 @@ def test_sources_that_do_not_apply_are_errors(images, tiny_vit, tiny_resnet):
         attention_maps(cnn, images, source="gradcam")
     with pytest.raises(ValueError, match="head index"):
         attention_maps(tiny_vit(pool="default", **VIT), images, source="cls_head")
+
+
+@pytest.mark.parametrize("source", ["auto", "pool", "cls", "cls_block"])
+def test_a_gap_model_says_it_has_no_map_and_which_pool_has_one(images, tiny_resnet, source):
+    # every source gives the same answer: none points at another one that fails too
+    cnn = tiny_resnet(pool="default", num_classes=3).eval()
+    with pytest.raises(ValueError) as error:
+        attention_maps(cnn, images, source=source)
+    assert str(error.value) == (
+        "resnet18 with pool 'default' (timm's GAP) has no attention map: "
+        "build it with a pool that has one, e.g. pool='simpool'"
+    )
+
+
+def test_sources_point_only_at_one_the_model_has(images, tiny_vit):
+    with pytest.raises(ValueError, match="has no pool attention; use source='cls' or 'auto'"):
+        attention_maps(tiny_vit(pool="default", **VIT).eval(), images, source="pool")
+    with pytest.raises(ValueError, match="has no CLS token; use source='pool' or 'auto'"):
+        attention_maps(tiny_vit(**VIT).eval(), images, source="cls")

@@ -190,7 +190,9 @@ class BenchImages(Dataset):
     """The SimPool bench rendered on the fly (``simpool.data.bench.SimPoolBench``) as ``(image, label)``.
 
     Images are rendered at ``image_size`` and pass through the same PIL transforms as folder images,
-    with the same ``(seed, epoch, index)`` seeding.
+    with the same ``(seed, epoch, index)`` seeding. ``num_images`` caps the split (0: all of it): a cap above
+    the split's size takes the whole split (a recipe's one cap serves the 60,000-image train split and the
+    5,000-image val split alike).
     """
 
     def __init__(
@@ -204,7 +206,10 @@ class BenchImages(Dataset):
     ):
         from .bench import BenchConfig, SimPoolBench
 
-        self.bench = SimPoolBench(split, variant, BenchConfig(image_size=image_size), num_images=num_images or None)
+        config = BenchConfig(image_size=image_size)
+        self.bench = SimPoolBench(split, variant, config)
+        if 0 < num_images < len(self.bench):
+            self.bench = SimPoolBench(split, variant, config, num_images=num_images)
         self.classes = list(self.bench.classes)
         self.transform = transform
         self.seed = seed

@@ -82,3 +82,11 @@ def test_topk_correct_counts_by_hand():
     targets = torch.tensor([1, 2, 0])
     # row 0: target is the top class; row 1: target is 2nd; row 2: target is 3rd (last)
     assert topk_correct(logits, targets, ks=(1, 2, 5)).tolist() == [1.0, 2.0, 3.0]
+
+
+def test_a_bench_cap_above_a_split_takes_the_whole_split():
+    from simpool.data.datasets import BenchImages
+
+    # the recipes' one cap of 10,000 serves the 5,000-image val split: all of it, not an error
+    assert len(BenchImages("val", None, num_images=10000, image_size=16)) == 5000
+    assert len(BenchImages("val", None, num_images=7, image_size=16)) == 7

@@ -35,8 +35,6 @@ def run(args: argparse.Namespace) -> int:
     result = finetune(config, args.checkpoint, args.checkpoint_key)
     out = Path(args.out) if args.out else Path(result["run_dir"]) / "finetune.json"
     write_json(out, result)
-    print(
-        f"fine-tuned {config.model.name} ({config.model.pool}) from {args.checkpoint}: "
-        f"best top-1 {result['best_top1']:.2f}%  ->  {out}"
-    )
+    best = f"best top-1 {result['best_top1']:.2f}%" if "best_top1" in result else "no validation yet"
+    print(f"fine-tuned {config.model.name} ({config.model.pool}) from {args.checkpoint}: {best}  ->  {out}")
     return 0

@@ -20,25 +20,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="val", help="split folder under --data")
     parser.add_argument("--config", help="the run's config.yaml; unset: config.yaml beside the checkpoint")
     add_out(parser, help="also write the result as JSON here")
-    add_runtime(parser, batch_size=128, workers=4, seed=False)
+    add_runtime(parser, batch_size=128, seed=False)  # --workers: up to 4, at most the CPU count
 
 
 def run(args: argparse.Namespace) -> int:
     check_writable(args.out)
-    try:
-        result = validate_checkpoint(
-            args.checkpoint,
-            args.data,
-            args.split,
-            args.config,
-            args.batch_size,
-            args.workers,
-            device_of(args),
-            progress=not args.no_progress,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        print(f"simpool validate: {error}")
-        return 2
+    result = validate_checkpoint(
+        args.checkpoint,
+        args.data,
+        args.split,
+        args.config,
+        args.batch_size,
+        args.workers,
+        device_of(args),
+        progress=not args.no_progress,
+    )  # a missing file or a wrong config: one line on stderr, exit 2 (simpool.cli.main)
     print(
         f"top1 {result['top1']:.2f}  top5 {result['top5']:.2f}  loss {result['loss']:.4f}  "
         f"images {result['images']}  skipped {result['skipped']}"

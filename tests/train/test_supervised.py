@@ -248,3 +248,30 @@ def test_a_truncated_last_pt_is_one_line_naming_it(tiny_data, tmp_path, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and str(last) in out[0] and "--no-resume" in out[0]
     assert main(["train", *args, "train.epochs=1", "--no-resume"]) is not None
+
+
+def test_validate_names_a_missing_checkpoint_before_looking_for_its_config(tmp_path, capsys):
+    from simpool.cli.main import main
+
+    missing = tmp_path / "runs" / "x" / "best.safetensors"
+    assert main(["validate", "--checkpoint", str(missing), "--data", str(tmp_path)]) == 2
+    out = capsys.readouterr()
+    assert out.err.strip() == f"simpool validate: error: no checkpoint at {missing}" and not out.out
+
+
+def test_validate_on_a_dino_run_says_it_needs_a_supervised_run(tmp_path, capsys):
+    from simpool.cli.main import main
+    from simpool.train.config import save_config
+    from simpool.train.dino.config import DinoConfig
+
+    # the config.yaml a DINO run writes into its folder
+    recipe = load_config(DinoConfig, REPO / "configs" / "dino_bench_vit_tiny_simpool.yaml")
+    save_config(recipe, tmp_path / "config.yaml")
+    (tmp_path / "checkpoint.safetensors").write_bytes(b"")  # not read: the recipe is refused first
+    argv = ["validate", "--checkpoint", str(tmp_path / "checkpoint.safetensors"), "--data", str(tmp_path)]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        f"simpool validate: error: {tmp_path / 'config.yaml'} is a DINO recipe: validate needs a supervised run "
+        "(simpool train); evaluate a DINO backbone with simpool eval knn or simpool eval linear"
+    )

@@ -33,9 +33,16 @@ def validate_checkpoint(
     from .config import SupervisedConfig
     from .recipe import build_transforms
 
+    if not Path(checkpoint).is_file():  # before the config, which is looked for beside it
+        raise FileNotFoundError(f"no checkpoint at {checkpoint}")
     config_path = Path(config_path) if config_path else Path(checkpoint).parent / "config.yaml"
     if not config_path.is_file():
         raise ValueError(f"no config at {config_path}: pass --config with the run's config.yaml")
+    if is_dino_recipe(config_path):
+        raise ValueError(
+            f"{config_path} is a DINO recipe: validate needs a supervised run (simpool train); "
+            "evaluate a DINO backbone with simpool eval knn or simpool eval linear"
+        )
     config = load_config(SupervisedConfig, config_path, [f"data.root={data}", f"data.val_split={split}"])
     dataset = create_dataset(config.data.dataset, config.data.root, split, build_transforms(config)[1])
     device = device or default_device()
@@ -51,3 +58,17 @@ def validate_checkpoint(
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip)
     amp = config.train.amp if device.type == "cuda" else "none"
     return validate(model.to(device), loader, device, amp, progress=progress)
+
+
+DINO_SECTIONS = ("head", "loss")  # sections of a DINO recipe (simpool.train.dino.config) a supervised one lacks
+
+
+def is_dino_recipe(config_path: str | Path) -> bool:
+    """Whether the YAML at ``config_path`` is a DINO recipe (``simpool train-dino``'s ``config.yaml``)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(config_path).read_text())
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return False  # load_config names what is wrong with it
+    return isinstance(raw, dict) and any(section in raw for section in DINO_SECTIONS)

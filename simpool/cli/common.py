@@ -99,15 +99,15 @@ def model_from_args(args: argparse.Namespace, device: torch.device | None = None
     return model.eval().to(device or device_of(args))
 
 
-def check_writable(path: str | os.PathLike | None) -> None:
-    """Refuse before any work a ``--out`` that cannot be written (its first existing parent is read-only)."""
+def check_writable(path: str | os.PathLike | None, option: str = "--out") -> None:
+    """Refuse before any work an ``option`` path that cannot be written (its first existing parent is read-only)."""
     if path is None:
         return
     parent = os.path.abspath(path)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.access(parent if os.path.isdir(parent) else os.path.dirname(parent), os.W_OK):
-        raise PermissionError(f"--out {path}: {parent} is not writable")
+        raise PermissionError(f"{option} {path}: {parent} is not writable")
 
 
 def add_seed(parser: argparse.ArgumentParser, default: int = 0, help: str = "") -> None:

@@ -124,6 +124,13 @@ def evaluate_knn(
     transform = eval_transform(resize, img_size)
     train = image_folder(os.path.join(data, train_split), transform)
     val = image_folder(os.path.join(data, val_split), transform, classes=train.classes)
+    if not ks or min(ks) < 1 or max(ks) > len(train):  # the memory is one feature per training image
+        raise ValueError(
+            f"k must be in [1, {len(train)}] (the number of training images in {os.path.join(data, train_split)}), "
+            f"got {list(ks)}"
+        )
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
     splits = {
         name: extract_features(
             model, data_loader(dataset, batch_size, workers, device), device=device, progress=progress, desc=name

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -157,3 +158,57 @@ def test_cli_on_bench_imagefolder_export(tmp_path, bench_export, tiny_vit_args):
     assert main(argv + ["--device", "cpu", "--no-progress", "--out", str(tmp_path / "knn.json")]) == 0
     results = json.loads((tmp_path / "knn.json").read_text())["results"]
     assert results["1"]["top1"] == results["1"]["top5"]  # with k = 1, top-5 counts min(5, k) = 1 class
+
+
+def test_k_beyond_the_training_images_is_refused_before_any_feature(tmp_path, capsys, write_image_folder, monkeypatch):
+    import simpool.evaluate.knn as knn
+
+    write_image_folder(tmp_path / "data" / "train", per_class=2, size=32)
+    write_image_folder(tmp_path / "data" / "val", per_class=1, size=32)
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("features extracted before k was checked")
+
+    monkeypatch.setattr(knn, "extract_features", no_features)
+    argv = ["eval", "knn", "--data", str(tmp_path / "data"), "--model", "resnet18", "--pool", "default"]
+    argv += ["--nb-knn", "5", "20", "--img-size", "32", "--resize", "32", "--workers", "0", "--device", "cpu"]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        f"simpool eval: error: k must be in [1, 4] (the number of training images in {tmp_path / 'data' / 'train'}), "
+        "got [5, 20]"
+    )
+
+
+def read_only(monkeypatch, folder):
+    """``folder`` as a read-only mount would be, even for root (which a chmod does not stop)."""
+    import simpool.cli.common as common
+
+    access = os.access
+    monkeypatch.setattr(common.os, "access", lambda p, mode: False if str(p) == str(folder) else access(p, mode))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "knn", "--out"],
+        ["eval", "localization", "--metadata", "m", "--checkpoint", "c", "--out"],
+        ["eval", "localization", "--metadata", "m", "--checkpoint", "c", "--save-scoremaps"],
+        ["convert", "--checkpoint", "x.pth", "--out"],
+    ],
+)
+def test_a_read_only_out_is_refused_before_any_work(tmp_path, capsys, monkeypatch, command):
+    import simpool.cli.convert as convert
+    import simpool.cli.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "model_from_args", lambda *a, **k: pytest.fail("model built before --out checked"))
+    monkeypatch.setattr(convert, "convert", lambda *a, **k: pytest.fail("converted before --out checked"))
+    read_only(monkeypatch, tmp_path / "ro")
+    (tmp_path / "ro").mkdir()
+    out = tmp_path / "ro" / "result"
+    argv = [*command, str(out)] + (["--out", str(tmp_path / "r.json")] if "--out" not in command else [])
+    if command[0] == "eval":
+        argv += ["--data", str(tmp_path), "--model", "resnet18"]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith(f"error: {command[-1]} {out}: {tmp_path / 'ro'} is not writable")

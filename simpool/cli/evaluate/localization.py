@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_writable(args.out)
+    check_writable(args.save_scoremaps, "--save-scoremaps")  # both written after every map is computed
     metadata = read_wsol_metadata(args.metadata)
     ids = metadata.image_ids
     if args.scoremaps:

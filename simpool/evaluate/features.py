@@ -121,10 +121,17 @@ def data_loader(
 
 
 def format_table(rows: Sequence[Sequence], header: Sequence[str]) -> str:
-    """A plain-text table; floats with 2 decimals."""
-    cells = [[f"{v:.2f}" if isinstance(v, float) and math.isfinite(v) else str(v) for v in row] for row in rows]
+    """A plain-text table; floats with 2 decimals, unless that would hide them (0.001: ``1e-03`` form, ``:g``)."""
+    cells = [[_cell(v) for v in row] for row in rows]
     widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
     lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
     return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    """A float with 2 decimals when they show it (a percentage), else in ``:g`` form (a learning rate 0.001)."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return str(value)
+    return f"{value:.2f}" if value == 0 or abs(value) >= 0.01 else f"{value:g}"

@@ -68,3 +68,8 @@ def test_image_list_crops_boxes_and_image_folder_sorts_classes(tmp_path):
 def test_format_table():
     table = format_table([(10, 1.0, 2.5)], ("k", "top1", "top5")).splitlines()
     assert table[0].split() == ["k", "top1", "top5"] and table[2].split() == ["10", "1.00", "2.50"]
+
+
+def test_format_table_shows_a_small_float_instead_of_0_00():
+    table = format_table([(0.001, 0.0, 5e-05, 0.5)], ("lr", "zero", "small", "half")).splitlines()
+    assert table[2].split() == ["0.001", "0.00", "5e-05", "0.50"]

@@ -27,8 +27,8 @@ def test_top1_per_head_counts_argmax_hits():
     assert top1_per_head(heads, features, labels, batch_size=1).tolist() == [100.0, 0.0]
 
 
-@pytest.mark.parametrize("mode", [[], ["--cached", "--lrs", "0.01", "1.0"]])
-def test_cli_end_to_end(tmp_path, mode, write_image_folder, tiny_vit_args):
+@pytest.mark.parametrize("mode", [[], ["--cached", "--lrs", "0.001", "1.0"]])
+def test_cli_end_to_end(tmp_path, mode, write_image_folder, tiny_vit_args, capsys):
     for seed, (split, count) in enumerate((("train", 4), ("val", 2))):  # a red and a blue class
         write_image_folder(
             tmp_path / split, per_class=count, size=40, seed=seed, colours=[(220, 20, 20), (20, 20, 220)], noise=10
@@ -40,3 +40,6 @@ def test_cli_end_to_end(tmp_path, mode, write_image_folder, tiny_vit_args):
     assert main(argv) == 0
     result = json.loads((tmp_path / "l.json").read_text())
     assert len(result["heads"]) == (2 if mode else 1) and len(result["heads"][0]["top1_per_epoch"]) == 2
+    if mode:  # the learning rates read as given (0.001 was "0.00")
+        lrs = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:4]]
+        assert lrs == ["0.001", "1"]

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         model_of(args), args.data, args.train_split, args.val_split, args.lrs, args.epochs, args.cached, args.resize,
         args.img_size, args.batch_size, args.workers, args.seed, progress=not args.no_progress,
     )  # fmt: skip
-    rows = [(h["lr"], h["best_top1"], h["best_epoch"], h["final_top1"]) for h in result["heads"]]
+    rows = [(f"{h['lr']:g}", h["best_top1"], h["best_epoch"], h["final_top1"]) for h in result["heads"]]
     table = format_table(rows, ("base lr", "best top1 %", "best epoch", "final top1 %"))
     settings = {"cached": args.cached, "epochs": args.epochs, "batch_size": args.batch_size}
     return report(args, "linear", table, {**settings, **result})

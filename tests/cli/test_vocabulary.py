@@ -64,3 +64,32 @@ def test_help_shows_each_default_once():
         if action.option_strings and action.help and "default:" in action.help and "%(default)" not in action.help
     ]
     assert not twice, "\n".join(twice)
+
+
+def defaults_of(flag: str) -> dict[str, object]:
+    """``{command: default}`` of ``flag`` in every command that has it."""
+    return {
+        prog: action.default for prog, parser in walk() for action in parser._actions if flag in action.option_strings
+    }
+
+
+def test_workers_default_to_at_most_the_cpu_count_in_every_command(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # a 2-core machine: 4 workers would warn
+    defaults = defaults_of("--workers")
+    assert "simpool validate" in defaults and "simpool eval knn" in defaults
+    assert {prog: d for prog, d in defaults.items() if d != 2} == {}
+
+
+# resources builds no weights: its --num-classes is the classifier counted (the paper's Table 8: ImageNet's 1000)
+NUM_CLASSES_EXEMPT = {"simpool resources": 1000}
+
+
+def test_num_classes_defaults_alike_in_every_command():
+    defaults = defaults_of("--num-classes")
+    assert "simpool eval knn" in defaults and "simpool eval localization" in defaults
+    assert {p: d for p, d in defaults.items() if p not in NUM_CLASSES_EXEMPT} == dict.fromkeys(
+        set(defaults) - set(NUM_CLASSES_EXEMPT)
+    )  # None: the checkpoint's classifier
+    assert {p: defaults[p] for p in NUM_CLASSES_EXEMPT} == NUM_CLASSES_EXEMPT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.folders import IMG_EXTENSIONS, load_rgb
+from ..data.folders import IMG_EXTENSIONS, UnreadableImageError, load_rgb
 from ..utils import atomic_write_bytes, write_json
 from .boxes import BOX_COLORS, GROUND_TRUTH_COLOR, attention_box, box_iou, boxes_for, draw_boxes, scale_box
 from .figures import figure_grid, gamma_label, save_png
@@ -120,9 +121,8 @@ def attention_report(
     ``iou`` (predicted vs. best-matching ground-truth box, when ``boxes`` has the image).
     """
     out = Path(out)
-    paths = find_images(inputs)
+    paths, originals = _readable(find_images(inputs))
     names = [f"{i:04d}_{p.stem}" for i, p in enumerate(paths)]
-    originals = [read_image(p) for p in paths]
     shown = [np.asarray(_resize(img, display)) for img in originals]  # (display, display, 3) each
     results: dict[str, dict] = {}  # label -> {"maps": {name: (N, h, w)}, "main": str, "logits": (N, K) | None}
     for checkpoint in checkpoints:
@@ -213,6 +213,27 @@ def attention_report(
     summary = {"model": model_name, "image_size": image_size, "mass": mass, "images": scores}
     write_json(out / "scores.json", summary)
     return summary
+
+
+def _readable(paths: list[Path]) -> tuple[list[Path], list[np.ndarray]]:
+    """The images that decode, with their paths; unreadable files are skipped and named in one warning.
+
+    Raises:
+        ValueError: none of ``paths`` is readable.
+    """
+    kept, images, skipped = [], [], []
+    for path in paths:
+        try:
+            images.append(read_image(path))
+            kept.append(path)
+        except UnreadableImageError as error:
+            skipped.append(str(error))
+    if skipped:
+        names = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        if not kept:
+            raise ValueError(f"no readable image among {len(paths)} file(s): {names}")
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s) of {len(paths)}: {names}", stacklevel=3)
+    return kept, images
 
 
 def _resize(image: np.ndarray, size: int):

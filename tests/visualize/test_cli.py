@@ -99,3 +99,22 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="differ"):
         parse_checkpoints(["x/a.safetensors", "y/a.safetensors"], "auto", None)
     assert parse_checkpoints(["A=w.safetensors"], "auto", None)[0].label == "A"
+
+
+def test_unreadable_images_are_skipped_and_named(workspace, capsys):
+    images = workspace / "images"
+    (images / "broken.png").write_bytes(b"not a png")
+    out = workspace / "skipped"
+    argv = ["attention", "--model", "vit_tiny_patch16_224", *ARCH, "--img-size", "64"]
+    argv += ["--checkpoint", str(workspace / "simpool.safetensors"), str(images), "--out", str(out), "--display", "32"]
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image\(s\) of 4: unreadable image .*broken\.png"):
+        assert main(argv) == 0
+    names = [record["name"] for record in json.loads((out / "scores.json").read_text())["images"]]
+    assert names == ["0000_a", "0001_b", "0002_c"]  # the broken file is neither drawn nor numbered
+    # nothing readable at all: one line naming the file, exit 2
+    only = workspace / "only_broken"
+    only.mkdir()
+    (only / "x.png").write_bytes(b"")
+    argv[argv.index(str(images))] = str(only)
+    assert main(argv) == 2
+    assert "no readable image among 1 file(s): unreadable image" in capsys.readouterr().err

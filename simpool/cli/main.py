@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("simpool.cli.train", "supervised training from a YAML recipe (timm machinery, torchrun DDP)"),
     "validate": ("simpool.cli.validate", "top-1 and top-5 of a trained checkpoint on an ImageFolder split"),
     "train-dino": ("simpool.cli.train_dino", "DINO self-supervised pre-training from a YAML recipe"),
+    "probe": ("simpool.cli.probe", "attentive probing of a frozen backbone: a grid of heads x lrs in one pass"),
     "eval": ("simpool.cli.eval", "evaluation protocols: `simpool eval PROTOCOL --help`"),
     "attention": ("simpool.cli.attention", "attention maps, masks, boxes, grids and an HTML gallery"),
     "landscape": ("simpool.cli.landscape", "Table 1: the pooling landscape as instances of Algorithm 1"),

@@ -1,0 +1,114 @@
+"""A memory-mapped float16 file of a frozen backbone's tokens, one row per image: ``simpool probe --cache``.
+
+Layout of ``<path>`` (``tokens.f16``) and ``<path>.json`` (its header)::
+
+    tokens.f16        raw float16, shape (N, T, C) in C order: image i's T tokens (prefix tokens first)
+    tokens.f16.json   {"shape": [N, T, C], "labels": [...], "key": {...}}: what was cached and from what
+
+The file costs ``N x T x C x 2`` bytes (ViT-S/16 at 224: 197 x 384 x 2 = 151 KB per image, 1.28M ImageNet
+images: 194 GB). It is written atomically: rows go to a temporary file beside it, which is flushed and renamed
+over ``<path>`` only when complete, and the header is written last; so a run killed while caching leaves no
+cache, and a later run whose ``key`` matches (same backbone, checkpoint, images, blocks) reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..utils import atomic_write_bytes
+
+
+def header_path(path: str | os.PathLike) -> Path:
+    return Path(f"{path}.json")
+
+
+class TokenCache:
+    """A read-only view of a complete cache: ``cache[indices] -> (tokens (B, T, C) float16, labels (B,))``."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        header = json.loads(header_path(path).read_text())
+        self.shape = tuple(header["shape"])  # (N, T, C)
+        self.labels = np.asarray(header["labels"], dtype=np.int64)  # (N,)
+        self.key = header.get("key", {})
+        self.tokens = np.memmap(self.path, dtype=np.float16, mode="r", shape=self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        indices = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(indices)  # a memmap reads sorted rows faster; put them back in the asked order
+        rows = np.empty((len(indices), *self.shape[1:]), dtype=np.float16)
+        rows[order] = self.tokens[indices[order]]
+        return torch.from_numpy(rows), torch.from_numpy(self.labels[indices])  # (B, T, C), (B,)
+
+
+def open_cache(path: str | os.PathLike, key: dict) -> TokenCache | None:
+    """The complete cache at ``path`` made from ``key``, or ``None`` (absent, unfinished, or made from another)."""
+    path = Path(path)
+    if not (path.is_file() and header_path(path).is_file()):
+        return None
+    try:
+        cache = TokenCache(path)
+    except (ValueError, KeyError, OSError):
+        return None
+    expected = int(np.prod(cache.shape)) * 2
+    if cache.key != key or path.stat().st_size != expected:
+        return None
+    return cache
+
+
+def write_cache(
+    path: str | os.PathLike,
+    key: dict,
+    num_images: int,
+    batches: Iterable[tuple[np.ndarray, torch.Tensor, torch.Tensor]],
+    tokens_of: Callable[[torch.Tensor], torch.Tensor],
+) -> TokenCache:
+    """Run ``tokens_of(images) -> (B, T, C)`` over ``batches`` of ``(row indices, images, labels)`` and keep the
+    tokens as float16 at those rows; returns the finished cache (atomic: see the module docstring).
+
+    Raises:
+        ValueError: the batches did not cover every row ``0 .. num_images - 1`` (e.g. unreadable images).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    tokens = None
+    labels = np.full(num_images, -1, dtype=np.int64)
+    try:
+        for rows, images, targets in batches:
+            batch = tokens_of(images).to(torch.float16).cpu().numpy()  # (B, T, C)
+            if tokens is None:
+                tokens = np.memmap(partial, dtype=np.float16, mode="w+", shape=(num_images, *batch.shape[1:]))
+            tokens[np.asarray(rows)] = batch
+            labels[np.asarray(rows)] = targets.numpy()
+        if tokens is None or (labels < 0).any():
+            raise ValueError(f"token cache {path}: {(labels < 0).sum()} of {num_images} images gave no tokens")
+        tokens.flush()
+        shape = tokens.shape
+        del tokens
+        with open(partial, "rb+") as file:
+            os.fsync(file.fileno())
+        header_path(path).unlink(missing_ok=True)  # an older cache's header must not describe the new rows
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    header = {"shape": list(shape), "labels": labels.tolist(), "key": key}
+    atomic_write_bytes(header_path(path), json.dumps(header).encode())
+    return TokenCache(path)
+
+
+def bytes_per_image(num_tokens: int, dim: int) -> int:
+    """``num_tokens x dim x 2``: what one image costs in the cache (float16)."""
+    return num_tokens * dim * 2
+
+
+__all__ = ["TokenCache", "bytes_per_image", "open_cache", "write_cache"]

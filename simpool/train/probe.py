@@ -1,0 +1,364 @@
+"""Attentive probing: a grid of pooling heads over a frozen backbone's tokens, trained in one pass.
+
+Each head is ``pool -> BatchNorm1d(affine=False) -> Linear`` (efficient-probing's ``probe_heads.py`` and AIM's
+convention), its pool any name of the registry (:func:`simpool.pooling.create_pool`), or ``linear``: the usual
+linear probe on the CLS token (GAP of the patch tokens where the backbone has none). Every head x learning rate
+of the grid is one :class:`ProbeHead` of one :class:`ProbeGrid`: one backbone forward per batch feeds them all,
+and the step's loss is the sum of the heads' losses, so each head's gradient is that of its own loss (dinov2's
+grid of linear heads, CAPI's lr x wd grid). One optimizer holds one param group per (head, lr) (two for LARS:
+MAE's LARS adapts matrices only). The training loop is :class:`simpool.train.engine.Engine`'s; the protocol
+around it (data, held-out selection, cache, scores) is :mod:`simpool.train.probe_run`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.generic import num_prefix_tokens
+from ..pooling import create_pool, list_pools
+from .distributed import DistInfo, all_reduce_sum
+from .engine import Engine
+from .run import RunFolder
+
+LINEAR = "linear"
+BLOCK_MODES = ("mean", "concat")
+OPTIMIZERS = ("adamw", "lars")
+DEFAULT_LR = {"adamw": 1e-3, "lars": 0.1}  # base learning rates (x batch / 256); LARS 0.1: efficient-probing's
+
+
+def valid_heads() -> list[str]:
+    """``linear`` and every registered pool name."""
+    return [LINEAR, *list_pools()]
+
+
+def check_grid(heads: Sequence[str], lrs: Sequence[float]) -> None:
+    """Refuse an unknown head name or a learning rate that is not a positive finite number, in one line."""
+    if not heads:
+        raise ValueError(f"no head given; valid heads: {', '.join(valid_heads())}")
+    unknown = [name for name in heads if name not in valid_heads()]
+    if unknown:
+        raise ValueError(f"unknown head {unknown[0]!r}; valid heads: {', '.join(valid_heads())}")
+    if len(set(heads)) != len(heads):
+        raise ValueError(f"a head is named twice in {list(heads)}")
+    bad = [lr for lr in lrs if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0)]
+    if not lrs or bad:
+        raise ValueError(f"learning rates must be positive finite numbers, got {list(lrs)}")
+
+
+class FrozenBackbone(nn.Module):
+    """A frozen model's tokens ``(B, P + N, C)``: ``P`` prefix tokens (CLS, registers) then ``N`` patch tokens.
+
+    The last ``blocks`` blocks' outputs (timm's ``forward_intermediates``, final norm applied) are averaged
+    (``mode="mean"``, width ``C``) or concatenated along channels (``"concat"``, width ``blocks x C``); CNN
+    feature maps ``(B, C, H, W)`` become ``H x W`` tokens. Always in eval mode, never a gradient.
+    """
+
+    def __init__(self, model: nn.Module, blocks: int = 1, mode: str = "mean"):
+        super().__init__()
+        if mode not in BLOCK_MODES:
+            raise ValueError(f"blocks mode {mode!r}; valid: {', '.join(BLOCK_MODES)}")
+        if blocks < 1:
+            raise ValueError(f"blocks must be at least 1, got {blocks}")
+        self.model = model.eval().requires_grad_(False)
+        self.blocks, self.mode = blocks, mode
+        self.num_prefix_tokens = num_prefix_tokens(model)
+        self.grid: tuple[int, int] | None = None  # (h, w) of the patch tokens, set by each forward
+        self.calls = 0  # forward passes so far (tests count them)
+
+    def train(self, mode: bool = True) -> FrozenBackbone:
+        super().train(mode)
+        self.model.eval()  # frozen: dropout off and BatchNorm statistics fixed whatever the grid's mode
+        return self
+
+    def _intermediates(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """``(spatial (B, C, h, w), prefix (B, P, C) or None)`` of each of the last ``blocks`` blocks."""
+        forward = getattr(self.model, "forward_intermediates", None)
+        if forward is None:
+            if self.blocks != 1:
+                raise ValueError(f"{type(self.model).__name__} has no forward_intermediates: use blocks=1")
+            features = self.model.forward_features(images)
+            if features.ndim == 4:
+                return [(features, None)]
+            P = self.num_prefix_tokens
+            B, T, C = features.shape  # batch, tokens, channels
+            h, w = _square_grid(T - P)
+            spatial = features[:, P:].transpose(1, 2).reshape(B, C, h, w)  # (B, C, h, w)
+            return [(spatial, features[:, :P] if P else None)]
+        parameters = inspect.signature(forward).parameters
+        kwargs = {"indices": self.blocks, "intermediates_only": True}
+        if "norm" in parameters:
+            kwargs["norm"] = True
+        with_prefix = self.num_prefix_tokens > 0 and "return_prefix_tokens" in parameters
+        if with_prefix:
+            kwargs["return_prefix_tokens"] = True
+        outputs = forward(images, **kwargs)
+        return [tuple(out) if with_prefix else (out, None) for out in outputs]
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        per_block = []
+        for spatial, prefix in self._intermediates(images):
+            B, C, h, w = spatial.shape  # batch, channels, grid
+            tokens = spatial.flatten(2).transpose(1, 2)  # (B, N, C)
+            per_block.append(torch.cat([prefix, tokens], dim=1) if prefix is not None else tokens)  # (B, P + N, C)
+        if len({tuple(t.shape[:2]) for t in per_block}) > 1 or (
+            self.mode == "mean" and len({t.shape[2] for t in per_block}) > 1
+        ):
+            raise ValueError(f"the last {self.blocks} blocks give tokens of different shapes: use blocks=1")
+        self.grid = (h, w)
+        if len(per_block) == 1:
+            return per_block[0]
+        if self.mode == "mean":
+            return torch.stack(per_block).mean(0)  # (B, P + N, C)
+        return torch.cat(per_block, dim=-1)  # (B, P + N, blocks x C)
+
+
+def _square_grid(num_tokens: int) -> tuple[int, int]:
+    side = math.isqrt(num_tokens)
+    if side * side != num_tokens:
+        raise ValueError(f"{num_tokens} patch tokens do not form a square grid")
+    return side, side
+
+
+class ProbeHead(nn.Module):
+    """``pool -> BatchNorm1d(affine=False) -> Linear`` on tokens ``(B, P + N, C)``.
+
+    The pool sees the ``N`` patch tokens, or all ``P + N`` with ``with_cls`` (efficient-probing's ``_all``
+    heads). ``linear`` has no pool: the CLS token (the first prefix token), or GAP of the patch tokens when
+    ``P = 0``. Pools of ``k > 1`` vectors are flattened to ``k x C_out``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        dim: int,
+        num_classes: int,
+        num_prefix: int = 0,
+        num_patches: int = 1,
+        with_cls: bool = False,
+        **pool_kwargs,
+    ):
+        super().__init__()
+        self.name, self.num_prefix, self.with_cls = name, num_prefix, with_cls and num_prefix > 0
+        self.pool = None if name == LINEAR else create_pool(name, dim, **pool_kwargs)
+        width = self._width(dim, num_prefix + num_patches)
+        self.norm = nn.BatchNorm1d(width, affine=False)
+        self.fc = nn.Linear(width, num_classes)
+        nn.init.normal_(self.fc.weight, std=0.01)
+        nn.init.zeros_(self.fc.bias)
+
+    def _width(self, dim: int, num_tokens: int) -> int:
+        """The pooled width, from one forward of the pool in eval mode on two random token sets."""
+        if self.pool is None:
+            return dim
+        tokens = torch.randn(2, num_tokens, dim, generator=torch.Generator().manual_seed(0))  # (2, T, C)
+        was_training = self.pool.training
+        with torch.no_grad():
+            width = self.pool.eval()(self.pool_input(tokens)).flatten(1).shape[1]
+        self.pool.train(was_training)
+        return width
+
+    def pool_input(self, tokens: torch.Tensor) -> torch.Tensor:
+        """What the pool sees: ``(B, N, C)``, or ``(B, P + N, C)`` with ``with_cls``."""
+        return tokens if self.with_cls else tokens[:, self.num_prefix :]
+
+    def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, D)``: the pooled vector before the BatchNorm."""
+        if self.pool is None:
+            P = self.num_prefix
+            return tokens[:, 0] if P else tokens.mean(1)  # CLS token or GAP: (B, C)
+        return self.pool(self.pool_input(tokens)).flatten(1)  # (B, D) or (B, k, D) -> (B, k * D)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.norm(self.pooled(tokens)))  # (B, classes)
+
+    @torch.no_grad()
+    def attention(self, tokens: torch.Tensor) -> torch.Tensor | None:
+        """The pool's attention over the ``N`` patch tokens ``(B, N)``, the mean over its queries or heads when it
+        has several (the convention of :func:`simpool.models.attention_maps`); ``None`` for ``linear``."""
+        if self.pool is None:
+            return None
+        N = tokens.shape[1] - self.num_prefix
+        _, attention = self.pool(self.pool_input(tokens), return_attention=True)
+        attention = attention.flatten(2) if attention.ndim > 3 else attention  # a map layout: (B, [M,] N)
+        if attention.ndim == 3:
+            attention = attention.mean(1)  # over queries or heads: (B, T)
+        return attention.reshape(attention.shape[0], -1)[:, -N:]  # the patch tokens come last: (B, N)
+
+
+class ProbeGrid(nn.Module):
+    """The frozen backbone and one :class:`ProbeHead` per entry ``(head name, base lr)``.
+
+    ``forward(images (B, 3, H, W))`` runs the backbone once; ``forward(tokens (B, T, C))`` takes cached tokens.
+    Both return the logits of every head: ``(heads, B, classes)``.
+    """
+
+    def __init__(self, backbone: FrozenBackbone, heads: Sequence[ProbeHead], entries: Sequence[tuple[str, float]]):
+        super().__init__()
+        if len(heads) != len(entries):
+            raise ValueError(f"{len(heads)} heads for {len(entries)} entries")
+        self.backbone = backbone
+        self.heads = nn.ModuleList(heads)
+        self.entries = [(name, float(lr)) for name, lr in entries]
+
+    def tokens(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``(B, T, C)`` float tokens of images (one backbone forward) or of cached tokens (as they are)."""
+        tokens = self.backbone(inputs) if inputs.ndim == 4 else inputs
+        return tokens.float() if tokens.dtype == torch.float16 else tokens
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        tokens = self.tokens(inputs)
+        return torch.stack([head(tokens) for head in self.heads])  # (heads, B, classes)
+
+
+def build_grid(
+    backbone: FrozenBackbone,
+    heads: Sequence[str],
+    lrs: Sequence[float],
+    num_classes: int,
+    img_size: int,
+    with_cls: bool = False,
+    head_kwargs: dict[str, dict] | None = None,
+) -> ProbeGrid:
+    """One head per (name in ``heads``, lr in ``lrs``), sized by one backbone forward on a blank image."""
+    check_grid(heads, lrs)
+    head_kwargs = head_kwargs or {}
+    unknown = sorted(set(head_kwargs) - set(heads))
+    if unknown:
+        raise ValueError(f"head options for {unknown[0]!r}, which is not among the heads {list(heads)}")
+    device = next(backbone.model.parameters()).device
+    tokens = backbone(torch.zeros(1, 3, img_size, img_size, device=device))  # (1, P + N, C)
+    backbone.calls = 0
+    T, C = tokens.shape[1:]
+    P = backbone.num_prefix_tokens
+    entries = [(name, lr) for name in heads for lr in lrs]
+    modules = [
+        ProbeHead(name, C, num_classes, P, T - P, with_cls, **head_kwargs.get(name, {})).to(device)
+        for name, _ in entries
+    ]
+    return ProbeGrid(backbone, modules, entries)
+
+
+def build_optimizer(
+    grid: ProbeGrid, opt: str = "adamw", batch_size: int = 256, weight_decay: float = 0.0, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    """AdamW, or LARS (timm's ``Lars``; efficient-probing's protocol), over every head; ``lr = base x batch / 256``.
+
+    One param group per (head, lr); LARS has two, its matrices adapted and its 1-D parameters (biases) not,
+    as MAE's LARS excludes them.
+    """
+    if opt not in OPTIMIZERS:
+        raise ValueError(f"optimizer {opt!r}; valid: {', '.join(OPTIMIZERS)}")
+    scale = batch_size / 256.0
+    groups = []
+    for head, (_, lr) in zip(grid.heads, grid.entries, strict=True):
+        params = [p for p in head.parameters() if p.requires_grad]
+        if opt == "adamw":
+            groups.append({"params": params, "lr": lr * scale, "weight_decay": weight_decay})
+            continue
+        matrices = [p for p in params if p.ndim > 1]
+        vectors = [p for p in params if p.ndim <= 1]
+        groups.append({"params": matrices, "lr": lr * scale, "weight_decay": weight_decay, "always_adapt": True})
+        groups.append({"params": vectors, "lr": lr * scale, "weight_decay": 0.0, "always_adapt": False})
+    if opt == "adamw":
+        return torch.optim.AdamW(groups, lr=groups[0]["lr"])
+    from timm.optim import Lars
+
+    return Lars([g for g in groups if g["params"]], lr=groups[0]["lr"], momentum=momentum)
+
+
+def grid_step(device: torch.device) -> Callable:
+    """The engine's step: the sum over heads of each head's cross-entropy, one backbone forward."""
+
+    def step(grid: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, weight: float):
+        targets = targets.to(device, non_blocking=True)
+        logits = grid(inputs.to(device, non_blocking=True))  # (heads, B, classes)
+        losses = F.cross_entropy(logits.flatten(0, 1).float(), targets.repeat(len(logits)), reduction="none")
+        return losses.view(len(logits), -1).mean(1).sum(), len(targets)  # sum over heads of each mean loss
+
+    return step
+
+
+def fit_grid(
+    grid: ProbeGrid,
+    optimizer: torch.optim.Optimizer,
+    batches: Callable[[int, int], Iterable],
+    epochs: int,
+    updates_per_epoch: int,
+    *,
+    scheduler=None,
+    info: DistInfo | None = None,
+    folder: RunFolder | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    config=None,
+    **engine_kwargs,
+) -> Engine:
+    """Train every head through :class:`Engine` (per-update schedule; ``last.pt`` holds the heads and the
+    optimizer, so a run resumes exactly); ``engine_kwargs`` go to the engine (amp, progress, max_updates, ...)."""
+    device = (info.device if info is not None else None) or next(grid.heads.parameters()).device
+    engine = Engine(
+        grid, optimizer, grid_step(device), info=info, scheduler=scheduler, schedule_on="update", desc="probe",
+        **engine_kwargs,
+    )  # fmt: skip
+    engine.fit(
+        batches,
+        epochs,
+        updates_per_epoch,
+        folder=folder,
+        state_objects={"heads": grid.heads, "optimizer": optimizer},
+        resume=resume,
+        seed=seed,
+        config=config,
+    )
+    return engine
+
+
+@torch.no_grad()
+def grid_accuracy(grid: ProbeGrid, batches: Iterable, device: torch.device) -> dict[str, torch.Tensor]:
+    """Top-1 and top-5 (percent) of every head over ``batches`` of ``(inputs, labels)``, summed over processes.
+
+    Returns:
+        ``{"top1": (heads,), "top5": (heads,), "count": int}``.
+    """
+    grid.eval()
+    correct = torch.zeros(2, len(grid.heads), dtype=torch.float64, device=device)  # (top1 / top5, heads)
+    count = torch.zeros(1, dtype=torch.float64, device=device)
+    for inputs, labels in batches:
+        if len(labels) == 0:
+            continue
+        labels = labels.to(device)
+        logits = grid(inputs.to(device))  # (heads, B, classes)
+        top = logits.topk(min(5, logits.shape[-1]), dim=-1).indices  # (heads, B, 5)
+        hits = top == labels[None, :, None]  # (heads, B, 5)
+        correct[0] += hits[..., 0].sum(1).double()
+        correct[1] += hits.any(-1).sum(1).double()
+        count += len(labels)
+    correct, count = all_reduce_sum(correct), int(all_reduce_sum(count).item())
+    scores = 100.0 * correct / max(count, 1)
+    return {"top1": scores[0].cpu(), "top5": scores[1].cpu(), "count": count}
+
+
+__all__ = [
+    "BLOCK_MODES",
+    "DEFAULT_LR",
+    "LINEAR",
+    "OPTIMIZERS",
+    "FrozenBackbone",
+    "ProbeGrid",
+    "ProbeHead",
+    "build_grid",
+    "build_optimizer",
+    "check_grid",
+    "fit_grid",
+    "grid_accuracy",
+    "grid_step",
+    "valid_heads",
+]

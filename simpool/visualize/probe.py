@@ -1,0 +1,72 @@
+"""The figures of ``simpool probe``: accuracy against cost (efficient-probing's plot) and each head's attention."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..utils import atomic_write_bytes
+from .overlay import overlay, to_rgb
+
+
+def _save(figure, path: str | os.PathLike) -> Path:
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def accuracy_figure(heads: list[dict], path: str | os.PathLike) -> Path:
+    """Test top-1 against GFLOPs, each head a labelled point (its selected lr); written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 4))
+    for head in heads:
+        axes.scatter(head["gflops"], head["test_top1"], s=30)
+        axes.annotate(head["head"], (head["gflops"], head["test_top1"]), textcoords="offset points", xytext=(4, 4))
+    axes.set_xscale("symlog", linthresh=1e-6)
+    axes.set_xlabel("head GFLOPs per image")
+    axes.set_ylabel("test top-1 (%)")
+    axes.set_title("attentive probing: accuracy vs cost")
+    axes.grid(alpha=0.3)
+    try:
+        return _save(figure, path)
+    finally:
+        plt.close(figure)
+
+
+def attention_figure(images: list[np.ndarray], maps: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
+    """A grid: one row per image, the image then each head's attention ``(h, w)`` over it; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = 1 + len(maps)
+    figure, axes = plt.subplots(len(images), columns, figsize=(1.6 * columns, 1.6 * len(images)), squeeze=False)
+    for row, image in enumerate(images):
+        axes[row, 0].imshow(to_rgb(image))
+        for column, (name, head_maps) in enumerate(maps.items(), start=1):
+            attention = np.asarray(head_maps[row], dtype=np.float64)
+            if np.ptp(attention) <= 1e-6 * max(np.abs(attention).max(), 1e-12):
+                attention = np.zeros_like(attention)  # uniform up to rounding (GAP): shown flat, not as noise
+            axes[row, column].imshow(overlay(image, attention))
+            if row == 0:
+                axes[row, column].set_title(name, fontsize=8)
+        if row == 0:
+            axes[row, 0].set_title("image", fontsize=8)
+        for axis in axes[row]:
+            axis.axis("off")
+    try:
+        return _save(figure, path)
+    finally:
+        plt.close(figure)
+
+
+__all__ = ["accuracy_figure", "attention_figure"]

@@ -15,6 +15,7 @@ import torch
 
 from simpool import SimPool, create_model
 from simpool.pooling import create_pool, list_pools
+from tests.pooling.pool_kwargs import tiny_kwargs
 
 DIM = 16  # divisible by the 4 heads of vit/cait
 SHAPES = {"map": (2, DIM, 3, 5), "tokens": (2, 7, DIM)}
@@ -37,7 +38,7 @@ def fresh_dynamo():
 
 def _pool(name: str, **kwargs) -> torch.nn.Module:
     torch.manual_seed(0)
-    return create_pool(name, DIM, **kwargs).eval()  # eval: kmeans and slot draw seeded noise
+    return create_pool(name, DIM, **(tiny_kwargs(name) | kwargs)).eval()  # eval: kmeans and slot draw seeded noise
 
 
 def _run(pool: torch.nn.Module, x: torch.Tensor):

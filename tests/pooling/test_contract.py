@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from simpool.pooling import create_pool, list_pools
+from tests.pooling.pool_kwargs import tiny_kwargs
 
 DIM = 16  # divisible by the 4 heads of vit/cait
 SHAPES = {
@@ -30,6 +31,11 @@ def test_registry_names_every_pool_of_table_1():
     assert expected | {"vit", "cait", "simpool"} <= set(list_pools())
 
 
+def test_registry_names_every_probing_head():
+    # DESIGN.md, "Pooling contract": the attentive-probing heads of efficient-probing's comparison
+    assert {"ep", "map", "clip", "abmilp", "coca", "aim", "jepa", "dolg", "cae"} <= set(list_pools())
+
+
 def test_unknown_pool_lists_valid_names():
     with pytest.raises(ValueError, match="valid pools: .*simpool"):
         create_pool("nope", DIM)
@@ -39,7 +45,7 @@ def test_unknown_pool_lists_valid_names():
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
 def test_shapes_attention_and_gradients(name, shape):
     torch.manual_seed(0)
-    pool = create_pool(name, DIM).train()
+    pool = create_pool(name, DIM, **tiny_kwargs(name)).train()
     x = torch.randn(shape, requires_grad=True)
     pooled, attention = pool(x, return_attention=True)
     expected_pooled, grid = _expected(pool, shape)
@@ -66,7 +72,7 @@ def test_shapes_attention_and_gradients(name, shape):
 @pytest.mark.parametrize("name", list_pools())
 def test_eval_is_deterministic(name):
     torch.manual_seed(0)
-    pool = create_pool(name, DIM).eval()
+    pool = create_pool(name, DIM, **tiny_kwargs(name)).eval()
     x = torch.randn(2, DIM, 4, 4)
     with torch.no_grad():
         first, second = pool(x), pool(x)
@@ -78,7 +84,7 @@ def test_map_and_tokens_agree(name):
     # A (B, C, H, W) map and its (B, H*W, C) tokens are the same features. Pools that convolve
     # over locations lay a square number of tokens on the square grid, so a 4x4 map matches.
     torch.manual_seed(0)
-    pool = create_pool(name, DIM).eval()
+    pool = create_pool(name, DIM, **tiny_kwargs(name)).eval()
     fmap = torch.randn(2, DIM, 4, 4)
     tokens = fmap.flatten(2).transpose(1, 2)  # (B, N, C)
     with torch.no_grad():
@@ -87,7 +93,7 @@ def test_map_and_tokens_agree(name):
 
 @pytest.mark.parametrize("name", list_pools())
 def test_declares_out_features_and_rejects_bad_rank(name):
-    pool = create_pool(name, DIM)
+    pool = create_pool(name, DIM, **tiny_kwargs(name))
     assert pool.out_features == DIM
     with pytest.raises(ValueError):
         pool(torch.randn(DIM))

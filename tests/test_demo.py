@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,12 +12,17 @@ import torch
 from simpool.data.bench import SimPoolBench
 from simpool.data.fashion_mnist import DEFAULT_DIR
 from simpool.evaluate.localization import max_box_acc_v2
+from simpool.experiments.bench_report import curve_sentences
 from simpool.experiments.demo import (
+    CURVE_KEYS,
+    CURVE_VARIANTS,
     EVAL_VARIANTS,
     GATE,
     DemoConfig,
     bench_vit,
+    curve_steps,
     demo_config,
+    evaluate_model,
     mask_mass,
     predict,
     train_model,
@@ -33,6 +39,48 @@ def test_mask_mass_hand_computed():
     maps = np.array([[[1.0, 3.0], [2.0, 2.0]], [[1.0, 1.0], [1.0, 1.0]]])
     masks = np.array([[[True, True], [False, False]], [[True, False], [False, False]]])
     assert mask_mass(maps, masks) == pytest.approx(0.375)
+
+
+def test_curve_steps_are_even_and_end_at_the_last_update():
+    # k * 15 / 12 for k = 0..12, rounded half to even (2.5 -> 2, 7.5 -> 8, 12.5 -> 12): 13 distinct updates
+    assert curve_steps(15, 12) == [0, 1, 2, 4, 5, 6, 8, 9, 10, 11, 12, 14, 15]
+    assert curve_steps(4, 12) == [0, 1, 2, 3, 4]  # fewer updates than points: every update
+    assert curve_steps(625, 12)[-1] == 625 and len(curve_steps(625, 12)) == 13
+    assert curve_steps(10, 0) == []
+
+
+def test_curve_sentences_from_hand_made_curves():
+    def point(step, box, mass, rand):
+        keys = ("step", "epoch", "top1_original", "top1_mixed_rand", "MaxBoxAccV2", "mask_mass")
+        return dict(zip(keys, (step, step / 10, 0.5, rand, box, mass), strict=True))
+
+    # CLS reaches 40 at update 8 only; SimPool at update 4 (45.0); the point nearest 0.75 * 8 = 6 is update 6 for
+    # both: CLS moves 41.0 - 30.0 = +11.0 over the last quarter, SimPool 50.0 - 48.0 = +2.0; only SimPool >= 0.6
+    curves = {
+        "cls": [
+            point(0, 10.0, 0.2, 0.1),
+            point(4, 20.0, 0.2, 0.2),
+            point(6, 30.0, 0.25, 0.3),
+            point(8, 41.0, 0.3, 0.5),
+        ],
+        "simpool": [
+            point(0, 10.0, 0.2, 0.1),
+            point(4, 45.0, 0.3, 0.4),
+            point(6, 48.0, 0.4, 0.6),
+            point(8, 50.0, 0.5, 0.7),
+        ],
+    }
+    first_cls, first_sim, end = curve_sentences(curves, gate=0.6, level=40.0)
+    assert first_cls == "CLS attention first reaches MaxBoxAccV2 40 at update 8 of 8 (epoch 0.80, 41.0)."
+    assert first_sim == "SimPool attention first reaches MaxBoxAccV2 40 at update 4 of 8 (epoch 0.40, 45.0)."
+    assert end == (
+        "At the end (update 8, epoch 0.80): CLS MaxBoxAccV2 41.0, mask mass 0.300, mixed_rand top-1 0.500; "
+        "SimPool MaxBoxAccV2 50.0, mask mass 0.500, mixed_rand top-1 0.700; over the last quarter of the updates "
+        "MaxBoxAccV2 moved +11.0 (CLS) and +2.0 (SimPool), and only SimPool passes the 0.6 gate."
+    )
+    never = curve_sentences({"cls": curves["cls"]}, gate=0.6, level=45.0)[0]
+    assert never == "CLS attention never reaches MaxBoxAccV2 45 in 8 updates (its highest: 41.0 at update 8)."
+    assert curve_sentences({}, gate=0.6) == []
 
 
 def test_bench_vit_kinds_share_the_backbone():
@@ -70,6 +118,7 @@ def test_demo_end_to_end_writes_report_and_figure(tmp_path, capsys):
     torch.set_num_threads(1)
     out = tmp_path / "demo"
     tiny = ["train_images=256", "epochs=1", "batch_size=64", "eval_images=40", "figure_images=2", "depth=1"]
+    tiny += ["curve_points=4", "curve_images=24"]
     assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--set", *tiny]) == 0
     report = json.loads((out / "report.json").read_text())
     assert set(report["results"]) == {"cls", "simpool"}
@@ -106,4 +155,28 @@ def test_demo_end_to_end_writes_report_and_figure(tmp_path, capsys):
     assert result["learned_object"] == (result["acc_mixed_rand"] >= GATE)
     assert (out / "figure.png").stat().st_size > 0
     assert "MaxBoxAccV2" in (out / "report.md").read_text()
-    assert "MaxBoxAccV2" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "MaxBoxAccV2" in printed
+
+    # the curves: every model, at initialisation and after each of the 4 updates, the keys the issue names
+    assert set(report["curves"]) == {"cls", "simpool"} and (out / "curves.png").stat().st_size > 0
+    for points in report["curves"].values():
+        assert len(points) >= config.curve_points and [p["step"] for p in points] == [0, 1, 2, 3, 4]
+        assert all(set(p) == {"step", "epoch", *CURVE_KEYS} for p in points)
+        assert points[-1]["epoch"] == pytest.approx(4 * 64 / 256)
+    assert report["curve_subset"]["images"] == 24 and 0 < report["curve_fraction"]
+    assert report["curve_summary"] and all(sentence in printed for sentence in report["curve_summary"])
+    assert "## Curves" in (out / "report.md").read_text()
+    # a point's numbers are an evaluation of that checkpoint: the last one is the retrained final model scored
+    # on the curves' 24 images, the first one the untrained model of the same seed
+    device, points = torch.device("cpu"), report["curves"]["simpool"]
+    last = evaluate_model("simpool", trained["model"], config, device, False, CURVE_VARIANTS, 24)
+    torch.manual_seed(config.seed)
+    first = evaluate_model("simpool", bench_vit("simpool", config), config, device, False, CURVE_VARIANTS, 24)
+    for key, name in CURVE_KEYS.items():
+        assert points[-1][key] == pytest.approx(last[name]) and points[0][key] == pytest.approx(first[name])
+    # measuring the curves leaves the training unchanged: the same weights without them
+    plain = train_model("simpool", dataclasses.replace(config, curve_points=0), device, progress=False)
+    assert plain["curves"] == [] and plain["loss"] == trained["loss"]
+    for name, value in plain["model"].state_dict().items():
+        assert torch.equal(value, trained["model"].state_dict()[name]), name

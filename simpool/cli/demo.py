@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="a size of the job")
     parser.add_argument("--quick", action="store_true", help="the 'quick' preset: end to end in under 2 minutes")
     add_seed(parser, help="seed of the bench, the initialisation and the batch order")
-    add_out(parser, default="outputs/demo", help="folder for report.md, report.json and figure.png")
+    add_out(parser, default="outputs/demo", help="folder for report.md, report.json, figure.png and curves.png")
     parser.add_argument("--fashion-mnist-dir", default=None, help="folder of the Fashion-MNIST IDX files")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override DemoConfig fields")
     add_no_progress(parser)
@@ -35,5 +35,10 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device("cuda" if args.preset == "gpu" and torch.cuda.is_available() else "cpu")
     report = run_demo(config, args.out, device, progress=not args.no_progress)
     print(report["table"])
-    print(f"report: {Path(args.out) / 'report.md'}  figure: {report['figure']}  ({report['wall_seconds']:.0f} s)")
+    for sentence in report["curve_summary"]:
+        print(sentence)
+    print(
+        f"report: {Path(args.out) / 'report.md'}  figures: {report['figure']}, {report['curves_figure']}  "
+        f"({report['wall_seconds']:.0f} s; curves {100 * report['curve_fraction']:.1f}% of the training time)"
+    )
     return 0

@@ -1,4 +1,4 @@
-"""The demo's outputs: a Figure-1-style figure and a markdown + JSON report of the bench comparison."""
+"""The demo's outputs: a Figure-1-style figure, the training curves and a markdown + JSON report."""
 
 from __future__ import annotations
 
@@ -23,6 +23,15 @@ ROWS = (  # (key, label, format)
     ("mask_mass", "attention mass in mask", "{:.3f}"),
     ("loss", "final training loss", "{:.3f}"),
     ("seconds", "training seconds", "{:.0f}"),
+)
+
+NAMES = {"cls": "CLS", "simpool": "SimPool"}
+ATTENTION_LEVEL = 40.0  # MaxBoxAccV2 (percent) the report says each model's attention first passes, or never
+CURVE_PANELS = (  # (curve point key, axis label)
+    ("top1_original", "top-1 original"),
+    ("top1_mixed_rand", "top-1 mixed_rand"),
+    ("MaxBoxAccV2", "MaxBoxAccV2"),
+    ("mask_mass", "attention mass in mask"),
 )
 
 
@@ -52,6 +61,85 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def curve_sentences(curves: dict[str, list[dict]], gate: float, level: float = ATTENTION_LEVEL) -> list[str]:
+    """What the curves show, from their numbers: one sentence per model on when its attention first reaches
+    MaxBoxAccV2 ``level``, and one on the last points (values, the change over the last quarter of the
+    updates, who passes the ``mixed_rand`` ``gate``)."""
+    curves = {kind: points for kind, points in curves.items() if points}
+    if not curves:
+        return []
+    sentences = []
+    for kind, points in curves.items():
+        name, last = NAMES.get(kind, kind), points[-1]
+        first = next((p for p in points if p["MaxBoxAccV2"] >= level), None)
+        if first is None:
+            best = max(points, key=lambda p: p["MaxBoxAccV2"])
+            sentences.append(
+                f"{name} attention never reaches MaxBoxAccV2 {level:g} in {last['step']} updates "
+                f"(its highest: {best['MaxBoxAccV2']:.1f} at update {best['step']})."
+            )
+        else:
+            sentences.append(
+                f"{name} attention first reaches MaxBoxAccV2 {level:g} at update {first['step']} of {last['step']} "
+                f"(epoch {first['epoch']:.2f}, {first['MaxBoxAccV2']:.1f})."
+            )
+    parts, moves = [], []
+    for kind, points in curves.items():
+        last = points[-1]
+        quarter = min(points, key=lambda p: abs(p["step"] - 0.75 * last["step"]))
+        parts.append(
+            f"{NAMES.get(kind, kind)} MaxBoxAccV2 {last['MaxBoxAccV2']:.1f}, mask mass {last['mask_mass']:.3f}, "
+            f"mixed_rand top-1 {last['top1_mixed_rand']:.3f}"
+        )
+        moves.append(f"{last['MaxBoxAccV2'] - quarter['MaxBoxAccV2']:+.1f} ({NAMES.get(kind, kind)})")
+    passing = [NAMES.get(k, k) for k, points in curves.items() if points[-1]["top1_mixed_rand"] >= gate]
+    gate_text = (
+        "no model passes"
+        if not passing
+        else ("both models pass" if len(passing) == len(curves) else f"only {', '.join(passing)} passes")
+    )
+    last = next(iter(curves.values()))[-1]
+    sentences.append(
+        f"At the end (update {last['step']}, epoch {last['epoch']:.2f}): {'; '.join(parts)}; over the last quarter "
+        f"of the updates MaxBoxAccV2 moved {' and '.join(moves)}, and {gate_text} the {gate:g} gate."
+    )
+    return sentences
+
+
+def save_curves(curves: dict[str, list[dict]], uniform_mask_mass: float, gate: float, path: Path) -> Path:
+    """``curves.png``: one panel per metric of ``CURVE_PANELS`` against epochs, the models overlaid; chance
+    (0.1) on the top-1 panels, the ``gate`` on ``mixed_rand``, a uniform map's level on the mask mass (a
+    uniform map has MaxBoxAccV2 0: min-max normalisation leaves no box)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(3.2 * len(CURVE_PANELS), 2.9), squeeze=False)
+    for ax, (key, label) in zip(axes[0], CURVE_PANELS, strict=True):
+        for kind, points in curves.items():
+            epochs, values = [p["epoch"] for p in points], [p[key] for p in points]
+            ax.plot(epochs, values, marker="o", ms=3, label=NAMES.get(kind, kind))
+        if key.startswith("top1"):
+            ax.axhline(0.1, color="grey", ls=":", lw=1, label="chance")
+            ax.set_ylim(0, 1)
+        if key == "top1_mixed_rand":
+            ax.axhline(gate, color="red", ls="--", lw=1, label=f"gate {gate:g}")
+        if key == "mask_mass":
+            ax.axhline(uniform_mask_mass, color="grey", ls="--", lw=1, label="uniform map")
+        if key == "MaxBoxAccV2":
+            ax.axhline(ATTENTION_LEVEL, color="grey", ls=":", lw=1, label=f"level {ATTENTION_LEVEL:g}")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
 def write_report(report: dict, out: Path) -> dict:
     """Complete ``report`` (versions, table, verdict) and write ``report.json`` and ``report.md``."""
     config = report["config"]
@@ -67,6 +155,7 @@ def write_report(report: dict, out: Path) -> dict:
     }
     report["verdict"] = verdict
     report["table"] = markdown_table(results)
+    report["curve_summary"] = curve_sentences(report.get("curves", {}), report["gate"])
     write_json(out / "report.json", report)
     note = (
         "Both models learned the object (mixed_rand top-1 >= {gate}): the attention maps are comparable."
@@ -88,6 +177,7 @@ def write_report(report: dict, out: Path) -> dict:
             "",
             f"![figure]({Path(report['figure']).name})",
             "",
+            *_curves_section(report),
             "## Config",
             "",
             "```",
@@ -101,6 +191,28 @@ def write_report(report: dict, out: Path) -> dict:
     )
     atomic_write_bytes(out / "report.md", text.encode())
     return report
+
+
+def _curves_section(report: dict) -> list[str]:
+    """The report's lines on the curves: what they show, the figure, what they cost."""
+    if not report.get("curve_summary"):
+        return []
+    subset, results = report["curve_subset"], report["results"].values()
+    points = sum(len(p) for p in report["curves"].values())
+    seconds = sum(r["curve_seconds"] for r in results)
+    return [
+        "## Curves",
+        "",
+        " ".join(report["curve_summary"]),
+        "",
+        f"![curves]({Path(report['curves_figure']).name})",
+        "",
+        f"{points} points on the first {subset['images']} {subset['split']} images of "
+        f"{' and '.join(subset['variants'])} (a uniform map's mask mass there: {subset['uniform_mask_mass']:.3f}) "
+        f"took {seconds:.0f} s, {100 * report['curve_fraction']:.1f}% of the training time "
+        f"({sum(r['seconds'] for r in results):.0f} s).",
+        "",
+    ]
 
 
 def _draw_box(ax, box, color="lime") -> None:

@@ -10,8 +10,14 @@ paper's baseline) and once with SimPool (gamma 1.25, no CLS token; final norm ->
 - CorLoc of DINO-seg boxes (the biggest component of the patches holding 60% of the attention mass);
 - the attention mass inside the object's mask (a uniform map scores the mean mask area).
 
-It writes ``report.md``, ``report.json`` and ``figure.png`` (Figure 1 of the paper: input | CLS
-attention | SimPool attention, ground-truth box drawn) to the output folder; the command prints a short table.
+While they train, both models are scored at ``curve_points`` regular updates (and at initialisation) on a
+fixed subset of the same split (its first ``curve_images`` images): top-1 on ``original`` and ``mixed_rand``,
+MaxBoxAccV2 and the mask mass, by the same :func:`evaluate_model` as the final evaluation, from the engine's
+``after_update`` hook.
+
+It writes ``report.md``, ``report.json`` (with the ``curves``), ``figure.png`` (Figure 1 of the paper: input |
+CLS attention | SimPool attention, ground-truth box drawn) and ``curves.png`` to the output folder; the command
+prints a short table and what the curves show.
 Attention maps are compared only if both models learned the object: ``mixed_rand`` accuracy of at
 least ``GATE`` (a model that reads the background alone scores chance there).
 """
@@ -33,11 +39,18 @@ from ..data.bench import BenchConfig, SimPoolBench, normalize_images
 from ..models import attention_maps, create_model
 from ..train.engine import Engine
 from ..utils import warmup_cosine
-from .bench_report import save_figure, write_report
+from .bench_report import save_curves, save_figure, write_report
 
 GATE = 0.6  # mixed_rand accuracy both models need before their attention maps are compared
 MODELS = {"cls": ("default", "cls"), "simpool": ("simpool", "pool")}  # name: (pool, attention source)
 EVAL_VARIANTS = ("original", "mixed_same", "mixed_rand")
+CURVE_VARIANTS = ("original", "mixed_rand")
+CURVE_KEYS = {  # curve point key: evaluate_model key
+    "top1_original": "acc_original",
+    "top1_mixed_rand": "acc_mixed_rand",
+    "MaxBoxAccV2": "MaxBoxAccV2",
+    "mask_mass": "mask_mass",
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,8 @@ class DemoConfig:
         train_images: training images drawn from the bench's train split.
         epochs: passes over them; batch_size, lr, weight_decay, warmup: AdamW with a cosine schedule.
         eval_images: test images per variant; figure_images: rows of the figure.
+        curve_points: evaluations at regular updates during training, besides one at initialisation (0: none);
+            curve_images: the first images of the evaluation split, per variant, that they score.
         bg_correlation, min_scale, max_scale: the bench (see ``BenchConfig``).
         seed: bench, initialisation and batch order.
         eval_split: where accuracy and attention are measured: ``test`` for reports, ``val`` while
@@ -71,6 +86,8 @@ class DemoConfig:
     warmup: float = 0.05
     eval_images: int = 2000
     figure_images: int = 6
+    curve_points: int = 12
+    curve_images: int = 400
     bg_correlation: float = 0.3
     min_scale: float = 0.45
     max_scale: float = 0.8
@@ -83,7 +100,7 @@ class DemoConfig:
 
 PRESETS: dict[str, dict] = {
     "cpu": {},  # the default: at most 10 minutes on a 2-core CPU
-    "quick": dict(train_images=2000, epochs=1.0, eval_images=200, figure_images=4),  # under 2 minutes
+    "quick": dict(train_images=2000, epochs=1.0, eval_images=200, figure_images=4, curve_images=100),  # < 2 minutes
     "gpu": dict(image_size=112, train_images=50000, epochs=30.0, embed_dim=192, num_heads=3, depth=6, eval_images=5000),
 }
 
@@ -106,11 +123,30 @@ def bench_vit(kind: str, config: DemoConfig) -> torch.nn.Module:
     )
 
 
+def curve_steps(steps: int, points: int) -> list[int]:
+    """The updates after which the curves are measured: 0 (the initialisation) and ``points`` evenly spaced
+    updates ending at ``steps`` (fewer when ``steps < points``); none when ``points`` is 0."""
+    if points <= 0:
+        return []
+    return sorted({round(k * steps / points) for k in range(points + 1)})
+
+
+def curve_point(kind: str, model, config: DemoConfig, device, step: int) -> dict:
+    """One point of a curve: :func:`evaluate_model` on the first ``config.curve_images`` images of
+    ``CURVE_VARIANTS``, after ``step`` updates (``epoch``: passes over the training images so far)."""
+    scored = evaluate_model(kind, model, config, device, False, CURVE_VARIANTS, config.curve_images)
+    point = {"step": step, "epoch": step * config.batch_size / config.train_images}
+    return {**point, **{key: scored[name] for key, name in CURVE_KEYS.items()}}
+
+
 def train_model(kind: str, config: DemoConfig, device: torch.device, progress: bool = True) -> dict:
-    """Train one model on the bench's ``original`` train split; returns ``{"model", "seconds", "steps", "loss"}``.
+    """Train one model on the bench's ``original`` train split; returns ``{"model", "seconds", "steps", "loss",
+    "curves", "curve_seconds"}`` (``seconds``: training alone, ``curve_seconds``: the curve evaluations).
 
     One engine epoch of ``steps`` updates over a seeded order of the images (``config.epochs`` passes),
     AdamW with a linear warm-up and a cosine decay, label-smoothed cross-entropy, random horizontal flips.
+    The curve points (:func:`curve_steps`) are measured from the engine's ``after_update`` hook; they use no
+    random number, so the trained model is the same with or without them.
     """
     torch.manual_seed(config.seed)
     model = bench_vit(kind, config).to(device)
@@ -121,6 +157,8 @@ def train_model(kind: str, config: DemoConfig, device: torch.device, progress: b
     generator = torch.Generator().manual_seed(config.seed)
     order = torch.cat([torch.randperm(len(data), generator=generator) for _ in range(math.ceil(config.epochs) + 1)])
     losses: list[torch.Tensor] = []  # on the device: read once at the end
+    curves: list[dict] = []
+    measure_at, curve_seconds = set(curve_steps(steps, config.curve_points)), [0.0]
 
     def batches(epoch: int, start_update: int):
         for step in range(start_update, steps):
@@ -134,14 +172,34 @@ def train_model(kind: str, config: DemoConfig, device: torch.device, progress: b
         losses.append(loss.detach())
         return loss, len(labels)
 
-    engine = Engine(model, optimizer, step, scheduler=schedule, desc=f"train {kind}", progress=progress, log_every=10)
+    def measure(update: int) -> None:  # the engine's after_update hook
+        if update not in measure_at:
+            return
+        start = time.perf_counter()
+        curves.append(curve_point(kind, model, config, device, update))
+        model.train()
+        curve_seconds[0] += time.perf_counter() - start
+
+    engine = Engine(
+        model,
+        optimizer,
+        step,
+        scheduler=schedule,
+        after_update=measure,
+        desc=f"train {kind}",
+        progress=progress,
+        log_every=10,
+    )
     start = time.perf_counter()
+    measure(0)
     engine.fit(batches, epochs=1, updates_per_epoch=steps)
     return {
         "model": model,
-        "seconds": time.perf_counter() - start,
+        "seconds": time.perf_counter() - start - curve_seconds[0],
         "steps": steps,
         "loss": float(torch.stack(losses[-20:]).double().mean()),
+        "curves": curves,
+        "curve_seconds": curve_seconds[0],
     }
 
 
@@ -188,40 +246,68 @@ def localization_metrics(maps: np.ndarray, boxes: np.ndarray, masks: np.ndarray,
     }
 
 
-def evaluate_model(kind: str, model, config: DemoConfig, device, progress: bool = True) -> dict:
-    """Accuracy on ``EVAL_VARIANTS``, BG-gap, and the localization metrics of the attention on ``original``."""
+def evaluate_model(
+    kind: str,
+    model,
+    config: DemoConfig,
+    device,
+    progress: bool = True,
+    variants: tuple[str, ...] = EVAL_VARIANTS,
+    num_images: int | None = None,
+) -> dict:
+    """Accuracy on ``variants``, BG-gap (when they hold both mixed ones), and the localization metrics of the
+    attention on ``original``, over the first ``num_images`` (default ``config.eval_images``) images of
+    ``config.eval_split``. The final evaluation and every curve point (:func:`curve_point`) call it."""
+    if "original" not in variants:
+        raise ValueError(f"variants must include 'original' (the attention is scored there), got {variants}")
     source = MODELS[kind][1]
     result, outputs = {}, None
-    for variant in tqdm(EVAL_VARIANTS, desc=f"eval {kind}", disable=not progress):
-        data = SimPoolBench(config.eval_split, variant, config.bench(), num_images=config.eval_images)
+    for variant in tqdm(variants, desc=f"eval {kind}", disable=not progress):
+        data = SimPoolBench(config.eval_split, variant, config.bench(), num_images=num_images or config.eval_images)
         out = predict(model, data, device, source if variant == "original" else None)
         result[f"acc_{variant}"] = float((out["pred"] == out["labels"]).mean())
         outputs = out if variant == "original" else outputs
-    result["bg_gap"] = result["acc_mixed_same"] - result["acc_mixed_rand"]
+    if {"mixed_same", "mixed_rand"} <= set(variants):
+        result["bg_gap"] = result["acc_mixed_same"] - result["acc_mixed_rand"]
     result.update(localization_metrics(outputs["maps"], outputs["boxes"], outputs["masks"], config.patch_size))
-    result["learned_object"] = result["acc_mixed_rand"] >= GATE
+    if "mixed_rand" in variants:
+        result["learned_object"] = result["acc_mixed_rand"] >= GATE
     result["uniform_mask_mass"] = float(outputs["masks"].mean())  # what a uniform map scores: the mean mask area
     return result
 
 
 def run_demo(config: DemoConfig, out: str | Path, device: torch.device | None = None, progress: bool = True) -> dict:
-    """Train both models, evaluate them, write ``report.md``, ``report.json`` and ``figure.png``; returns the report."""
+    """Train both models, evaluate them, write ``report.md``, ``report.json``, ``figure.png`` and ``curves.png``;
+    returns the report."""
     device = device or torch.device("cpu")
     start = time.perf_counter()
-    results, models = {}, {}
+    results, models, curves = {}, {}, {}
     for kind in MODELS:
         trained = train_model(kind, config, device, progress)
-        models[kind] = trained.pop("model")
+        models[kind], curves[kind] = trained.pop("model"), trained.pop("curves")
         results[kind] = {**trained, **evaluate_model(kind, models[kind], config, device, progress)}
     sources = {kind: MODELS[kind][1] for kind in models}
     figure = save_figure(models, sources, config, Path(out) / "figure.png", device)
+    subset = SimPoolBench(config.eval_split, "original", config.bench(), num_images=config.curve_images)
+    masks = subset.batch(np.arange(len(subset)))[3]  # (n, S, S)
+    curve_subset = {
+        "split": config.eval_split,
+        "images": len(subset),
+        "variants": list(CURVE_VARIANTS),
+        "uniform_mask_mass": float(masks.double().mean()),  # a uniform map's mask mass on the subset
+    }
+    training, curve_seconds = (sum(r[key] for r in results.values()) for key in ("seconds", "curve_seconds"))
     report = {
         "config": dataclasses.asdict(config),
         "results": results,
         "uniform_mask_mass": next(iter(results.values()))["uniform_mask_mass"],  # same images for every model
         "gate": GATE,
+        "curves": curves,
+        "curve_subset": curve_subset,
+        "curve_fraction": curve_seconds / max(training, 1e-9),  # curve evaluation time / training time
         "wall_seconds": time.perf_counter() - start,
         "figure": str(figure),
+        "curves_figure": str(save_curves(curves, curve_subset["uniform_mask_mass"], GATE, Path(out) / "curves.png")),
     }
     return write_report(report, Path(out))
 

@@ -8,7 +8,8 @@ features, over the features and the mean itself, each plus an absolute position 
     u   = W_O [ (W_V X')_i a_i ]_{i=1..h}
 
 timm's ``AttentionPool2d``, with its parameter names (``qkv`` or ``q``/``k``/``v``, ``proj``, ``pos_embed``,
-``cls_token``) so its state dict loads unchanged.
+``cls_token``) so its state dict loads unchanged. efficient-probing's ``clip`` head is the same with a
+LayerNorm on the features first (``norm=True``; 4 heads, a fixed grid).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from timm.layers import resample_abs_pos_embed, trunc_normal_
 from torch import nn
 
 from .base import Pool, as_tokens, attention_layout
+from .framework import Components
 from .probing import query_attention
 from .registry import register_pool
 
@@ -49,7 +51,14 @@ class AttentionPool2d(Pool):
         qkv_bias: biases on the projections.
         qkv_separate: separate ``q``, ``k``, ``v`` layers instead of one ``qkv``.
         class_token: a learned query token instead of the mean.
+        norm: a LayerNorm(eps=1e-6) on the features before everything (efficient-probing's head).
     """
+
+    components = Components(
+        "CLIP", "P", u0="πA(X)", phi_q="g_m(WQ (u0 + p0))", phi_k="g_m(WK ([u0; X] + P))", similarity="x⊤y",
+        attention="σ2(S_i/√d), i=1..m", phi_v="g_m(WV ([u0; X] + P))", phi_u="WO g_m⁻¹(Z)",
+        source="Radford et al., ICML 2021",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -60,6 +69,7 @@ class AttentionPool2d(Pool):
         qkv_bias: bool = True,
         qkv_separate: bool = False,
         class_token: bool = False,
+        norm: bool = False,
     ):
         super().__init__()
         num_heads = num_heads or dim // head_dim
@@ -77,6 +87,7 @@ class AttentionPool2d(Pool):
             self.q = self.k = self.v = None
             self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6) if norm else nn.Identity()
         self.pos_embed = nn.Parameter(torch.zeros(self.feat_size[0] * self.feat_size[1] + 1, dim))
         for layer in (self.qkv,) if self.qkv is not None else (self.q, self.k, self.v):
             trunc_normal_(layer.weight, std=dim**-0.5)
@@ -88,6 +99,7 @@ class AttentionPool2d(Pool):
         tokens, grid = as_tokens(x)
         B, N, C = tokens.shape  # batch, locations, channels
         grid = grid or token_grid(N)
+        tokens = self.norm(tokens)  # (B, N, C)
         first = tokens.mean(dim=1, keepdim=True) if self.cls_token is None else self.cls_token.expand(B, 1, C)
         tokens = torch.cat([first, tokens], dim=1)  # (B, 1 + N, C)
         pos_embed = resample_abs_pos_embed(self.pos_embed.unsqueeze(0), grid, self.feat_size, num_prefix_tokens=1)
@@ -106,7 +118,7 @@ class AttentionPool2d(Pool):
         return pooled
 
     def load_reference_state_dict(self, state_dict: dict) -> None:
-        """Load a timm ``AttentionPool2d`` state dict (the same names)."""
+        """Load a timm ``AttentionPool2d`` state dict, or efficient-probing's (``norm=True``); the same names."""
         self.load_state_dict(state_dict)
 
 

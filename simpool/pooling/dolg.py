@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Pool, as_tokens, attention_layout
+from .framework import Components
 from .registry import register_pool
 
 
@@ -35,6 +36,11 @@ class DOLGPool(Pool):
         dim: ``C``.
         hidden_dim: ``C'`` (efficient-probing's ``s3_dim``); None means ``dim`` (``out_features``).
     """
+
+    components = Components(
+        "DOLG", "P", phi_k="softplus(w⊤ ReLU(BN(W1 X)))", attention="s / ‖s‖₁", phi_v="BN(W1 X) / ‖·‖₂",
+        phi_u="(‖s‖₁/p) Z", source="Yang et al., ICCV 2021",
+    )  # fmt: skip
 
     def __init__(self, dim: int, hidden_dim: int | None = None):
         super().__init__()

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .base import Pool, as_tokens, attention_layout
+from .framework import Components
 from .registry import register_pool
 
 
@@ -49,6 +50,10 @@ class ABMILPool(Pool):
         hidden_dim: ``L``, the width of ``V`` (and ``U``); None means ``dim`` (efficient-probing; Ilse et al. use 128).
         gated: the gated attention (9).
     """
+
+    components = Components(
+        "ABMIL", "P", phi_k="w⊤ tanh(V X)", attention="σ2(S)", phi_v="X", source="Ilse et al., ICML 2018",
+    )  # fmt: skip
 
     def __init__(self, dim: int, hidden_dim: int | None = None, gated: bool = False):
         super().__init__()

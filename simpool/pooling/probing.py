@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Pool, as_tokens, attention_layout
+from .framework import Components
 from .registry import register_pool
 
 
@@ -123,6 +124,11 @@ class EfficientProbing(Pool):
         qkv_bias: a bias on ``W_V``.
     """
 
+    components = Components(
+        "EP", "P", u0="Q (M learned)", phi_q="Q", phi_k="X", similarity="x⊤y", attention="σ2(S/√d)",
+        phi_v="g_M(WV X)", phi_u="g_M⁻¹(Z)", source="Psomas et al., ICLR 2026",
+    )  # fmt: skip
+
     def __init__(self, dim: int, num_queries: int = 32, d_out: int = 1, qkv_bias: bool = False):
         super().__init__()
         if d_out < 1 or num_queries < 1 or dim % d_out or (dim // d_out) % num_queries:
@@ -160,6 +166,12 @@ class AttentionPoolingClassifier(Pool):
         use_batch_norm: the BatchNorm on the features.
         qkv_bias: biases on ``W_K``, ``W_V``.
     """
+
+    components = Components(
+        "AIM", "P", u0="Q (M learned)", phi_q="g_m(Q)", phi_k="g_m(WK BN(X))", similarity="x⊤y",
+        attention="σ2(S_i/√d), i=1..m", phi_v="g_m(WV BN(X))", phi_u="mean_M g_m⁻¹(Z)",
+        source="El-Nouby et al., ICML 2024",
+    )  # fmt: skip
 
     def __init__(
         self, dim: int, num_heads: int = 12, num_queries: int = 1, use_batch_norm: bool = True, qkv_bias: bool = False
@@ -210,6 +222,11 @@ class AttentionalPooler(Pool):
         num_queries: ``M`` (1).
         norm_context: a LayerNorm (no bias) on the features too.
     """
+
+    components = Components(
+        "CoCa", "P", u0="Q (M learned)", phi_q="g_m(WQ LN(Q))", phi_k="WK X", similarity="x⊤y",
+        attention="σ2(S_i/√d), i=1..m", phi_v="WV X", phi_u="WO g_m⁻¹(Z)", source="Yu et al., TMLR 2022",
+    )  # fmt: skip
 
     def __init__(
         self, dim: int, num_heads: int = 8, head_dim: int = 64, num_queries: int = 1, norm_context: bool = False
@@ -280,6 +297,11 @@ class CAEAttentivePool(Pool):
             num_heads: ``h`` (8).
             qkv_bias: biases ``b_Q``, ``b_V`` (the key has none, as in CAE/BEiT).
     """
+
+    components = Components(
+        "CAE", "P", u0="U (learned)", phi_q="g_m(WQ LN(U))", phi_k="g_m(WK LN(X))", similarity="x⊤y",
+        attention="σ2(S_i/√d), i=1..m", phi_v="g_m(WV LN(X))", phi_u="WO g_m⁻¹(Z)", source="Chen et al., IJCV 2023",
+    )  # fmt: skip
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = False):
         super().__init__()

@@ -25,6 +25,7 @@ from timm.layers import Attention, Mlp, trunc_normal_, trunc_normal_tf_
 from torch import nn
 
 from .base import Pool, as_tokens, attention_layout
+from .framework import Components
 from .probing import per_query, query_attention
 from .registry import register_pool
 
@@ -49,6 +50,11 @@ class AttentionPoolLatent(Pool):
         pool_type: ``"token"`` (the first query's output) or ``"avg"`` (the mean over queries).
         norm: the LayerNorm before the MLP.
     """
+
+    components = Components(
+        "MAP", "P", u0="Q (learned)", phi_q="g_m(WQ Q)", phi_k="g_m(WK X)", similarity="x⊤y",
+        attention="σ2(S_i/√d), i=1..m", phi_v="g_m(WV X)", phi_u="MLP(WO g_m⁻¹(Z))", source="Zhai et al., ICCV 2023",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -162,6 +168,12 @@ class AttentivePooler(Pool):
         mlp_ratio: MLP hidden width relative to ``dim``.
         qkv_bias: biases on the projections.
     """
+
+    components = Components(
+        "V-JEPA", "P", u0="Q (learned)", phi_q="g_m(WQ Q)", phi_k="g_m(WK LN(X))", similarity="x⊤y",
+        attention="σ2(S_i/√d), i=1..m", phi_v="g_m(WV LN(X))", phi_u="MLP(Q + WO g_m⁻¹(Z))",
+        source="Bardes et al., 2024",
+    )  # fmt: skip
 
     def __init__(
         self,

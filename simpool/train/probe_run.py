@@ -40,6 +40,14 @@ from .run import RunFolder, run_locked
 from .supervised.recipe import build_transforms
 
 
+def renumber(dataset: SafeImageFolder, classes: list[str]) -> None:
+    """Label ``dataset``'s images by their class's index in ``classes`` (a superset of its own)."""
+    index = {name: i for i, name in enumerate(classes)}
+    dataset.samples = [(path, index[dataset.classes[label]]) for path, label in dataset.samples]
+    dataset.imgs, dataset.targets = dataset.samples, [label for _, label in dataset.samples]
+    dataset.classes, dataset.class_to_idx = list(classes), index
+
+
 def split_holdout(num_images: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded ``(training rows, held-out rows)`` of ``range(num_images)``, each sorted; at least one of each."""
     order = torch.randperm(num_images, generator=torch.Generator().manual_seed(seed)).numpy()
@@ -108,15 +116,21 @@ def _probe(config: ProbeConfig, info: DistInfo, folder: RunFolder) -> dict:
         model_kwargs=config.model.kwargs, checkpoint=config.model.checkpoint or None,
         checkpoint_key=config.model.checkpoint_key,
     )  # fmt: skip
+    size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if size is not None and tuple(size) != (data.img_size, data.img_size) and hasattr(model, "set_input_size"):
+        model.set_input_size(img_size=data.img_size)  # a ViT at another --img-size: position embedding resampled
     backbone = FrozenBackbone(model.to(device), settings.blocks, settings.blocks_mode)
     train_tf, eval_tf = build_transforms(config)
     root = Path(data.root)
     train_set = SafeImageFolder(root / data.train_split, train_tf, seed=run.seed)
     plain_set = SafeImageFolder(root / data.train_split, eval_tf, seed=run.seed)
-    test_set = image_folder(root / data.val_split, eval_tf, train_set.classes)
+    classes = sorted({*train_set.classes, *(p.name for p in (root / data.val_split).iterdir() if p.is_dir())})
+    for dataset in (train_set, plain_set):  # a class of the test split missing from training keeps its label
+        renumber(dataset, classes)
+    test_set = image_folder(root / data.val_split, eval_tf, classes)
     fit_rows, held_rows = split_holdout(len(train_set), settings.holdout, run.seed)
     grid = build_grid(
-        backbone, settings.heads, resolved_lrs(settings), len(train_set.classes), data.img_size, settings.with_cls,
+        backbone, settings.heads, resolved_lrs(settings), len(classes), data.img_size, settings.with_cls,
         settings.head_kwargs,
     )  # fmt: skip
     if run.batch_size % info.world_size:

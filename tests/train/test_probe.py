@@ -204,3 +204,22 @@ def test_mask_mass_and_box_accuracy_by_hand():
     scores = attention_quality(box_map, [np.array([[2, 2, 6, 6]])], [(8, 8)], box_map.astype(bool))
     assert scores["MaxBoxAccV2"] == pytest.approx(100.0) and scores["mask_mass"] == pytest.approx(1.0, abs=0.05)
     assert scores["uniform_mask_mass"] == pytest.approx(16 / 64)
+
+
+def test_lars_scales_the_base_lr_and_adapts_matrices_only(tiny_vit):
+    grid = build_grid(tiny_backbone(tiny_vit), ["linear", "simpool"], [0.1, 0.2], num_classes=3, img_size=32)
+    optimizer = build_optimizer(grid, "lars", batch_size=512)
+    assert type(optimizer).__name__ == "Lars" and len(optimizer.param_groups) == 8  # (matrices, vectors) x 4
+    assert [g["lr"] for g in optimizer.param_groups[:4]] == pytest.approx([0.2, 0.2, 0.4, 0.4])  # x 512 / 256
+    assert all(p.ndim > 1 for g in optimizer.param_groups[::2] for p in g["params"])
+    assert [g["always_adapt"] for g in optimizer.param_groups[:2]] == [True, False]
+    with pytest.raises(ValueError, match="valid: adamw, lars"):
+        build_optimizer(grid, "sgd")
+
+
+def test_a_cnn_feature_map_gives_one_token_per_location(tiny_resnet):
+    backbone = FrozenBackbone(tiny_resnet(pool="default", num_classes=0))
+    tokens = backbone(torch.randn(2, 3, 64, 64))
+    assert tokens.shape == (2, 4, 512) and backbone.grid == (2, 2) and backbone.num_prefix_tokens == 0
+    grid = build_grid(backbone, ["linear", "simpool"], [1e-3], num_classes=3, img_size=64)
+    assert grid(torch.randn(2, 3, 64, 64)).shape == (2, 2, 3)

@@ -95,6 +95,7 @@ def test_random_pools_compile_in_training_mode(name):
     [
         ("simpool", dict(gamma=1.25, min_over="batch"), "map"),  # exp/log power, the min's scatter
         ("gem", {}, "tokens"),
+        ("ep", {}, "map"),  # the probing heads' shared query attention, 4 queries
     ],
     ids=lambda case: f"{case[0]}-{case[2]}-{'-'.join(map(str, case[1].values()))}",
 )

@@ -104,6 +104,9 @@ def test_config_overrides_and_unknown_keys():
     assert (config.seed, config.lr, config.bg_correlation, config.epochs) == (2, 0.001, 0.2, 1.0)
     assert isinstance(config.epochs, float)
     assert demo_config("quick").train_images == 2000  # the preset, then the overrides
+    converge = demo_config("converge")  # 10x the default's updates, scored at 20 points
+    assert converge.epochs * converge.train_images == 10 * DemoConfig().epochs * DemoConfig().train_images
+    assert converge.curve_points == 20
     with pytest.raises(ValueError, match="unknown demo setting"):
         demo_config("quick", 0, {"learning_rate": 1})
     with pytest.raises(ValueError, match="unknown demo preset"):

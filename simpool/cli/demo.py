@@ -12,7 +12,10 @@ from ..experiments.demo import PRESETS, demo_config, run_demo
 from ..utils import parse_kv
 from .common import add_no_progress, add_out, add_seed, check_writable
 
-EXAMPLE = "examples: simpool demo --quick --out outputs/demo_quick | simpool demo --seed 1 | simpool demo --preset gpu"
+EXAMPLE = (
+    "examples: simpool demo --quick --out outputs/demo_quick | simpool demo --seed 1 | "
+    "simpool demo --preset converge --set eval_split=val | simpool demo --preset gpu"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

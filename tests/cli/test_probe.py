@@ -46,3 +46,43 @@ def test_bad_head_or_lr_is_one_line_and_exit_2(options, message, tmp_path, capsy
     assert code == 2
     assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "run").exists()  # refused before any work
+
+
+def _probe_command(data, out, *extra):
+    return [
+        "probe", *TINY, "--data", str(data), "--test-split", "test", "--heads", "linear", "simpool",
+        "--epochs", "2", "--batch-size", "8", "--workers", "0", "--device", "cpu", "--out", str(out),
+        "--no-progress", "--set", "probe.figure_images=0", "train.num_threads=1", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_uninterrupted_result(bench_export, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    bench = bench_export("wsol", split="train", num_images=30)
+    bench_export("wsol", split="test", num_images=8)
+    assert main(_probe_command(bench / "dataset", tmp_path / "straight")) == 0
+    command = [sys.executable, "-m", "simpool.cli", *_probe_command(bench / "dataset", tmp_path / "killed")]
+    killed = subprocess.run(
+        [*command, "train.checkpoint_every=1", "train.kill_at_update=5"], cwd=REPO, capture_output=True, text=True
+    )
+    assert killed.returncode == -9, killed.stderr[-2000:]  # died mid-epoch 2 (3 updates per epoch)
+    assert main(_probe_command(bench / "dataset", tmp_path / "killed")) == 0
+    straight = json.loads((tmp_path / "straight" / "results.json").read_text())
+    resumed = json.loads((tmp_path / "killed" / "results.json").read_text())
+    assert resumed["entries"] == straight["entries"] and resumed["selected"] == straight["selected"]
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_run_the_probe(bench_export, tmp_path, torchrun):
+    bench = bench_export("wsol", split="train", num_images=30)
+    bench_export("wsol", split="test", num_images=8)
+    done = torchrun("-m", "simpool.cli", *_probe_command(bench / "dataset", tmp_path / "ddp", "--cache"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "ddp" / "results.json").read_text())
+    assert result["num_test"] == 8 and result["num_holdout"] == 3  # every image counted once over the processes
+    assert len(result["entries"]) == 2 and result["finished"]

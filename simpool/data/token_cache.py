@@ -6,9 +6,10 @@ Layout of ``<path>`` (``tokens.f16``) and ``<path>.json`` (its header)::
     tokens.f16.json   {"shape": [N, T, C], "labels": [...], "key": {...}}: what was cached and from what
 
 The file costs ``N x T x C x 2`` bytes (ViT-S/16 at 224: 197 x 384 x 2 = 151 KB per image, 1.28M ImageNet
-images: 194 GB). It is written atomically: rows go to a temporary file beside it, which is flushed and renamed
-over ``<path>`` only when complete, and the header is written last; so a run killed while caching leaves no
-cache, and a later run whose ``key`` matches (same backbone, checkpoint, images, blocks) reuses it.
+images: 194 GB). It is written atomically: rows go to ``<path>.partial`` (each process of a ``torchrun`` job
+fills its own rows), which is flushed and renamed over ``<path>`` only when complete, and the header is written
+last; so a run killed while caching leaves no cache, and a later run whose ``key`` matches (same backbone,
+checkpoint, images, blocks) reuses it.
 """
 
 from __future__ import annotations
@@ -65,6 +66,51 @@ def open_cache(path: str | os.PathLike, key: dict) -> TokenCache | None:
     return cache
 
 
+def partial_path(path: str | os.PathLike) -> Path:
+    """Where the rows of ``path`` are written until the cache is complete."""
+    return Path(f"{path}.partial")
+
+
+def create_partial(path: str | os.PathLike, num_images: int, tokens: int, dim: int) -> Path:
+    """Allocate the ``(num_images, tokens, dim)`` float16 file that :func:`fill_partial` fills (one process)."""
+    partial = partial_path(path)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    np.memmap(partial, dtype=np.float16, mode="w+", shape=(num_images, tokens, dim)).flush()
+    return partial
+
+
+def fill_partial(
+    path: str | os.PathLike,
+    shape: tuple[int, int, int],
+    batches: Iterable[tuple[np.ndarray, torch.Tensor, torch.Tensor]],
+    tokens_of: Callable[[torch.Tensor], torch.Tensor],
+) -> int:
+    """Write ``tokens_of(images) (B, T, C)`` as float16 at each batch's rows of the partial file of ``path``;
+    returns how many rows were written. Several processes may fill disjoint rows of the same file together."""
+    tokens = np.memmap(partial_path(path), dtype=np.float16, mode="r+", shape=shape)
+    written = 0
+    for rows, images, _ in batches:
+        if len(rows) == 0:
+            continue
+        tokens[np.asarray(rows)] = tokens_of(images).to(torch.float16).cpu().numpy()  # (B, T, C)
+        written += len(rows)
+    tokens.flush()
+    del tokens
+    return written
+
+
+def finish_cache(path: str | os.PathLike, key: dict, labels: np.ndarray, shape: tuple[int, int, int]) -> TokenCache:
+    """Make the filled partial file the cache at ``path`` (fsync, rename), then write its header (one process)."""
+    path, partial = Path(path), partial_path(path)
+    with open(partial, "rb+") as file:
+        os.fsync(file.fileno())
+    header_path(path).unlink(missing_ok=True)  # an older cache's header must not describe the new rows
+    os.replace(partial, path)
+    header = {"shape": list(shape), "labels": np.asarray(labels).tolist(), "key": key}
+    atomic_write_bytes(header_path(path), json.dumps(header).encode())
+    return TokenCache(path)
+
+
 def write_cache(
     path: str | os.PathLike,
     key: dict,
@@ -72,38 +118,29 @@ def write_cache(
     batches: Iterable[tuple[np.ndarray, torch.Tensor, torch.Tensor]],
     tokens_of: Callable[[torch.Tensor], torch.Tensor],
 ) -> TokenCache:
-    """Run ``tokens_of(images) -> (B, T, C)`` over ``batches`` of ``(row indices, images, labels)`` and keep the
-    tokens as float16 at those rows; returns the finished cache (atomic: see the module docstring).
+    """Run ``tokens_of(images) -> (B, T, C)`` over ``batches`` of ``(row indices, images, labels)`` in one process
+    and keep the tokens as float16 at those rows; returns the finished cache (atomic: see the module docstring).
 
     Raises:
         ValueError: the batches did not cover every row ``0 .. num_images - 1`` (e.g. unreadable images).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
-    tokens = None
     labels = np.full(num_images, -1, dtype=np.int64)
+    tokens, shape = None, None
     try:
         for rows, images, targets in batches:
             batch = tokens_of(images).to(torch.float16).cpu().numpy()  # (B, T, C)
             if tokens is None:
-                tokens = np.memmap(partial, dtype=np.float16, mode="w+", shape=(num_images, *batch.shape[1:]))
+                shape = (num_images, *batch.shape[1:])
+                tokens = np.memmap(create_partial(path, *shape), dtype=np.float16, mode="r+", shape=shape)
             tokens[np.asarray(rows)] = batch
             labels[np.asarray(rows)] = targets.numpy()
         if tokens is None or (labels < 0).any():
             raise ValueError(f"token cache {path}: {(labels < 0).sum()} of {num_images} images gave no tokens")
         tokens.flush()
-        shape = tokens.shape
         del tokens
-        with open(partial, "rb+") as file:
-            os.fsync(file.fileno())
-        header_path(path).unlink(missing_ok=True)  # an older cache's header must not describe the new rows
-        os.replace(partial, path)
+        return finish_cache(path, key, labels, shape)
     finally:
-        partial.unlink(missing_ok=True)
-    header = {"shape": list(shape), "labels": labels.tolist(), "key": key}
-    atomic_write_bytes(header_path(path), json.dumps(header).encode())
-    return TokenCache(path)
+        partial_path(path).unlink(missing_ok=True)
 
 
 def bytes_per_image(num_tokens: int, dim: int) -> int:
@@ -111,4 +148,13 @@ def bytes_per_image(num_tokens: int, dim: int) -> int:
     return num_tokens * dim * 2
 
 
-__all__ = ["TokenCache", "bytes_per_image", "open_cache", "write_cache"]
+__all__ = [
+    "TokenCache",
+    "bytes_per_image",
+    "create_partial",
+    "fill_partial",
+    "finish_cache",
+    "open_cache",
+    "partial_path",
+    "write_cache",
+]

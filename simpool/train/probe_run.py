@@ -25,13 +25,14 @@ import numpy as np
 import torch
 from timm.scheduler import create_scheduler_v2
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from ..data.datasets import SafeImageFolder, ShardSampler, StepSampler, collate_skip
 from ..data.folders import image_folder
-from ..data.token_cache import open_cache, write_cache
+from ..data.token_cache import create_partial, fill_partial, finish_cache, open_cache
 from ..models.loading import load_model
 from ..utils import write_json
-from .distributed import DistInfo, barrier
+from .distributed import DistInfo, all_reduce_sum, barrier, broadcast_object
 from .engine import configure_backends
 from .probe import FrozenBackbone, build_grid, build_optimizer, fit_grid, grid_accuracy
 from .probe_config import ProbeConfig, check_config, resolved_lrs
@@ -138,7 +139,7 @@ def _probe(config: ProbeConfig, info: DistInfo, folder: RunFolder) -> dict:
     micro = run.batch_size // info.world_size
     loader_kwargs = dict(num_workers=data.num_workers, pin_memory=device.type == "cuda")
     sampler = StepSampler(len(fit_rows), run.batch_size, info.rank, info.world_size, run.seed)
-    cache = _token_cache(config, folder, info, backbone, plain_set, micro, loader_kwargs) if settings.cache else None
+    cache = _token_cache(config, folder, info, grid, plain_set, micro, loader_kwargs) if settings.cache else None
     if cache is not None:
 
         def batches(epoch: int, start_update: int):
@@ -204,18 +205,27 @@ def cache_key(config: ProbeConfig, num_images: int) -> dict:
     }
 
 
-def _token_cache(config, folder: RunFolder, info: DistInfo, backbone, dataset, micro: int, loader_kwargs):
+def _token_cache(config, folder: RunFolder, info: DistInfo, grid, dataset, micro: int, loader_kwargs):
     """The training split's tokens (no augmentation) in ``<run>/tokens.f16``: reused when complete and made from
-    the same backbone and images, else written once by rank 0 while the others wait."""
+    the same backbone and images, else written once, each process filling its shard of the rows."""
     path, key = folder.path / "tokens.f16", cache_key(config, len(dataset))
-    if info.is_main and open_cache(path, key) is None:
-        rows = Rows(dataset, np.arange(len(dataset)), with_index=True)
-        loader = DataLoader(rows, batch_size=micro, collate_fn=collate_rows, **loader_kwargs)
-        from tqdm import tqdm
-
-        bar = tqdm(loader, desc="cache tokens", disable=not config.train.progress, leave=False)
-        device = info.device
-        write_cache(path, key, len(dataset), bar, lambda images: backbone(images.to(device)))
+    if broadcast_object(info.is_main and open_cache(path, key) is not None, info):
+        return open_cache(path, key)
+    img = config.data.img_size
+    T, C = grid.tokens(torch.zeros(1, 3, img, img, device=info.device)).shape[1:]  # (1, T, C)
+    shape = (len(dataset), T, C)
+    if info.is_main:
+        create_partial(path, *shape)
+    barrier()
+    rows = Rows(dataset, np.arange(len(dataset))[info.rank :: info.world_size], with_index=True)
+    loader = DataLoader(rows, batch_size=micro, collate_fn=collate_rows, **loader_kwargs)
+    bar = tqdm(loader, desc="cache tokens", disable=not (config.train.progress and info.is_main), leave=False)
+    written = fill_partial(path, shape, bar, lambda images: grid.backbone(images.to(info.device)))
+    written = int(all_reduce_sum(torch.tensor([written], device=info.device)).item())
+    if written != len(dataset):  # every process raises the same error
+        raise ValueError(f"token cache {path}: {len(dataset) - written} of {len(dataset)} images gave no tokens")
+    if info.is_main:
+        finish_cache(path, key, np.asarray(dataset.targets), shape)
     barrier()
     cache = open_cache(path, key)
     if cache is None:

@@ -52,7 +52,7 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
 ]
 # Blocks that train or take minutes: marked slow.
 SLOW = re.compile(
-    r"simpool (train|train-dino|demo|tournament)\b|eval (linear|finetune|segmentation)\b|torchrun|"
+    r"simpool (train|train-dino|demo|tournament|probe)\b|eval (linear|finetune|segmentation)\b|torchrun|"
     r"train_throughput|run_tournament|\btrain\(config\)|(image|img)-size 896"
 )
 PROGRAMS = {"simpool", "python", "torchrun"}  # what a bash line may run; anything else needs a `not run` marker

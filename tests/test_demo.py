@@ -137,8 +137,14 @@ def test_demo_end_to_end_writes_report_and_figure(tmp_path, capsys):
     assert report["uniform_mask_mass"] == pytest.approx(float(np.asarray(masks, dtype=np.float64).mean()))
     # the SimPool model retrained from the same seed and scored here: accuracies by hand, the attention's
     # MaxBoxAccV2 by the pure metric, its mask mass as sum_p m_p A_p / sum_p A_p of the bilinearly upsampled map
-    result, trained = report["results"]["simpool"], train_model("simpool", config, torch.device("cpu"), progress=False)
+    printed = capsys.readouterr().out  # the command's summary
+    result, trained = report["results"]["simpool"], train_model("simpool", config, torch.device("cpu"), progress=True)
     assert result["steps"] == trained["steps"] == 4 and result["loss"] == pytest.approx(trained["loss"])
+    # with progress on, each curve point is printed as it is measured, with the numbers of report.json
+    last = report["curves"]["simpool"][-1]
+    progress = capsys.readouterr().out
+    assert progress.count("simpool update ") == len(report["curves"]["simpool"])
+    assert f"simpool update 4 (epoch 1.00): top-1 original {last['top1_original']:.3f}," in progress
     for variant in EVAL_VARIANTS:
         data = SimPoolBench(config.eval_split, variant, config.bench(), num_images=40)
         scored = predict(trained["model"], data, torch.device("cpu"), "pool" if variant == "original" else None)
@@ -158,7 +164,6 @@ def test_demo_end_to_end_writes_report_and_figure(tmp_path, capsys):
     assert result["learned_object"] == (result["acc_mixed_rand"] >= GATE)
     assert (out / "figure.png").stat().st_size > 0
     assert "MaxBoxAccV2" in (out / "report.md").read_text()
-    printed = capsys.readouterr().out
     assert "MaxBoxAccV2" in printed
 
     # the curves: every model, at initialisation and after each of the 4 updates, the keys the issue names

@@ -182,6 +182,13 @@ def train_model(kind: str, config: DemoConfig, device: torch.device, progress: b
         start = time.perf_counter()
         curves.append(curve_point(kind, model, config, device, update))
         model.train()
+        if progress:  # a long run shows its curves as they grow
+            point = curves[-1]
+            tqdm.write(
+                f"{kind} update {update} (epoch {point['epoch']:.2f}): top-1 original {point['top1_original']:.3f},"
+                f" mixed_rand {point['top1_mixed_rand']:.3f}; MaxBoxAccV2 {point['MaxBoxAccV2']:.1f},"
+                f" mask mass {point['mask_mass']:.3f}"
+            )
         curve_seconds[0] += time.perf_counter() - start
 
     engine = Engine(

@@ -141,29 +141,18 @@ class ProbeHead(nn.Module):
         dim: int,
         num_classes: int,
         num_prefix: int = 0,
-        num_patches: int = 1,
         with_cls: bool = False,
         **pool_kwargs,
     ):
         super().__init__()
         self.name, self.num_prefix, self.with_cls = name, num_prefix, with_cls and num_prefix > 0
         self.pool = None if name == LINEAR else create_pool(name, dim, **pool_kwargs)
-        width = self._width(dim, num_prefix + num_patches)
+        # the pooled width from the pooling contract: (B, out_features) or (B, k, out_features), flattened
+        width = dim if self.pool is None else self.pool.out_features * getattr(self.pool, "num_vectors", 1)
         self.norm = nn.BatchNorm1d(width, affine=False)
         self.fc = nn.Linear(width, num_classes)
         nn.init.normal_(self.fc.weight, std=0.01)
         nn.init.zeros_(self.fc.bias)
-
-    def _width(self, dim: int, num_tokens: int) -> int:
-        """The pooled width, from one forward of the pool in eval mode on two random token sets."""
-        if self.pool is None:
-            return dim
-        tokens = torch.randn(2, num_tokens, dim, generator=torch.Generator().manual_seed(0))  # (2, T, C)
-        was_training = self.pool.training
-        with torch.no_grad():
-            width = self.pool.eval()(self.pool_input(tokens)).flatten(1).shape[1]
-        self.pool.train(was_training)
-        return width
 
     def pool_input(self, tokens: torch.Tensor) -> torch.Tensor:
         """What the pool sees: ``(B, N, C)``, or ``(B, P + N, C)`` with ``with_cls``."""
@@ -236,12 +225,11 @@ def build_grid(
     device = next(backbone.model.parameters()).device
     tokens = backbone(torch.zeros(1, 3, img_size, img_size, device=device))  # (1, P + N, C)
     backbone.calls = 0
-    T, C = tokens.shape[1:]
+    C = tokens.shape[-1]  # channels of (1, P + N, C)
     P = backbone.num_prefix_tokens
     entries = [(name, lr) for name in heads for lr in lrs]
     modules = [
-        ProbeHead(name, C, num_classes, P, T - P, with_cls, **head_kwargs.get(name, {})).to(device)
-        for name, _ in entries
+        ProbeHead(name, C, num_classes, P, with_cls, **head_kwargs.get(name, {})).to(device) for name, _ in entries
     ]
     return ProbeGrid(backbone, modules, entries)
 

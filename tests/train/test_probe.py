@@ -115,7 +115,7 @@ def test_multi_query_attention_is_the_mean_over_queries_on_patches_only():
             pooled = x.mean(1)  # (B, C)
             return (pooled, attention) if return_attention else pooled
 
-    head = ProbeHead("gap", 4, 3, num_prefix=1, num_patches=4, with_cls=True)
+    head = ProbeHead("gap", 4, 3, num_prefix=1, with_cls=True)
     head.pool = TwoQueries()
     attention = head.attention(torch.randn(2, 5, 4))  # queries on the CLS token and on the last patch
     torch.testing.assert_close(attention, torch.tensor([[0, 0, 0, 0.5]] * 2))

@@ -12,7 +12,7 @@ import torch
 from simpool.data.bench import SimPoolBench
 from simpool.data.fashion_mnist import DEFAULT_DIR
 from simpool.evaluate.localization import max_box_acc_v2
-from simpool.experiments.bench_report import curve_sentences
+from simpool.experiments.bench_report import curve_sentences, matched_points, matched_sentence
 from simpool.experiments.demo import (
     CURVE_KEYS,
     CURVE_VARIANTS,
@@ -81,6 +81,29 @@ def test_curve_sentences_from_hand_made_curves():
     never = curve_sentences({"cls": curves["cls"]}, gate=0.6, level=45.0)[0]
     assert never == "CLS attention never reaches MaxBoxAccV2 45 in 8 updates (its highest: 41.0 at update 8)."
     assert curve_sentences({}, gate=0.6) == []
+
+
+def test_matched_points_pick_each_models_first_point_at_the_common_level():
+    def point(step, rand, box):
+        return {"step": step, "epoch": step / 10, "top1_mixed_rand": rand, "MaxBoxAccV2": box, "mask_mass": box / 100}
+
+    cls = [point(0, 0.1, 10.0), point(4, 0.45, 20.0), point(8, 0.55, 30.0)]
+    sim = [point(0, 0.1, 10.0), point(4, 0.5, 40.0), point(8, 0.7, 45.0)]
+    # CLS's best is 0.55 < gate 0.6: the level is 0.55; CLS first reaches it at update 8, SimPool at update 8
+    # (0.5 at update 4 is below it)
+    matched = matched_points({"cls": cls, "simpool": sim}, gate=0.6)
+    assert matched["level"] == 0.55 and matched["points"] == {"cls": cls[2], "simpool": sim[2]}
+    assert matched_sentence(matched, 0.6) == [
+        "At matched accuracy (mixed_rand top-1 >= 0.550, the highest level both reach): CLS at update 8 "
+        "(mixed_rand 0.550): MaxBoxAccV2 30.0, mask mass 0.300; SimPool at update 8 (mixed_rand 0.700): "
+        "MaxBoxAccV2 45.0, mask mass 0.450."
+    ]
+    # both pass the gate: the level is the gate, and SimPool's first point above it is taken, not its last
+    cls[2]["top1_mixed_rand"], sim[1]["top1_mixed_rand"] = 0.65, 0.62
+    matched = matched_points({"cls": cls, "simpool": sim}, gate=0.6)
+    assert matched["level"] == 0.6 and matched["points"] == {"cls": cls[2], "simpool": sim[1]}
+    assert "the 0.6 gate" in matched_sentence(matched, 0.6)[0]
+    assert matched_points({"cls": []}, gate=0.6) is None and matched_sentence(None, 0.6) == []
 
 
 def test_bench_vit_kinds_share_the_backbone():
@@ -175,6 +198,10 @@ def test_demo_end_to_end_writes_report_and_figure(tmp_path, capsys):
     assert report["curve_subset"]["images"] == 24 and 0 < report["curve_fraction"]
     assert report["curve_summary"] and all(sentence in printed for sentence in report["curve_summary"])
     assert "## Curves" in (out / "report.md").read_text()
+    matched = report["matched"]  # both models at one mixed_rand level: the first point of each at or above it
+    assert matched["level"] <= GATE and set(matched["points"]) == {"cls", "simpool"}
+    for kind, point in matched["points"].items():
+        assert point in report["curves"][kind] and point["top1_mixed_rand"] >= matched["level"]
     # a point's numbers are an evaluation of that checkpoint: the last one is the retrained final model scored
     # on the curves' 24 images, the first one the untrained model of the same seed
     device, points = torch.device("cpu"), report["curves"]["simpool"]

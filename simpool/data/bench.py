@@ -32,6 +32,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .fashion_mnist import CLASSES, load_fashion_mnist
 from .in9 import VARIATIONS
@@ -316,6 +317,38 @@ class SimPoolBench(torch.utils.data.Dataset):
         boxes = torch.from_numpy(np.stack([r[2] for r in rendered]))  # (B, 4)
         masks = torch.from_numpy(np.stack([r[1] for r in rendered]))  # (B, S, S)
         return images, torch.from_numpy(self.labels[np.asarray(indices)]), boxes, masks
+
+
+    def rendered(self, progress: bool = False, chunk: int = 512) -> "RenderedBench":
+        """Every image of the dataset rendered once, held in memory (uint8: ``S * S * 4`` bytes per image with
+        its mask); worth it when each image is drawn more than once (several epochs, repeated evaluations)."""
+        parts = [
+            self.batch(np.arange(i, min(i + chunk, len(self))))
+            for i in tqdm(range(0, len(self), chunk), desc=f"render {self.split}/{self.variant}", disable=not progress)
+        ]
+        return RenderedBench(*(torch.cat(part) for part in zip(*parts)), split=self.split, variant=self.variant)
+
+
+class RenderedBench:
+    """Bench images rendered once: the same ``batch`` and ``len`` as ``SimPoolBench``, from memory.
+
+    Args:
+        images: uint8 ``(N, 3, S, S)``; labels: ``(N,)``; boxes: ``(N, 4)``; masks: bool ``(N, S, S)``.
+    """
+
+    def __init__(self, images, labels, boxes, masks, split: str = "train", variant: str = "original"):
+        if not len(images) == len(labels) == len(boxes) == len(masks):
+            raise ValueError(f"rendered bench parts differ in length: {[len(images), len(labels), len(boxes), len(masks)]}")
+        self.images, self.labels, self.boxes, self.masks = images, labels, boxes, masks
+        self.split, self.variant = split, variant
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """uint8 images ``(B, 3, S, S)``, labels, boxes ``(B, 4)``, masks ``(B, S, S)``, as ``SimPoolBench.batch``."""
+        index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        return self.images[index], self.labels[index], self.boxes[index], self.masks[index]
 
 
 def normalize_images(images: torch.Tensor) -> torch.Tensor:

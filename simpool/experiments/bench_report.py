@@ -106,6 +106,32 @@ def curve_sentences(curves: dict[str, list[dict]], gate: float, level: float = A
     return sentences
 
 
+def matched_points(curves: dict[str, list[dict]], gate: float) -> dict | None:
+    """Every model at the same ``mixed_rand`` top-1: the level ``min(gate, lowest of the models' best)``, the
+    highest level up to the gate that all of them reach, and each model's first curve point at or above it
+    (``{"level", "points": {kind: point}}``; None without curves). Comparing attention there, rather than at
+    the last update, keeps a model's head start in accuracy out of the comparison of its attention."""
+    curves = {kind: points for kind, points in curves.items() if points}
+    if not curves:
+        return None
+    level = min([gate] + [max(p["top1_mixed_rand"] for p in points) for points in curves.values()])
+    chosen = {kind: next(p for p in points if p["top1_mixed_rand"] >= level) for kind, points in curves.items()}
+    return {"level": level, "points": chosen}
+
+
+def matched_sentence(matched: dict | None, gate: float) -> list[str]:
+    """One sentence on ``matched_points``: the level and each model's attention at its first point there."""
+    if not matched:
+        return []
+    parts = [
+        f"{NAMES.get(kind, kind)} at update {p['step']} (mixed_rand {p['top1_mixed_rand']:.3f}): MaxBoxAccV2 "
+        f"{p['MaxBoxAccV2']:.1f}, mask mass {p['mask_mass']:.3f}"
+        for kind, p in matched["points"].items()
+    ]
+    where = f"the {gate:g} gate" if matched["level"] >= gate else "the highest level both reach"
+    return [f"At matched accuracy (mixed_rand top-1 >= {matched['level']:.3f}, {where}): {'; '.join(parts)}."]
+
+
 def save_curves(curves: dict[str, list[dict]], uniform_mask_mass: float, gate: float, path: Path) -> Path:
     """``curves.png``: one panel per metric of ``CURVE_PANELS`` against epochs, the models overlaid; chance
     (0.1) on the top-1 panels, the ``gate`` on ``mixed_rand``, a uniform map's level on the mask mass (a
@@ -155,7 +181,10 @@ def write_report(report: dict, out: Path) -> dict:
     }
     report["verdict"] = verdict
     report["table"] = markdown_table(results)
-    report["curve_summary"] = curve_sentences(report.get("curves", {}), report["gate"])
+    report["matched"] = matched_points(report.get("curves", {}), report["gate"])
+    report["curve_summary"] = curve_sentences(report.get("curves", {}), report["gate"]) + matched_sentence(
+        report["matched"], report["gate"]
+    )
     write_json(out / "report.json", report)
     note = (
         "Both models learned the object (mixed_rand top-1 >= {gate}): the attention maps are comparable."

@@ -12,6 +12,7 @@ from simpool.data.bench import (
     NUM_CLASSES,
     VARIANTS,
     BenchConfig,
+    RenderedBench,
     SimPoolBench,
     _tile_box,
     draw_parameters,
@@ -138,6 +139,18 @@ def test_dataset_item_and_batch_agree():
     images, labels, boxes, masks = data.batch([2])
     torch.testing.assert_close(images[0].float() / 255, image)
     assert labels[0] == label and torch.equal(boxes[0].float(), box) and torch.equal(masks[0], mask)
+
+
+@needs_fmnist
+def test_rendered_bench_serves_the_same_batches_from_memory():
+    data = SimPoolBench("val", "mixed_same", num_images=7)
+    rendered = data.rendered(chunk=3)  # chunks of 3, 3 and 1 images
+    assert len(rendered) == 7 and rendered.images.dtype == torch.uint8
+    for indices in ([0, 1, 2], [6, 2, 2, 5], np.array([4])):
+        for ours, theirs in zip(rendered.batch(indices), data.batch(indices), strict=True):
+            assert torch.equal(ours, theirs)
+    with pytest.raises(ValueError, match="differ in length"):
+        RenderedBench(rendered.images, rendered.labels[:3], rendered.boxes, rendered.masks)
 
 
 @needs_fmnist

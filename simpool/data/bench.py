@@ -318,15 +318,16 @@ class SimPoolBench(torch.utils.data.Dataset):
         masks = torch.from_numpy(np.stack([r[1] for r in rendered]))  # (B, S, S)
         return images, torch.from_numpy(self.labels[np.asarray(indices)]), boxes, masks
 
-
-    def rendered(self, progress: bool = False, chunk: int = 512) -> "RenderedBench":
+    def rendered(self, progress: bool = False, chunk: int = 512) -> RenderedBench:
         """Every image of the dataset rendered once, held in memory (uint8: ``S * S * 4`` bytes per image with
         its mask); worth it when each image is drawn more than once (several epochs, repeated evaluations)."""
         parts = [
             self.batch(np.arange(i, min(i + chunk, len(self))))
             for i in tqdm(range(0, len(self), chunk), desc=f"render {self.split}/{self.variant}", disable=not progress)
         ]
-        return RenderedBench(*(torch.cat(part) for part in zip(*parts)), split=self.split, variant=self.variant)
+        return RenderedBench(
+            *(torch.cat(part) for part in zip(*parts, strict=True)), split=self.split, variant=self.variant
+        )
 
 
 class RenderedBench:
@@ -338,7 +339,9 @@ class RenderedBench:
 
     def __init__(self, images, labels, boxes, masks, split: str = "train", variant: str = "original"):
         if not len(images) == len(labels) == len(boxes) == len(masks):
-            raise ValueError(f"rendered bench parts differ in length: {[len(images), len(labels), len(boxes), len(masks)]}")
+            raise ValueError(
+                f"rendered bench parts differ in length: {[len(images), len(labels), len(boxes), len(masks)]}"
+            )
         self.images, self.labels, self.boxes, self.masks = images, labels, boxes, masks
         self.split, self.variant = split, variant
 

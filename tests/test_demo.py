@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -215,3 +216,41 @@ def test_demo_end_to_end_writes_report_and_figure(tmp_path, capsys):
     assert plain["curves"] == [] and plain["loss"] == trained["loss"]
     for name, value in plain["model"].state_dict().items():
         assert torch.equal(value, trained["model"].state_dict()[name]), name
+
+
+def test_converge_table_pairs_runs_and_matches_accuracy(tmp_path, capsys):
+    import runpy
+
+    table = runpy.run_path(str(Path(__file__).parents[1] / "docs" / "examples" / "converge_table.py"))
+
+    def report(seed, cls_box, sim_box):
+        def point(step, rand, box):
+            return {"step": step, "epoch": step / 10, "top1_original": 0.9, "top1_mixed_rand": rand,
+                    "MaxBoxAccV2": box, "mask_mass": box / 100}  # fmt: skip
+
+        final = {"acc_original": 0.9, "acc_mixed_rand": 0.7, "CorLoc": 50.0, "mask_mass": 0.5}
+        return {
+            "config": {"seed": seed, "eval_split": "test", "train_images": 100, "epochs": 2.0},
+            "gate": 0.6,
+            "wall_seconds": 1.0,
+            "results": {"cls": {**final, "MaxBoxAccV2": cls_box}, "simpool": {**final, "MaxBoxAccV2": sim_box}},
+            # both pass 0.6: CLS at update 8 (its box cls_box), SimPool at update 4 (sim_box), not their last points
+            "curves": {
+                "cls": [point(0, 0.1, 1.0), point(4, 0.5, 2.0), point(8, 0.65, cls_box), point(12, 0.8, 99.0)],
+                "simpool": [point(0, 0.1, 1.0), point(4, 0.61, sim_box), point(8, 0.7, 98.0)],
+            },
+        }
+
+    runs = []
+    for seed, (cls_box, sim_box) in enumerate([(40.0, 50.0), (44.0, 50.0)]):
+        run = tmp_path / f"s{seed}"
+        run.mkdir()
+        (run / "report.json").write_text(json.dumps(report(seed, cls_box, sim_box)))
+        runs.append(str(run))
+    assert table["main"](runs) == 0
+    out = capsys.readouterr().out
+    # MaxBoxAccV2 at the end and at matched accuracy: CLS 42 ± 2.8, SimPool 50 (std 0), paired gain 8 ± 2.8
+    assert out.count("| MaxBoxAccV2 | 42.0 ± 2.8 | 50.0 ± 0.0 | 8.0 ± 2.8 |") == 2
+    assert "| step | 8.0 ± 0.0 | 4.0 ± 0.0 | -4.0 ± 0.0 |" in out
+    assert "matched mixed_rand (level 0.600 ± 0.000)" in out
+    assert table["main"]([]) == 2

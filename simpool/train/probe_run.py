@@ -18,6 +18,7 @@ The run folder (``train.output/train.name``) holds ``config.yaml``, ``log.csv``,
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from pathlib import Path
 
@@ -188,15 +189,22 @@ def _eval_loader(dataset, micro: int, info: DistInfo, loader_kwargs: dict, colla
     return DataLoader(dataset, batch_size=micro, sampler=sampler, collate_fn=collate, **loader_kwargs)
 
 
-def cache_key(config: ProbeConfig, num_images: int) -> dict:
-    """What the cached tokens depend on: a cache made from anything else is rewritten."""
+def cache_key(config: ProbeConfig, dataset) -> dict:
+    """What the cached tokens depend on: a cache made from anything else is rewritten. The checkpoint counts by
+    its content (SHA-256), not its path, and the images by their paths and labels (``dataset.samples`` of an
+    ImageFolder), so a checkpoint or a folder replaced in place is not served stale tokens."""
     data = config.data
+    checkpoint = config.model.checkpoint
+    samples = getattr(dataset, "samples", None)
+    listing = "\n".join(f"{path}\t{label}" for path, label in samples) if samples is not None else None
     return {
         "model": dataclasses.asdict(config.model),
+        "checkpoint_sha256": _sha256_file(checkpoint) if checkpoint else None,
+        "images_sha256": hashlib.sha256(listing.encode()).hexdigest() if listing is not None else None,
         "blocks": config.probe.blocks,
         "blocks_mode": config.probe.blocks_mode,
         "root": str(Path(data.root).resolve() / data.train_split),
-        "num_images": num_images,
+        "num_images": len(dataset),
         "img_size": data.img_size,
         "crop_pct": data.crop_pct,
         "interpolation": data.interpolation,
@@ -205,10 +213,15 @@ def cache_key(config: ProbeConfig, num_images: int) -> dict:
     }
 
 
+def _sha256_file(path: str) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
 def _token_cache(config, folder: RunFolder, info: DistInfo, grid, dataset, micro: int, loader_kwargs):
     """The training split's tokens (no augmentation) in ``<run>/tokens.f16``: reused when complete and made from
     the same backbone and images, else written once, each process filling its shard of the rows."""
-    path, key = folder.path / "tokens.f16", cache_key(config, len(dataset))
+    path, key = folder.path / "tokens.f16", cache_key(config, dataset)
     if broadcast_object(info.is_main and open_cache(path, key) is not None, info):
         return open_cache(path, key)
     img = config.data.img_size

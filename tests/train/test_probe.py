@@ -14,7 +14,7 @@ from simpool.evaluate.attention_quality import attention_quality, mask_mass
 from simpool.train.config import from_dict
 from simpool.train.probe import FrozenBackbone, ProbeHead, build_grid, build_optimizer, fit_grid, grid_step
 from simpool.train.probe_config import ProbeConfig
-from simpool.train.probe_run import probe, split_holdout
+from simpool.train.probe_run import cache_key, probe, split_holdout
 from tests.conftest import TINY_VIT
 
 HEADS = ["linear", "simpool", "gap"]
@@ -143,6 +143,28 @@ def test_cache_gives_the_uncached_head_outputs(tiny_vit, tmp_path):
     assert open_cache(tmp_path / "tokens.f16", key) is not None
     assert open_cache(tmp_path / "tokens.f16", {"backbone": "another"}) is None  # made from something else
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_cache_key_follows_the_checkpoint_content_and_the_image_list(tmp_path):
+    class Listing:  # what cache_key reads of an ImageFolder
+        def __init__(self, samples):
+            self.samples = samples
+
+        def __len__(self):
+            return len(self.samples)
+
+    checkpoint = tmp_path / "weights.safetensors"
+    checkpoint.write_bytes(b"first weights")
+    config = config_of(tmp_path / "data", tmp_path / "run", model={"checkpoint": str(checkpoint)})
+    images = Listing([("a/0.png", 0), ("b/1.png", 1)])
+    key = cache_key(config, images)
+    assert cache_key(config, images) == key
+    checkpoint.write_bytes(b"other weights")  # replaced in place: same path, another backbone
+    assert cache_key(config, images) != key
+    checkpoint.write_bytes(b"first weights")
+    assert cache_key(config, images) == key
+    assert cache_key(config, Listing([("a/0.png", 0), ("b/1.png", 0)])) != key  # a label changed
+    assert cache_key(config, Listing([("a/0.png", 0), ("b/2.png", 1)])) != key  # an image changed
 
 
 def test_end_to_end_selection_scores_and_figures(bench, tmp_path):

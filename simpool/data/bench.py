@@ -325,9 +325,7 @@ class SimPoolBench(torch.utils.data.Dataset):
             self.batch(np.arange(i, min(i + chunk, len(self))))
             for i in tqdm(range(0, len(self), chunk), desc=f"render {self.split}/{self.variant}", disable=not progress)
         ]
-        return RenderedBench(
-            *(torch.cat(part) for part in zip(*parts, strict=True)), split=self.split, variant=self.variant
-        )
+        return RenderedBench(*(torch.cat(part) for part in zip(*parts, strict=True)))
 
 
 class RenderedBench:
@@ -337,13 +335,12 @@ class RenderedBench:
         images: uint8 ``(N, 3, S, S)``; labels: ``(N,)``; boxes: ``(N, 4)``; masks: bool ``(N, S, S)``.
     """
 
-    def __init__(self, images, labels, boxes, masks, split: str = "train", variant: str = "original"):
+    def __init__(self, images, labels, boxes, masks):
         if not len(images) == len(labels) == len(boxes) == len(masks):
             raise ValueError(
                 f"rendered bench parts differ in length: {[len(images), len(labels), len(boxes), len(masks)]}"
             )
         self.images, self.labels, self.boxes, self.masks = images, labels, boxes, masks
-        self.split, self.variant = split, variant
 
     def __len__(self) -> int:
         return len(self.labels)

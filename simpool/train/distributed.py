@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -93,8 +94,16 @@ def barrier() -> None:
 
 
 def cleanup() -> None:
-    """Leave the process group if this process joined one."""
+    """Leave the process group if this process joined one; call it once the DDP-wrapped models are gone.
+
+    A process group outlives ``destroy_process_group`` while a ``DistributedDataParallel`` still holds it.
+    It is then destroyed during interpreter shutdown, where a gloo worker thread that lets go of a
+    collective's tensor cannot take the GIL: the process aborts ("terminate called without an active
+    exception"), at random, more often on a busy machine. So unreachable DDP modules (reference cycles)
+    are collected first, and scripts keep their DDP models inside a function that has returned.
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()  # DDP modules in reference cycles would otherwise live until interpreter shutdown
         dist.destroy_process_group()
 
 

@@ -198,16 +198,18 @@ import json, sys, torch
 from torch import nn
 from simpool.train.distributed import cleanup, init_distributed
 from simpool.train.dino.recipe import wrap_teacher
-info = init_distributed("cpu")
-teacher = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
-for param in teacher.parameters():
-    param.requires_grad = False  # as build_student_teacher leaves it
-wrapped = wrap_teacher(teacher, None)
-with torch.no_grad():
-    out = wrapped(torch.randn(2, 3, 4, 4))
-frozen = not any(param.requires_grad for param in teacher.parameters())
-with open(f"{sys.argv[1]}.{info.rank}", "w") as f:
-    json.dump({"shape": list(out.shape), "frozen": frozen}, f)
+def main():  # DDP inside a function: gone before cleanup (see distributed.cleanup)
+    info = init_distributed("cpu")
+    teacher = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+    for param in teacher.parameters():
+        param.requires_grad = False  # as build_student_teacher leaves it
+    wrapped = wrap_teacher(teacher, None)
+    with torch.no_grad():
+        out = wrapped(torch.randn(2, 3, 4, 4))
+    frozen = not any(param.requires_grad for param in teacher.parameters())
+    with open(f"{sys.argv[1]}.{info.rank}", "w") as f:
+        json.dump({"shape": list(out.shape), "frozen": frozen}, f)
+main()
 cleanup()
 """
 

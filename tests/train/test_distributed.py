@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,3 +73,43 @@ def test_broadcast_object_hands_every_rank_rank_0s_value(monkeypatch):
     monkeypatch.setattr(dist, "broadcast_object_list", broadcast_object_list)
     rank1 = DistInfo(rank=1, world_size=2, local_rank=1, device=torch.device("cpu"))
     assert broadcast_object("mine", rank1) == "rank 0's" and sent == [[None]]
+
+
+LEAVE_SCRIPT = """
+import json, os, sys, torch
+from types import SimpleNamespace
+from torch import nn
+from simpool.train.engine import Engine
+from simpool.train.run import run_locked
+def gloo_threads():  # names as Linux shows them: gloo_tcp_loop, pt_gloo_runloop
+    names = (open(f"/proc/self/task/{task}/comm").read().strip() for task in os.listdir("/proc/self/task"))
+    return sum("gloo" in name for name in names)
+
+def body(config, info, folder):
+    torch.manual_seed(0)
+    model = nn.Linear(6, 3)
+    step = lambda m, a, b, w: (m(a).square().mean(), len(b))
+    engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), step, info=info, progress=False)
+    engine.fit(lambda e, s: iter([(torch.randn(2, 6), torch.zeros(2), 0)]), 1, 1)
+    return {"during": gloo_threads()}
+
+config = SimpleNamespace(train=SimpleNamespace(device="cpu", dist_timeout_s=60, output=sys.argv[1]))
+row = run_locked(config, "leave", body)
+with open(f"{sys.argv[1]}/rank{os.environ['RANK']}.json", "w") as file:
+    json.dump({"during": row["during"], "after": gloo_threads()}, file)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in Linux /proc")
+def test_a_run_leaves_no_process_group_thread_for_interpreter_shutdown(tmp_path, torchrun):
+    """gloo's threads end when a run ends, not at interpreter shutdown: a process group that outlives
+    ``destroy_process_group`` (a DDP module still holding it) is torn down there, and the process can
+    abort at random ("terminate called without an active exception"), as CI saw."""
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVE_SCRIPT)
+    done = torchrun(script, tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in range(2):
+        counts = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert counts["during"] > 0 and counts["after"] == 0, counts

@@ -165,14 +165,16 @@ def test_compile_wraps_after_ddp(tmp_path, torchrun):
             from torch.nn.parallel import DistributedDataParallel
             from simpool.train.distributed import cleanup, init_distributed
             from simpool.train.engine import Engine
-            info = init_distributed("cpu")
-            model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
-            engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), None, info=info,
-                            compile=True, progress=False)
-            wrapped = engine.wrap()
-            result = {"outer": type(wrapped).__name__, "inner": type(wrapped._orig_mod).__name__}
-            if info.rank == 0:
-                print(json.dumps(result))
+            def main():  # DDP inside a function: gone before cleanup (see distributed.cleanup)
+                info = init_distributed("cpu")
+                model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+                engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), None, info=info,
+                                compile=True, progress=False)
+                wrapped = engine.wrap()
+                result = {"outer": type(wrapped).__name__, "inner": type(wrapped._orig_mod).__name__}
+                if info.rank == 0:
+                    print(json.dumps(result))
+            main()
             cleanup()
             """
         )
@@ -209,21 +211,23 @@ def test_a_rank_whose_micro_batch_is_empty_still_takes_part(tmp_path, torchrun):
             from torch import nn
             from simpool.train.distributed import cleanup, init_distributed
             from simpool.train.engine import Engine
-            info = init_distributed("cpu")
-            torch.manual_seed(0)
-            x, y = torch.randn(4, 6), torch.randint(0, 3, (4,))
-            model = nn.Linear(6, 3)
-            step = lambda m, a, b, w: (F.cross_entropy(m(a), b), len(b))
-            empty = (torch.empty(0), torch.empty(0, dtype=torch.long), 2)
-            mine = [(x[:2], y[:2], 0), (x[2:], y[2:], 0)] if info.rank == 0 else [(x[:2], y[:2], 0), empty]
-            engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.5), step, info=info, progress=False)
-            row = engine.fit(lambda e, s: iter(mine), 1, 2)
-            out = {"weight": model.weight.tolist(), "skipped": row["skipped"], "update": engine.counters["update"]}
-            from simpool.train.distributed import all_gather_rows
-            shard = torch.full((info.rank + 1, 2), float(info.rank))  # unequal shards: 1 row, then 2
-            out["gathered"] = all_gather_rows(shard).tolist()
-            with open(f"{sys.argv[1]}/rank{info.rank}.json", "w") as file:
-                json.dump(out, file)
+            def main():  # DDP inside a function: gone before cleanup (see distributed.cleanup)
+                info = init_distributed("cpu")
+                torch.manual_seed(0)
+                x, y = torch.randn(4, 6), torch.randint(0, 3, (4,))
+                model = nn.Linear(6, 3)
+                step = lambda m, a, b, w: (F.cross_entropy(m(a), b), len(b))
+                empty = (torch.empty(0), torch.empty(0, dtype=torch.long), 2)
+                mine = [(x[:2], y[:2], 0), (x[2:], y[2:], 0)] if info.rank == 0 else [(x[:2], y[:2], 0), empty]
+                engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.5), step, info=info, progress=False)
+                row = engine.fit(lambda e, s: iter(mine), 1, 2)
+                out = {"weight": model.weight.tolist(), "skipped": row["skipped"], "update": engine.counters["update"]}
+                from simpool.train.distributed import all_gather_rows
+                shard = torch.full((info.rank + 1, 2), float(info.rank))  # unequal shards: 1 row, then 2
+                out["gathered"] = all_gather_rows(shard).tolist()
+                with open(f"{sys.argv[1]}/rank{info.rank}.json", "w") as file:
+                    json.dump(out, file)
+            main()
             cleanup()
             """
         )

@@ -24,6 +24,7 @@ import secrets
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -324,5 +325,10 @@ def run_locked(config, name: str, body: Callable[[Any, DistInfo, RunFolder], dic
         folder = RunFolder(Path(config.train.output) / name, is_main=info.is_main)
         with folder.lock(info):
             return body(config, info, folder)
+    except BaseException as error:
+        # the traceback's frames hold the run's DDP modules, which would keep the process group (and gloo's
+        # threads) alive past cleanup into interpreter shutdown: let go of their locals, keep the traceback
+        traceback.clear_frames(error.__traceback__)
+        raise
     finally:
         cleanup()

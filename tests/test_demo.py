@@ -28,6 +28,7 @@ from simpool.experiments.demo import (
     predict,
     train_model,
 )
+from simpool.models import load_checkpoint
 
 needs_fmnist = pytest.mark.skipif(
     not (DEFAULT_DIR / "train-images-idx3-ubyte.gz").exists(), reason="dataset-fashion-mnist is not installed"
@@ -187,6 +188,13 @@ def test_demo_end_to_end_writes_report_and_figure(tmp_path, capsys):
     assert result["mask_mass"] == pytest.approx(by_hand)
     assert result["learned_object"] == (result["acc_mixed_rand"] >= GATE)
     assert (out / "figure.png").stat().st_size > 0
+    # the saved weights are the trained model's: loaded into a fresh model they give the retrained weights
+    assert report["checkpoints"] == {kind: str(out / f"{kind}.safetensors") for kind in ("cls", "simpool")}
+    assert f"weights: {out / 'cls.safetensors'}, {out / 'simpool.safetensors'}" in printed
+    saved = bench_vit("simpool", config)
+    load_checkpoint(saved, report["checkpoints"]["simpool"])
+    for name, value in saved.state_dict().items():
+        assert torch.equal(value, trained["model"].state_dict()[name]), name
     assert "MaxBoxAccV2" in (out / "report.md").read_text()
     assert "MaxBoxAccV2" in printed
 

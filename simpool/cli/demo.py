@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         print(sentence)
     print(
         f"report: {Path(args.out) / 'report.md'}  figures: {report['figure']}, {report['curves_figure']}  "
+        f"weights: {', '.join(report['checkpoints'].values())}  "
         f"({report['wall_seconds']:.0f} s; curves {100 * report['curve_fraction']:.1f}% of the training time)"
     )
     return 0

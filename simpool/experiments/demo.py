@@ -16,8 +16,9 @@ MaxBoxAccV2 and the mask mass, by the same :func:`evaluate_model` as the final e
 ``after_update`` hook.
 
 It writes ``report.md``, ``report.json`` (with the ``curves``), ``figure.png`` (Figure 1 of the paper: input |
-CLS attention | SimPool attention, ground-truth box drawn) and ``curves.png`` to the output folder; the command
-prints a short table and what the curves show.
+CLS attention | SimPool attention, ground-truth box drawn), ``curves.png`` and the trained weights
+(``cls.safetensors``, ``simpool.safetensors``: ``load_checkpoint(bench_vit(kind, config), path)``) to the output
+folder; the command prints a short table and what the curves show.
 Attention maps are compared only if both models learned the object: ``mixed_rand`` accuracy of at
 least ``GATE`` (a model that reads the background alone scores chance there).
 """
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..data.bench import BenchConfig, SimPoolBench, normalize_images
-from ..models import attention_maps, create_model
+from ..models import attention_maps, create_model, save_checkpoint
 from ..train.engine import Engine
 from ..utils import warmup_cosine
 from .bench_report import save_curves, save_figure, write_report
@@ -311,6 +312,10 @@ def run_demo(config: DemoConfig, out: str | Path, device: torch.device | None = 
         trained = train_model(kind, config, device, progress)
         models[kind], curves[kind] = trained.pop("model"), trained.pop("curves")
         results[kind] = {**trained, **evaluate_model(kind, models[kind], config, device, progress)}
+    checkpoints = {  # the trained weights, for questions the report does not answer: bench_vit + load_checkpoint
+        kind: str(save_checkpoint(model, Path(out) / f"{kind}.safetensors", {"kind": kind, "seed": str(config.seed)}))
+        for kind, model in models.items()
+    }
     sources = {kind: MODELS[kind][1] for kind in models}
     figure = save_figure(models, sources, config, Path(out) / "figure.png", device)
     subset = SimPoolBench(config.eval_split, "original", config.bench(), num_images=config.curve_images)
@@ -332,6 +337,7 @@ def run_demo(config: DemoConfig, out: str | Path, device: torch.device | None = 
         "curve_fraction": curve_seconds / max(training, 1e-9),  # curve evaluation time / training time
         "wall_seconds": time.perf_counter() - start,
         "figure": str(figure),
+        "checkpoints": checkpoints,
         "curves_figure": str(save_curves(curves, curve_subset["uniform_mask_mass"], GATE, Path(out) / "curves.png")),
     }
     return write_report(report, Path(out))

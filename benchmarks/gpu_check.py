@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from simpool import SimPool, create_model  # noqa: E402
-from simpool.train.engine import Engine  # noqa: E402
+from simpool.train.engine import Engine, single_process  # noqa: E402
+from simpool.train.recipe import CrossEntropyRecipe, Loop  # noqa: E402
 from simpool.utils import default_device, write_json  # noqa: E402
 
 # model, its baseline pool, the SimPool gamma (paper: 2.0 for CNNs, 1.25 for ViTs)
@@ -76,8 +77,9 @@ def train_rate(name: str, pool: str, gamma: float | None, batch: int, image_size
     images = torch.randn(batch, 3, image_size, image_size, device=device)  # (B, 3, S, S)
     targets = torch.randint(0, 1000, (batch,), device=device)  # (B,)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    step = lambda m, x, y, w: (torch.nn.functional.cross_entropy(m(x), y), len(y))
-    engine = Engine(model, optimizer, step, amp="bf16" if device.type == "cuda" else "none", progress=False)
+    loop = Loop(amp="bf16" if device.type == "cuda" else "none", progress=False)
+    engine = Engine(CrossEntropyRecipe(model, optimizer, []), loop, single_process(device))
+    engine.build()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     seconds = _timed(lambda: engine.run_update(iter([(images, targets, 1.0)])), steps, device)

@@ -104,9 +104,10 @@ def bench_pools(device, repeats: int, batch: int, compiled: bool = True) -> list
 
 def _autograd_generalized_mean(values, attention, gamma, min_over):
     """The value path of SimPool by plain autograd ops: what the fused backward replaces."""
-    from simpool.pooling.simpool import SHIFT_EPS, _value_min, _weighted_sum
+    from simpool.pooling.min_over import SHIFT_EPS, value_min
+    from simpool.pooling.simpool import _weighted_sum
 
-    shifted = values - _value_min(values, min_over) + SHIFT_EPS  # (B, N, C)
+    shifted = values - value_min(values, min_over) + SHIFT_EPS  # (B, N, C)
     return _weighted_sum(attention, shifted**gamma) ** (1.0 / gamma)  # (B, C)
 
 

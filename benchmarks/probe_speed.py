@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from simpool.data.bench_export import export  # noqa: E402
 from simpool.pooling import list_pools  # noqa: E402
 from simpool.train.config import from_dict  # noqa: E402
-from simpool.train.probe_config import ProbeConfig  # noqa: E402
-from simpool.train.probe_run import probe  # noqa: E402
+from simpool.train.probe.config import ProbeConfig  # noqa: E402
+from simpool.train.probe.run import probe  # noqa: E402
 from simpool.utils import write_json  # noqa: E402
 
 HEADS = ["linear", "simpool", "ep", "map", "abmilp", "aim", "jepa", "cait"]

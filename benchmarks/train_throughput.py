@@ -19,7 +19,9 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
 from simpool.models import create_model
-from simpool.train.engine import Engine
+from simpool.train.engine import Engine, single_process
+from simpool.train.recipe import CrossEntropyRecipe, Loop
+from simpool.train.schedule import Schedule
 from simpool.train.validation import autocast
 from simpool.utils import default_device
 
@@ -55,15 +57,9 @@ def measure(
     sched, _ = create_scheduler_v2(
         opt_ours, num_epochs=1000, warmup_epochs=1, step_on_epochs=False, updates_per_epoch=1000
     )
-    criterion = torch.nn.CrossEntropyLoss()
-    engine = Engine(
-        ours,
-        opt_ours,
-        lambda model, x, y, weight: (criterion(model(x), y), len(y)),
-        amp=amp,
-        scheduler=sched,
-        progress=False,
-    )
+    recipe = CrossEntropyRecipe(ours, opt_ours, [], schedule=Schedule(sched, on="update"))
+    engine = Engine(recipe, Loop(amp=amp, progress=False), single_process(device))
+    engine.build()
     scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None  # the bare step's own
 
     def our_step():

@@ -15,6 +15,7 @@ from simpool import create_pool, list_pools
 from simpool.evaluate.knn import knn_classify
 from simpool.train.distributed import DistInfo
 from simpool.train.engine import Engine
+from simpool.train.recipe import CrossEntropyRecipe, Loop
 from simpool.train.run import RunFolder
 from tests.pooling.pool_kwargs import tiny_kwargs
 
@@ -46,28 +47,27 @@ def test_amp_training_steps_through_the_engine_lower_the_loss(amp):
     model = create_model("resnet10t", pool="simpool", num_classes=2).cuda()
     x, y = torch.randn(8, 3, 32, 32, device="cuda"), torch.tensor([0, 1] * 4, device="cuda")
     x[y == 1] += 1.0  # separable
-    step = lambda m, a, b, w: (F.cross_entropy(m(a), b), len(b))
-    engine = Engine(model, torch.optim.AdamW(model.parameters(), lr=1e-3), step, amp=amp, clip_grad=1.0, log_every=1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    engine = Engine(CrossEntropyRecipe(model, optimizer, [(x, y, 0)] * 5, clip_grad=1.0), Loop(amp=amp, log_every=1))
     assert (engine.scaler is not None) == (amp == "fp16")
-    first = engine.fit(lambda e, s: iter([(x, y, 0)] * 5), 1, 5)["train_loss"]
-    last = engine.fit(lambda e, s: iter([(x, y, 0)] * 5), 2, 5)["train_loss"]
-    assert last < first and engine.last_loss == engine.last_loss  # finite
+    first = engine.run()["train_loss"]
+    later = Engine(
+        CrossEntropyRecipe(model, optimizer, [(x, y, 0)] * 5, epochs=2, clip_grad=1.0), Loop(amp=amp, log_every=1)
+    )
+    last = later.run()["train_loss"]
+    assert last < first and later.last_loss == later.last_loss  # finite
 
 
 def test_resume_on_cuda_keeps_the_rng_on_the_cpu_and_the_state_on_the_gpu(tmp_path):
     cuda = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cuda"))
     x, y = torch.randn(4, 6, device="cuda"), torch.tensor([0, 1, 2, 0], device="cuda")
-    step = lambda m, a, b, w: (F.cross_entropy(m(a), b), len(b))
 
     def run(max_updates: int):
         torch.manual_seed(0)
         model = torch.nn.Linear(6, 3).cuda()
         optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
-        engine = Engine(model, optimizer, step, info=cuda, max_updates=max_updates, progress=False)
-        engine.fit(
-            lambda e, s: iter([(x, y, 0)] * (4 - s)), 1, 4, folder=RunFolder(tmp_path / "run"),
-            state_objects={"model": model, "optimizer": optimizer}, resume=True, seed=0,
-        )  # fmt: skip
+        recipe = CrossEntropyRecipe(model, optimizer, [(x, y, 0)] * 4)
+        Engine(recipe, Loop(max_updates=max_updates, progress=False), cuda, RunFolder(tmp_path / "run")).run()
         return model, optimizer
 
     run(max_updates=2)
@@ -78,7 +78,7 @@ def test_resume_on_cuda_keeps_the_rng_on_the_cpu_and_the_state_on_the_gpu(tmp_pa
     reference = torch.nn.Linear(6, 3).cuda()
     ref_opt = torch.optim.AdamW(reference.parameters(), lr=0.1)
     for _ in range(4):
-        step(reference, x, y, 1.0)[0].backward()
+        F.cross_entropy(reference(x), y).backward()
         ref_opt.step()
         ref_opt.zero_grad()
     torch.testing.assert_close(model.weight, reference.weight)

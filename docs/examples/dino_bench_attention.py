@@ -16,10 +16,10 @@ from torchvision.transforms.functional import normalize
 
 from simpool import attention_maps, create_model
 from simpool.data import BenchConfig, SimPoolBench
-from simpool.demo import localization_metrics
+from simpool.evaluate.attention_quality import attention_quality
 from simpool.models import load_checkpoint
 from simpool.train.config import load_config
-from simpool.train.dino_config import DinoConfig
+from simpool.train.dino.config import DinoConfig
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # the DINO recipe's normalisation (ImageNet's)
 
@@ -37,5 +37,8 @@ for run in map(Path, sys.argv[1:]):
     images, labels, boxes, masks = data.batch(np.arange(len(data)))
     x = normalize(images.float() / 255.0, MEAN, STD)  # (N, 3, S, S)
     maps = torch.cat([attention_maps(model, x[i : i + 250]) for i in range(0, len(x), 250)]).numpy()  # (N, h, w)
-    metrics = localization_metrics(maps, np.asarray(boxes), np.asarray(masks), config.model.kwargs["patch_size"])
+    size = (images.shape[-1], images.shape[-2])  # (W, H)
+    boxes = [box[None] for box in np.asarray(boxes)]  # one (1, 4) box per image
+    patch = config.model.kwargs["patch_size"]
+    metrics = attention_quality(maps, boxes, [size] * len(boxes), np.asarray(masks), patch_size=patch)
     print(run.name, {k: round(v, 3) for k, v in metrics.items()})

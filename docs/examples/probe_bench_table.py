@@ -29,7 +29,7 @@ def random_maps(bench: Path, grid: int = 8, split: str = "test") -> None:
     """MaxBoxAccV2 and mask mass of uniform random maps ``(N, grid, grid)`` on the test split, 3 seeds."""
     from simpool.data.wsol import read_wsol_metadata
     from simpool.evaluate.attention_quality import attention_quality
-    from simpool.train.probe_report import bench_masks
+    from simpool.train.probe.report import bench_masks
 
     metadata = read_wsol_metadata(bench / "metadata" / split)
     ids = [i for i in metadata.image_ids if i in metadata.boxes]

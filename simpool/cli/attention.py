@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..utils import parse_kv
 from ..visualize.boxes import read_boxes
-from ..visualize.report import attention_report, parse_checkpoints
+from ..visualize.report import ReportConfig, attention_report, parse_checkpoints
 from .common import add_img_size, add_model, add_out, add_runtime, check_writable, device_of
 
 EXAMPLE = """example:
@@ -50,11 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     check_writable(args.out)
     gammas = args.gammas.split(",") if args.gammas else None
-    summary = attention_report(
-        args.model,
-        parse_checkpoints(args.checkpoint, args.pool, gammas, parse_kv(args.pool_kwargs)),
-        args.inputs,
-        args.out,
+    config = ReportConfig(
         image_size=args.img_size,
         boxes=read_boxes(args.boxes) if args.boxes else None,
         mass=args.mass,
@@ -64,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
         mean=tuple(args.mean) if args.mean else None,
         std=tuple(args.std) if args.std else None,
         grid_rows=args.grid_rows,
-        timm_kwargs=parse_kv(args.model_kwargs),
+        model_kwargs=parse_kv(args.model_kwargs),
         num_classes=args.num_classes,
         device=device_of(args),
         progress=not args.no_progress,
     )
+    checkpoints = parse_checkpoints(args.checkpoint, args.pool, gammas, parse_kv(args.pool_kwargs))
+    summary = attention_report(args.model, checkpoints, args.inputs, args.out, config)
     out = Path(args.out)
     print(f"{len(summary['images'])} images; gallery: {out / 'gallery.html'}; scores: {out / 'scores.json'}")
     for record in summary["images"]:

@@ -8,23 +8,24 @@ from pathlib import Path
 
 import torch
 
-from ..experiments.demo import PRESETS, demo_config, run_demo
-from ..utils import parse_kv
-from .common import add_no_progress, add_out, add_seed, check_writable
+from ..experiments.demo import PRESETS, DemoConfig, preset, run_demo
+from .common import add_no_progress, add_out, check_writable
+from .recipe import add_overrides, resolve_config
 
-EXAMPLE = (
-    "examples: simpool demo --quick --out outputs/demo_quick | simpool demo --seed 1 | "
-    "simpool demo --preset converge --set eval_split=val | simpool demo --preset gpu"
-)
+EXAMPLE = """examples:
+  simpool demo --quick --out outputs/demo_quick
+  simpool demo seed=1
+  simpool demo --preset converge eval_split=val
+  simpool demo --preset gpu
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="a size of the job")
     parser.add_argument("--quick", action="store_true", help="the 'quick' preset: end to end in under 2 minutes")
-    add_seed(parser, help="seed of the bench, the initialisation and the batch order")
+    add_overrides(parser, example="seed=1 eval_split=val (DemoConfig fields, after the preset)")
     add_out(parser, default="outputs/demo", help="folder for report.md, report.json, figure.png and curves.png")
     parser.add_argument("--fashion-mnist-dir", default=None, help="folder of the Fashion-MNIST IDX files")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override DemoConfig fields")
     add_no_progress(parser)
 
 
@@ -32,10 +33,11 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.out)
     if args.fashion_mnist_dir:
         os.environ["SIMPOOL_FASHION_MNIST"] = str(args.fashion_mnist_dir)
-    config = demo_config("quick" if args.quick else args.preset, args.seed, parse_kv(args.set))
-    if args.preset == "gpu" and not torch.cuda.is_available():
+    name = "quick" if args.quick else args.preset
+    config = resolve_config(args, DemoConfig, base=preset(name))
+    if name == "gpu" and not torch.cuda.is_available():
         print("note: --preset gpu without CUDA runs on the CPU and will take long")
-    device = torch.device("cuda" if args.preset == "gpu" and torch.cuda.is_available() else "cpu")
+    device = torch.device("cuda" if name == "gpu" and torch.cuda.is_available() else "cpu")
     report = run_demo(config, args.out, device, progress=not args.no_progress)
     print(report["table"])
     for sentence in report["curve_summary"]:

@@ -1,21 +1,23 @@
 """``simpool probe``: attentive probing of a frozen backbone, every head x learning rate in one pass
-(:func:`simpool.train.probe_run.probe`)."""
+(:class:`simpool.train.probe.run.ProbeRecipe`)."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
-import sys
+import re
 
 from ..utils import parse_kv
 from .common import add_data, add_img_size, add_model, add_out, add_runtime, check_writable
+from .recipe import add_overrides, resolve_config, run_recipe
 
 EXAMPLE = """examples:
   simpool probe --model vit_small_patch16_224 --checkpoint backbone.safetensors --data /data/imagenet \\
       --heads linear simpool ep map abmilp --lr 1e-3 3e-3 1e-2 --epochs 90 --out runs/probe
   simpool probe --model vit_small_patch16_224 --checkpoint mae.safetensors --data /data/imagenet \\
       --heads linear ep --opt lars --batch-size 4096 --cache --out runs/probe_lars     # efficient-probing's protocol
+  simpool probe --model vit_small_patch16_224 --data /data/imagenet --out runs/probe \\
+      probe.attention_images=200 train.max_updates=10 data.auto_augment=rand-m9-mstd0.5-inc1   # any config field
   torchrun --nproc_per_node=8 -m simpool.cli probe --model vit_base_patch16_224 --data /data/imagenet ...
 --data holds the training split and the test split as ImageFolder layouts (class folders). The best head x lr is
 chosen on a held-out part of the training split (--holdout), then its test top-1/top-5 is reported. Heads:
@@ -31,13 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-split", default="val", help="test sub-folder of --data (the bench exports 'test')")
     parser.add_argument("--heads", nargs="+", default=["linear", "simpool"], help="'linear' or pool names")
     parser.add_argument(
-        "--lr",
-        nargs="+",
-        default=None,
-        metavar="LR",
-        help="base learning rates (x batch/256); unset: 1e-3 AdamW, 0.1 LARS",
+        "--lr", nargs="+", default=None, metavar="LR", help="base learning rates (x batch/256); unset: 1e-3, LARS 0.1"
     )
-    parser.add_argument("--opt", default="adamw", choices=("adamw", "lars"), help="optimizer of every head")
+    parser.add_argument("--opt", default="adamw", choices=("adamw", "lars", "sgd"), help="optimizer of every head")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--epochs", type=int, default=90)
     parser.add_argument("--blocks", type=int, default=1, help="the last N blocks feed the heads")
@@ -51,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="*",
         default=[],
         metavar="HEAD.KEY=VALUE",
-        help="pool arguments of a head, e.g. aim.num_heads=6",
+        help="a head's pool arguments: aim.num_heads=6",
     )
     parser.add_argument("--amp", default="none", choices=("none", "bf16", "fp16", "auto"), help="mixed precision")
     add_img_size(parser)
@@ -59,13 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime(parser, batch_size=256)
     add_out(parser, default="runs/probe", help="run folder (results.json, figures, last.pt)")
     parser.add_argument("--no-resume", action="store_true", help="start afresh even if the run folder has last.pt")
-    parser.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any ProbeConfig field, e.g. probe.attention_images=200",
-    )
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_overrides(parser, example="probe.attention_images=200 train.max_updates=10")
 
 
 def parse_lrs(values: list[str] | None) -> list[float]:
@@ -90,76 +83,82 @@ def parse_head_kwargs(items: list[str]) -> dict[str, dict]:
     return nested
 
 
-def config_of(args: argparse.Namespace):
-    """The :class:`~simpool.train.probe_run.ProbeConfig` of the options, then ``--set`` overrides."""
-    from ..train.config import check_bounds, from_dict, merge, parse_overrides
-    from ..train.probe import check_grid
-    from ..train.probe_config import ProbeConfig, resolved_lrs
+LIST_OPTIONS = ("heads", "lr", "head_kwargs", "pool_kwargs", "model_kwargs")  # options that take several words
+SECTIONS = ("model", "data", "train", "probe")  # ProbeConfig's sections
+OVERRIDE = re.compile(rf"^({'|'.join(SECTIONS)})\.[^=]+=")  # a word `section.key=value`
 
+
+def take_back_overrides(args: argparse.Namespace) -> None:
+    """Overrides written right after a list option (``--heads linear simpool train.epochs=1``) are taken by it,
+    argparse being greedy: move them back to the overrides (no head, lr or pool argument looks like one)."""
+    moved = []
+    for name in LIST_OPTIONS:
+        words = getattr(args, name)
+        if words:
+            moved += [word for word in words if OVERRIDE.match(word)]
+            setattr(args, name, [word for word in words if not OVERRIDE.match(word)])
+    args.overrides = moved + list(args.overrides)
+
+
+def flags_of(args: argparse.Namespace) -> dict:
+    """The config values the options set (the ``key=value`` overrides come on top)."""
     out = os.path.abspath(args.out)
-    values = {
+    return {
         "model": {
-            "name": args.model, "pool": args.pool, "pool_kwargs": parse_kv(args.pool_kwargs),
-            "kwargs": parse_kv(args.model_kwargs), "checkpoint": args.checkpoint or "",
+            "name": args.model,
+            "pool": args.pool,
+            "pool_kwargs": parse_kv(args.pool_kwargs),
+            "kwargs": parse_kv(args.model_kwargs),
+            "checkpoint": args.checkpoint or "",
             "checkpoint_key": args.checkpoint_key,
         },
         "data": {
-            "root": args.data, "train_split": args.train_split, "val_split": args.test_split,
-            "img_size": args.img_size, "num_workers": args.workers,
+            "root": args.data,
+            "train_split": args.train_split,
+            "val_split": args.test_split,
+            "img_size": args.img_size,
+            "num_workers": args.workers,
         },
         "train": {
-            "epochs": args.epochs, "batch_size": args.batch_size, "amp": args.amp, "device": args.device or "auto",
-            "seed": args.seed, "output": os.path.dirname(out), "name": os.path.basename(out),
-            "resume": not args.no_resume, "progress": not args.no_progress,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "amp": args.amp,
+            "device": args.device or "auto",
+            "seed": args.seed,
+            "output": os.path.dirname(out),
+            "name": os.path.basename(out),
+            "progress": not args.no_progress,
         },
         "probe": {
-            "heads": list(args.heads), "lrs": parse_lrs(args.lr), "opt": args.opt, "weight_decay": args.weight_decay,
-            "blocks": args.blocks, "blocks_mode": args.blocks_mode, "with_cls": args.with_cls,
-            "holdout": args.holdout, "cache": args.cache, "metadata": args.metadata or "",
+            "heads": list(args.heads),
+            "lrs": parse_lrs(args.lr),
+            "opt": args.opt,
+            "weight_decay": args.weight_decay,
+            "blocks": args.blocks,
+            "blocks_mode": args.blocks_mode,
+            "with_cls": args.with_cls,
+            "holdout": args.holdout,
+            "cache": args.cache,
+            "metadata": args.metadata or "",
             "head_kwargs": parse_head_kwargs(args.head_kwargs),
         },
-    }  # fmt: skip
-    config = from_dict(ProbeConfig, merge(values, parse_overrides(args.set)))
-    for section in (config.model, config.data, config.train, config.probe):
-        check_bounds(section)
-    check_grid(config.probe.heads, resolved_lrs(config.probe))
-    return config
+    }
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_of(args)  # every mistake of the grid: one line, exit 2, before torch loads a model
-    check_writable(args.out)
-    from ..evaluate.features import format_table
-    from ..train.probe_run import probe
-    from ..train.run import RunLockedError
-    from ..train.state import ResumeError
+    from ..train.probe.config import ProbeConfig
 
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    try:
-        result = probe(config)
-    except (ResumeError, RunLockedError) as error:
-        print(f"simpool probe: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("simpool probe: interrupted; run the same command again to resume (last.pt)", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    if "heads" not in result:  # not the main process
+    take_back_overrides(args)
+    config = resolve_config(args, ProbeConfig, base=flags_of(args))
+    check_writable(args.out)
+    from ..train.probe.report import heads_table, selection_line
+    from ..train.probe.run import ProbeRecipe
+
+    result = run_recipe(args, config, ProbeRecipe)  # every mistake of the grid: one line, exit 2, before any work
+    if not result or "heads" not in result:  # --print-config, or not the main process
         return 0
-    rows = [
-        (h["head"], f"{h['lr']:g}", h["params"], f"{h['gflops']:.3g}", h["holdout_top1"], h["test_top1"],
-         h["test_top5"], h.get("MaxBoxAccV2", "-"), h.get("mask_mass", "-"))
-        for h in result["heads"]
-    ]  # fmt: skip
-    header = ("head", "lr", "params", "GFLOPs", "held-out top1", "test top1", "test top5", "MaxBoxAccV2", "mask mass")
-    print(format_table(rows, header))
-    selected = result["selected"]
-    print(
-        f"selected on the held-out split: {selected['head']} lr {selected['lr']:g}: "
-        f"test top-1 {selected['test_top1']:.2f}, top-5 {selected['test_top5']:.2f}"
-    )
+    print(heads_table(result))
+    print(selection_line(result))
     if not result["finished"]:
         print("note: the run stopped before its last epoch (train.max_updates); run again to finish it")
-    print(f"run folder: {result['run_dir']}")
     return 0

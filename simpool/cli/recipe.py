@@ -1,60 +1,69 @@
-"""The recipe arguments shared by ``simpool train`` and ``simpool train-dino``: a YAML recipe plus ``key=value``
-overrides, ``--print-config`` and ``--no-resume``."""
+"""The one way a command that trains reads its config and starts: a YAML recipe (``--config``) plus positional
+``key=value`` overrides checked against the config's dataclasses, ``--print-config``, ``--no-resume``; then
+:func:`simpool.train.launch.launch`.
+
+``simpool train``, ``train-dino``, ``eval finetune``, ``probe`` and ``demo`` all take their overrides this way.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import signal
-import sys
+from collections.abc import Callable
+from typing import Any
+
+OVERRIDES_HELP = "dotted overrides read as YAML, checked against the config's fields, e.g. {example}"
 
 
-def add_recipe_arguments(parser: argparse.ArgumentParser, recipes: str = "configs/*.yaml") -> None:
+def add_overrides(parser: argparse.ArgumentParser, example: str = "optim.lr=1e-3 train.epochs=10") -> None:
+    """The positional ``key=value`` overrides."""
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP.format(example=example))
+
+
+def add_recipe_arguments(
+    parser: argparse.ArgumentParser, recipes: str = "configs/*.yaml", example: str = "optim.lr=1e-3 train.epochs=10"
+) -> None:
+    """``--config``, the ``key=value`` overrides, ``--print-config`` and ``--no-resume``."""
     parser.add_argument("--config", help=f"YAML recipe ({recipes}); unset: the dataclass defaults")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="dotted overrides read as YAML, e.g. optim.lr=1e-3 train.epochs=10 model.pool=default",
-    )
+    add_overrides(parser, example)
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--no-resume", action="store_true", help="start afresh even if the run folder has last.pt")
 
 
-def run_recipe(args: argparse.Namespace, config_class: type, trainer: str, prog: str) -> dict | int:
-    """Resolve the recipe; print it (``--print-config``) or train with ``trainer`` ("module:function").
+def resolve_config(args: argparse.Namespace, config_class: type, base: dict | None = None) -> Any:
+    """``config_class`` from its defaults, then ``base`` (what a command's own flags set), then the recipe file
+    (``--config``), then the overrides (and ``train.resume=false`` for ``--no-resume``).
 
-    Returns:
-        the trainer's result, or an exit code (2 for a bad recipe, 0 after printing).
+    Raises:
+        ValueError: an unknown key or a value of the wrong type, named.
     """
-    from ..train.config import load_config, to_dict
+    from ..train.config import from_dict, merge, parse_overrides, read_recipe
 
-    overrides = list(args.overrides) + (["train.resume=false"] if args.no_resume else [])
-    try:
-        config = load_config(config_class, args.config, overrides)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"{prog}: {error}")
-        return 2
-    if args.print_config:
-        import yaml
+    overrides = list(getattr(args, "overrides", []) or [])
+    if getattr(args, "no_resume", False):
+        overrides.append("train.resume=false")
+    data = merge(base or {}, read_recipe(args.config) if getattr(args, "config", None) else {})
+    return from_dict(config_class, merge(data, parse_overrides(overrides)))
 
-        print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
-        return 0
-    from ..train.run import RunLockedError
-    from ..train.state import ResumeError
 
-    module, function = trainer.split(":")
-    # SIGTERM (a scheduler's preemption) exits through the finally blocks: the run folder's lock is released
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    try:
-        result = getattr(importlib.import_module(module), function)(config)  # torch, timm: only for a valid config
-    except (ResumeError, RunLockedError) as error:
-        print(f"{prog}: {error}")
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; run the same command again to resume from the last checkpoint (last.pt)")
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def print_config(config: Any) -> None:
+    import yaml
+
+    from ..train.config import to_dict
+
+    print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+
+
+def run_recipe(args: argparse.Namespace, config: Any, make_recipe: Callable[[Any], Any]) -> dict | None:
+    """Print the config (``--print-config``: returns None) or launch ``make_recipe(config)``; returns its result.
+
+    Errors are one-line ``ValueError``s (a locked folder, a run that cannot resume, a bad value): ``simpool``'s
+    entry point prints them on stderr and exits with code 2.
+    """
+    if getattr(args, "print_config", False):
+        print_config(config)
+        return None
+    from ..train.launch import launch
+
+    result = launch(make_recipe(config), config)
     print(f"run folder: {result['run_dir']}")
     return result

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..train.supervised.config import SupervisedConfig
-from .recipe import add_recipe_arguments, run_recipe
+from .recipe import add_recipe_arguments, resolve_config, run_recipe
 
 EXAMPLE = """examples:
   simpool train --config configs/bench_vit_tiny_simpool.yaml train.epochs=2 data.bench_images=2000
@@ -20,5 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = run_recipe(args, SupervisedConfig, "simpool.train.supervised.recipe:train", "simpool train")
-    return result if isinstance(result, int) else 0
+    from ..train.supervised.config import SupervisedConfig  # torch and timm: not for --help
+    from ..train.supervised.recipe import SupervisedRecipe
+
+    config = resolve_config(args, SupervisedConfig)
+    run_recipe(args, config, SupervisedRecipe)
+    return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..train.dino.config import DinoConfig
-from .recipe import add_recipe_arguments, run_recipe
+from .recipe import add_recipe_arguments, resolve_config, run_recipe
 
 EXAMPLE = """examples:
   simpool bench export --format imagefolder --split train --out bench_export
@@ -25,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = run_recipe(args, DinoConfig, "simpool.train.dino.recipe:train_dino", "simpool train-dino")
-    if isinstance(result, int):
-        return result
-    print(f"teacher backbone: {result['run_dir']}/teacher.safetensors")
+    from ..train.dino.recipe import DinoRecipe
+
+    result = run_recipe(args, resolve_config(args, DinoConfig), DinoRecipe)
+    if result is not None:
+        print(f"teacher backbone: {result['run_dir']}/teacher.safetensors")
     return 0

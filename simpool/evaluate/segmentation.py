@@ -7,7 +7,7 @@ intersections and unions are summed over the whole set, then ``IoU_c = I_c / U_c
 ``Acc_c = I_c / L_c``, ``mIoU`` and ``mAcc`` are nan-means over classes, ``aAcc = sum I / sum L``.
 
 The metrics, the frozen features, the head and its prediction live here; the head's training and the whole
-protocol on ADE20K (:func:`simpool.train.segmentation_probe.segmentation_probe`) live in ``simpool.train``.
+protocol on ADE20K (:func:`simpool.train.probe.segmentation.segmentation_probe`) live in ``simpool.train``.
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 
 The CPU-sized analogue of the paper's Figure 3 (Section 4.2), run by ``simpool tournament``: every run
 sees the same images in the same order from the same initial backbone weights; only the pool differs.
+Each entrant is an :class:`Entrant` recipe run by :class:`~simpool.train.engine.Engine`; the whole
+:class:`Tournament` is run by :func:`~simpool.train.launch.launch`, which locks the output folder.
 After each run the folder gets ``results.csv`` and ``results.md`` (ranked), written atomically, so an
 interrupted tournament keeps what it measured and resumes where it stopped; ``results.png`` (bars grouped
-by Table 1 group, in the style of Figure 3) is drawn when the runs end.
-A pool that fails is reported in the table and the others go on.
+by Table 1 group, in the style of Figure 3) is drawn when the runs end
+(:mod:`~simpool.experiments.tournament_report`). A pool that fails is reported in the table and the others go on.
 
 A pool is a registry name, optionally with arguments: ``framework:attention=sigmoid`` or
 ``gem:p=3,learnable=false`` (values parsed as YAML scalars), so Table 10 ablations run as entrants.
@@ -13,13 +15,13 @@ A pool is a registry name, optionally with arguments: ``framework:attention=sigm
 
 from __future__ import annotations
 
-import csv
-import io
+import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -28,9 +30,12 @@ from tqdm import tqdm
 from ..pooling.framework import components_of
 from ..pooling.registry import list_pools, pool_constructor
 from ..train.engine import Engine
-from ..utils import atomic_write_bytes, default_device, parse_kv, warmup_cosine, write_json
+from ..train.launch import launch
+from ..train.recipe import Loop, Parts, Recipe
+from ..train.schedule import Schedule
+from ..utils import default_device, parse_kv, warmup_cosine, write_json
+from .tournament_report import plot, rank, read_previous, write_tables
 
-FIELDS = ("rank", "pool", "method", "group", "status", "accuracy", "final_loss", "pool_params", "seconds", "error")
 DEFAULT_POOLS = (
     *("gap", "max", "gap_max", "gem", "lse", "how"),  # group 1
     *("kmeans", "otk", "slot"),  # group 2
@@ -69,6 +74,10 @@ class TournamentConfig:
     train_images: int = 5000
     test_images: int = 1000
     depth: int = 4
+
+    BOUNDS: ClassVar[dict[str, str]] = dict.fromkeys(  # checked by simpool.train.config.from_dict
+        ("steps", "batch_size", "image_size", "train_images", "test_images", "depth"), "[1, inf)"
+    )
 
 
 def _bench(split: str, count: int, config: TournamentConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,119 +129,143 @@ def build_model(config: TournamentConfig, pool: str, pool_kwargs: dict, in_chans
     return create_model(config.model, pool, pool_kwargs, num_classes=classes, in_chans=in_chans)
 
 
+class Entrant(Recipe):
+    """One entrant: the backbone with the pool ``spec`` trained ``config.steps`` updates (AdamW, 5% warm-up and
+    a cosine decay, cross-entropy) over a seeded order of the training images, then scored on the test images.
+
+    ``data`` is ``{"train": (images, labels), "test": (images, labels)}``. The loss is read (and checked
+    finite, so that a diverging pool fails) every 10 updates and at the end.
+    """
+
+    def __init__(self, config: TournamentConfig, spec: str, data: dict, device: torch.device, progress: bool = False):
+        self.config, self.spec, self.data, self.device = config, spec, data, device
+        self.name = spec
+        self.loop = Loop(progress=progress, log_every=10)
+        self.last_loss: torch.Tensor | None = None
+
+    def build(self, info) -> Parts:
+        from ..models import pool_slot
+
+        name, kwargs = parse_pool(self.spec)
+        train_x, train_y = self.data["train"]
+        shape = (train_x.shape[1], train_x.shape[-1], int(train_y.max()) + 1)  # channels, side, classes
+        self.model = build_model(self.config, name, kwargs, *shape).to(self.device)
+        slot = pool_slot(self.model)
+        self.pool_params = sum(p.numel() for p in slot.parameters()) if slot is not None else 0
+        config = self.config
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        schedule = warmup_cosine(optimizer, config.steps, max(1, config.steps // 20))
+        generator = torch.Generator().manual_seed(config.seed)
+        passes = math.ceil(config.steps * config.batch_size / len(train_x)) + 1
+        self.order = torch.cat([torch.randperm(len(train_x), generator=generator) for _ in range(passes)])
+        self.started = time.perf_counter()
+        return Parts(self.model, optimizer, epochs=1, updates_per_epoch=config.steps, schedule=Schedule(schedule))
+
+    def batches(self, epoch: int, start_update: int):
+        train_x, train_y = self.data["train"]
+        size = self.config.batch_size
+        for step in range(start_update, self.config.steps):
+            index = self.order[step * size : (step + 1) * size]
+            yield train_x[index], train_y[index], 0
+
+    def step(self, model, images, labels, weight):
+        loss = F.cross_entropy(model(images.to(self.device)), labels.to(self.device))
+        self.last_loss = loss.detach()
+        return loss, len(labels)
+
+    @torch.no_grad()
+    def summary(self, row: dict) -> dict:
+        """``{"accuracy"}`` (percent of the test images), ``final_loss`` (the last update's), ``pool_params``,
+        ``seconds`` (training and scoring)."""
+        test_x, test_y = self.data["test"]
+        self.model.eval()
+        correct = 0
+        for i in range(0, len(test_x), 256):
+            correct += (
+                (self.model(test_x[i : i + 256].to(self.device)).argmax(-1).cpu() == test_y[i : i + 256]).sum().item()
+            )
+        return {
+            "accuracy": 100.0 * correct / len(test_x),
+            "final_loss": float(self.last_loss),
+            "pool_params": self.pool_params,
+            "seconds": time.perf_counter() - self.started,
+        }
+
+
 def train_and_evaluate(
     config: TournamentConfig, spec: str, data: dict, device: torch.device, progress: bool = False
 ) -> dict:
-    """Train the backbone with the pool ``spec``; returns accuracy, final loss, pool parameters and seconds."""
-    from ..models import pool_slot
-
-    name, kwargs = parse_pool(spec)
-    train_x, train_y = data["train"]
-    test_x, test_y = data["test"]
-    model = build_model(config, name, kwargs, train_x.shape[1], train_x.shape[-1], int(train_y.max()) + 1).to(device)
-    slot = pool_slot(model)
-    pool_params = sum(p.numel() for p in slot.parameters()) if slot is not None else 0
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = warmup_cosine(optimizer, config.steps, max(1, config.steps // 20))
-    generator = torch.Generator().manual_seed(config.seed)
-    epochs = math.ceil(config.steps * config.batch_size / len(train_x)) + 1
-    order = torch.cat([torch.randperm(len(train_x), generator=generator) for _ in range(epochs)])
-
-    def batches(epoch: int, start_update: int):
-        for step in range(start_update, config.steps):
-            index = order[step * config.batch_size : (step + 1) * config.batch_size]
-            yield train_x[index], train_y[index], 0
-
-    def step(model, images, labels, weight):
-        return F.cross_entropy(model(images.to(device)), labels.to(device)), len(labels)
-
-    # the loss is read (and checked finite, so that a diverging pool fails) every 10 steps and at the end
-    engine = Engine(model, optimizer, step, scheduler=schedule, desc=spec, progress=progress, log_every=10)
-    start = time.perf_counter()
-    engine.fit(batches, epochs=1, updates_per_epoch=config.steps)
-    loss = engine.last_loss
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(test_x), 256):
-            correct += (model(test_x[i : i + 256].to(device)).argmax(-1).cpu() == test_y[i : i + 256]).sum().item()
-    return {
-        "accuracy": 100.0 * correct / len(test_x),
-        "final_loss": loss,
-        "pool_params": pool_params,
-        "seconds": time.perf_counter() - start,
-    }
+    """Train the backbone with the pool ``spec`` (:class:`Entrant`); returns accuracy, final loss, pool
+    parameters and seconds."""
+    entrant = Entrant(config, spec, data, device, progress)
+    return Engine(entrant, entrant.loop).run()
 
 
-def rank(results: list[dict]) -> list[dict]:
-    """Sort by accuracy (failed runs last) and number the finished ones 1, 2, ... (ties share a rank)."""
-    done = sorted((r for r in results if r["status"] == "ok"), key=lambda r: -float(r["accuracy"]))
-    ranked, previous = [], None
-    for i, row in enumerate(done):
-        position = previous[0] if previous and float(previous[1]) == float(row["accuracy"]) else i + 1
-        ranked.append({**row, "rank": position})
-        previous = (position, row["accuracy"])
-    return ranked + [{**r, "rank": ""} for r in results if r["status"] != "ok"]
+class Tournament:
+    """Every pool of ``pools`` as an :class:`Entrant`, the ranked tables written to ``run_dir`` after each;
+    pools already done there are kept and skipped (what :func:`~simpool.train.launch.launch` runs).
 
+    Raises:
+        ValueError: an unknown pool or dataset.
+    """
 
-def to_csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, FIELDS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    def __init__(self, pools: list[str], run_dir: str | Path, config: TournamentConfig, device, progress: bool = True):
+        for spec in pools:
+            parse_pool(spec)
+        if config.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {config.dataset!r}; valid: {', '.join(DATASETS)}")
+        self.pools, self.run_dir, self.config = list(pools), Path(run_dir), config
+        self.device, self.progress = device, progress
 
+    def run(self, info=None, folder=None) -> dict:
+        """``{"rows": the ranked rows}``.
 
-def to_markdown(rows: list[dict]) -> str:
-    """The ranked table as markdown: rank, pool, method, group, accuracy (%), pool parameters, seconds, status."""
-    lines = ["| rank | pool | method | group | top-1 (%) | pool params | seconds | status |", "|---" * 8 + "|"]
-    for r in rows:
-        accuracy = f"{float(r['accuracy']):.2f}" if r["status"] == "ok" else "-"
-        seconds = f"{float(r['seconds']):.0f}" if r.get("seconds") not in ("", None) else "-"
-        status = r["status"] if r["status"] == "ok" else f"failed: {r['error']}"
-        lines.append(
-            f"| {r['rank']} | `{r['pool']}` | {r['method']} | {r['group']} | {accuracy} | {r['pool_params']} "
-            f"| {seconds} | {status} |"
-        )
-    return "\n".join(lines) + "\n"
+        Raises:
+            ValueError: ``run_dir`` holds a tournament with another config.
+        """
+        self.check_config()
+        results = {p: row for p, row in read_previous(self.run_dir).items() if row["status"] == "ok"}
+        todo = [spec for spec in self.pools if spec not in results]
+        data = {}
+        if todo:
+            load, config = DATASETS[self.config.dataset], self.config
+            data = {
+                "train": load("train", config.train_images, config),
+                "test": load("test", config.test_images, config),
+            }
+        for spec in tqdm(todo, desc="tournament", disable=not self.progress, unit="run"):
+            results[spec] = self.play(spec, data)
+            write_tables(self.run_dir, rank(list(results.values())))
+        ranked = rank([results[spec] for spec in self.pools])
+        write_tables(self.run_dir, ranked)
+        plot(ranked, self.run_dir / "results.png", self.title())
+        return {"rows": ranked}
 
+    def check_config(self) -> None:
+        """Refuse a folder that holds another config's tournament, then record this one (``config.json``)."""
+        settings, path = asdict(self.config), self.run_dir / "config.json"
+        if path.exists():
+            previous = json.loads(path.read_text())
+            if previous != settings:
+                raise ValueError(f"{self.run_dir} holds a tournament with another config {previous}; use a new folder")
+        write_json(path, settings)
 
-def plot(rows: list[dict], path: Path, title: str = "") -> None:
-    """Bars of top-1 accuracy per pool, grouped and coloured by Table 1 group (the style of Figure 3)."""
-    import matplotlib
+    def play(self, spec: str, data: dict) -> dict:
+        """The row of one entrant: its scores, or ``failed`` with the error (the others go on)."""
+        name, _ = parse_pool(spec)
+        components = components_of(name, pool_constructor(name))
+        row = {"pool": spec, "method": components.method if components else name}
+        row["group"] = components.group if components else "?"
+        try:
+            row.update(train_and_evaluate(self.config, spec, data, self.device, self.progress), status="ok", error="")
+        except Exception as error:  # a failed entrant is reported, the others go on
+            row.update(status="failed", error=f"{type(error).__name__}: {error}".replace("\n", " ")[:200])
+            row.update(accuracy="", final_loss="", pool_params="", seconds="")
+        return row
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    done = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: (str(r["group"]), -float(r["accuracy"])))
-    groups = sorted({str(r["group"]) for r in done})
-    colors = {g: plt.get_cmap("tab10")(i) for i, g in enumerate(groups)}
-    figure, axis = plt.subplots(figsize=(max(4.0, 0.6 * len(done) + 1.5), 3.6))
-    accuracies = [float(r["accuracy"]) for r in done]
-    axis.bar(range(len(done)), accuracies, color=[colors[str(r["group"])] for r in done])
-    for i, value in enumerate(accuracies):
-        axis.text(i, value, f"{value:.1f}", ha="center", va="bottom", fontsize=7)
-    axis.set_xticks(range(len(done)), [r["pool"] for r in done], rotation=45, ha="right", fontsize=8)
-    if accuracies:
-        low, high = min(accuracies), max(accuracies)
-        axis.set_ylim(max(0.0, low - max(2.0, (high - low) * 0.5)), min(100.0, high + max(1.0, (high - low) * 0.2)))
-    axis.set_ylabel("top-1 accuracy (%)")
-    axis.set_title(title, fontsize=9)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[g]) for g in groups]
-    axis.legend(handles, [f"group {g}" for g in groups], fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _read_previous(out_dir: Path) -> dict[str, dict]:
-    path = out_dir / "results.csv"
-    if not path.exists():
-        return {}
-    with path.open(newline="") as file:
-        return {row["pool"]: row for row in csv.DictReader(file)}
+    def title(self) -> str:
+        config = self.config
+        return f"{config.model} on {config.dataset}, {config.steps} steps x {config.batch_size}, seed {config.seed}"
 
 
 def run_tournament(
@@ -242,56 +275,10 @@ def run_tournament(
     device: torch.device | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Train each pool, writing the ranked results after every run; skips pools already done in ``out_dir``.
+    """Launch the :class:`Tournament` of ``pools`` in ``out_dir`` (locked while it runs); the ranked rows.
 
     Raises:
-        ValueError: an unknown pool or dataset, or ``out_dir`` holds a tournament with another config.
+        ValueError: an unknown pool or dataset, ``out_dir`` holds a tournament with another config, or it is
+            locked by a live run.
     """
-    for spec in pools:
-        parse_pool(spec)
-    if config.dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {config.dataset!r}; valid: {', '.join(DATASETS)}")
-    out_dir = Path(out_dir)
-    settings = asdict(config)
-    config_path = out_dir / "config.json"
-    if config_path.exists():
-        import json
-
-        previous = json.loads(config_path.read_text())
-        if previous != settings:
-            raise ValueError(f"{out_dir} holds a tournament with another config {previous}; use a new folder")
-    write_json(config_path, settings)
-    device = device or default_device()
-    results = {p: row for p, row in _read_previous(out_dir).items() if row["status"] == "ok"}
-    todo = [spec for spec in pools if spec not in results]
-    data = {}
-    if todo:
-        load = DATASETS[config.dataset]
-        data = {"train": load("train", config.train_images, config), "test": load("test", config.test_images, config)}
-    for spec in tqdm(pools, desc="tournament", disable=not progress, unit="run"):
-        if spec in results:
-            continue
-        name, _ = parse_pool(spec)
-        components = components_of(name, pool_constructor(name))
-        row = {"pool": spec, "method": components.method if components else name}
-        row["group"] = components.group if components else "?"
-        try:
-            row.update(train_and_evaluate(config, spec, data, device, progress), status="ok", error="")
-        except Exception as error:  # a failed entrant is reported, the others go on
-            row.update(status="failed", error=f"{type(error).__name__}: {error}".replace("\n", " ")[:200])
-            row.update(accuracy="", final_loss="", pool_params="", seconds="")
-        results[spec] = row
-        _write_tables(out_dir, rank(list(results.values())))
-    ranked = rank([results[spec] for spec in pools])
-    _write_tables(out_dir, ranked)
-    plot(ranked, out_dir / "results.png", _title(config))
-    return ranked
-
-
-def _title(config: TournamentConfig) -> str:
-    return f"{config.model} on {config.dataset}, {config.steps} steps x {config.batch_size}, seed {config.seed}"
-
-
-def _write_tables(out_dir: Path, rows: list[dict]) -> None:
-    atomic_write_bytes(out_dir / "results.csv", to_csv(rows).encode())
-    atomic_write_bytes(out_dir / "results.md", to_markdown(rows).encode())
+    return launch(Tournament(pools, out_dir, config, device or default_device(), progress))["rows"]

@@ -1,7 +1,9 @@
 """Key layouts of SimPool checkpoints: official key names renamed to the keys of our models.
 
-The authors released supervised checkpoints from a timm fork and self-supervised DINO checkpoints
-(reference ``OFFICIAL_CODE.md`` sections 2 and 4). Their SimPool module names its parameters
+The authors released supervised checkpoints from their timm fork (timm ``CheckpointSaver`` files:
+``state_dict``, and ``state_dict_ema`` when trained with EMA) and self-supervised checkpoints from their
+DINO fork (``{"teacher", "student", ...}``, the backbone under ``backbone.``, ``module.`` when DDP-wrapped);
+docs/checkpoints.md describes both. Their SimPool module names its parameters
 ``norm_patches``, ``wq``, ``wk`` (and ``beta``); ours uses timm's ``norm``, ``q``, ``k``. Each layout
 recognises one family of files from its keys and renames it. Pure functions over state dicts: nothing
 here builds a model or reads a file (``checkpoint.py`` reads, ``official.py`` builds).

@@ -1,7 +1,7 @@
 """The official SimPool checkpoints: their key layouts and models that reproduce their forward passes.
 
-The authors released supervised checkpoints from a timm fork and self-supervised DINO checkpoints
-(reference ``OFFICIAL_CODE.md`` sections 2 and 4). Their SimPool module names its parameters
+The authors released supervised checkpoints from their timm fork and self-supervised checkpoints from
+their DINO fork (docs/checkpoints.md, "The official code"). Their SimPool module names its parameters
 ``norm_patches``, ``wq``, ``wk`` (and ``beta``); ours uses timm's ``norm``, ``q``, ``k``. Each
 *layout* below renames one family of files to the keys of the model that
 :func:`create_official_model` builds; each *preset* builds that model with the official wiring:

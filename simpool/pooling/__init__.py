@@ -21,6 +21,7 @@ from .framework import (
 )
 from .iterative import OTK, KMeans, SlotAttention, otk
 from .mil import ABMILPool, abmil
+from .min_over import MIN_OVER
 from .probing import (
     AttentionalPooler,
     AttentionPoolingClassifier,
@@ -34,7 +35,7 @@ from .probing_blocks import AttentionPoolLatent, AttentivePooler
 from .registry import create_pool, list_pools, register_pool
 from .reweighting import CBAM, GatherExcite, SqueezeExcitation
 from .simple import GAP, HOW, LSE, GAPMax, GeM, MaxPool, gap, gem, how, lse, max_pool
-from .simpool import MIN_OVER, SimPool, simpool, simpool_direct
+from .simpool import SimPool, simpool, simpool_direct
 from .transformer import CaiTPool, ClassAttentionPool, ViTPool, class_attention
 
 __all__ = [

@@ -55,10 +55,17 @@ class AttentionPool2d(Pool):
     """
 
     components = Components(
-        "CLIP", "P", u0="πA(X)", phi_q="g_m(WQ (u0 + p0))", phi_k="g_m(WK ([u0; X] + P))", similarity="x⊤y",
-        attention="σ2(S_i/√d), i=1..m", phi_v="g_m(WV ([u0; X] + P))", phi_u="WO g_m⁻¹(Z)",
+        "CLIP",
+        "P",
+        u0="πA(X)",
+        phi_q="g_m(WQ (u0 + p0))",
+        phi_k="g_m(WK ([u0; X] + P))",
+        similarity="x⊤y",
+        attention="σ2(S_i/√d), i=1..m",
+        phi_v="g_m(WV ([u0; X] + P))",
+        phi_u="WO g_m⁻¹(Z)",
         source="Radford et al., ICML 2021",
-    )  # fmt: skip
+    )
 
     def __init__(
         self,

@@ -38,9 +38,14 @@ class DOLGPool(Pool):
     """
 
     components = Components(
-        "DOLG", "P", phi_k="softplus(w⊤ ReLU(BN(W1 X)))", attention="s / ‖s‖₁", phi_v="BN(W1 X) / ‖·‖₂",
-        phi_u="(‖s‖₁/p) Z", source="Yang et al., ICCV 2021",
-    )  # fmt: skip
+        "DOLG",
+        "P",
+        phi_k="softplus(w⊤ ReLU(BN(W1 X)))",
+        attention="s / ‖s‖₁",
+        phi_v="BN(W1 X) / ‖·‖₂",
+        phi_u="(‖s‖₁/p) Z",
+        source="Yang et al., ICCV 2021",
+    )
 
     def __init__(self, dim: int, hidden_dim: int | None = None):
         super().__init__()

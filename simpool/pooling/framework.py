@@ -26,8 +26,8 @@ from torch import nn
 
 from .assignment import hard_assignment, kmeans, normalize_locations, sinkhorn
 from .base import Pool, as_tokens, attention_layout
+from .min_over import SHIFT_EPS, value_min
 from .registry import register_pool
-from .simpool_graph import SHIFT_EPS, value_min
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,17 @@ class OTK(Pool):
     """
 
     components = Components(
-        "OTK", 2, k="k", u0="U", phi_q="U", phi_k="X", similarity="−‖x−y‖²", attention="SINKHORN(e^{S/ϵ})",
-        phi_v="X (ψ = id)", source="Mialon et al., ICLR 2021",
-    )  # fmt: skip
+        "OTK",
+        2,
+        k="k",
+        u0="U",
+        phi_q="U",
+        phi_k="X",
+        similarity="−‖x−y‖²",
+        attention="SINKHORN(e^{S/ϵ})",
+        phi_v="X (ψ = id)",
+        source="Mialon et al., ICLR 2021",
+    )
 
     def __init__(self, dim: int, num_vectors: int = 3, eps: float = 0.1, iterations: int = 3):
         super().__init__()
@@ -90,9 +98,19 @@ class KMeans(Pool):
     """
 
     components = Components(
-        "k-means", 2, cat=False, iterative=True, k="k", u0="random", phi_q="U", phi_k="X", similarity="−‖x−y‖²",
-        attention="η2(argmax1(S))", phi_x="X", source="MacQueen, 1967",
-    )  # fmt: skip
+        "k-means",
+        2,
+        cat=False,
+        iterative=True,
+        k="k",
+        u0="random",
+        phi_q="U",
+        phi_k="X",
+        similarity="−‖x−y‖²",
+        attention="η2(argmax1(S))",
+        phi_x="X",
+        source="MacQueen, 1967",
+    )
 
     def __init__(self, dim: int, num_vectors: int = 3, iterations: int = 5, tolerance: float = 0.01, seed: int = 0):
         super().__init__()
@@ -128,9 +146,20 @@ class SlotAttention(Pool):
     """
 
     components = Components(
-        "Slot", 2, iterative=True, k="k", u0="N(μ, σ²)", phi_q="WQ U", phi_k="WK X", similarity="x⊤y",
-        attention="η2(σ1(S/√d))", phi_v="WV X", phi_x="X", phi_u="MLP(GRU(Z))", source="Locatello et al., 2020",
-    )  # fmt: skip
+        "Slot",
+        2,
+        iterative=True,
+        k="k",
+        u0="N(μ, σ²)",
+        phi_q="WQ U",
+        phi_k="WK X",
+        similarity="x⊤y",
+        attention="η2(σ1(S/√d))",
+        phi_v="WV X",
+        phi_x="X",
+        phi_u="MLP(GRU(Z))",
+        source="Locatello et al., 2020",
+    )
 
     def __init__(self, dim: int, num_vectors: int = 3, iterations: int = 3, mlp_ratio: float = 1.0, seed: int = 0):
         super().__init__()

@@ -52,8 +52,13 @@ class ABMILPool(Pool):
     """
 
     components = Components(
-        "ABMIL", "P", phi_k="w⊤ tanh(V X)", attention="σ2(S)", phi_v="X", source="Ilse et al., ICML 2018",
-    )  # fmt: skip
+        "ABMIL",
+        "P",
+        phi_k="w⊤ tanh(V X)",
+        attention="σ2(S)",
+        phi_v="X",
+        source="Ilse et al., ICML 2018",
+    )
 
     def __init__(self, dim: int, hidden_dim: int | None = None, gated: bool = False):
         super().__init__()

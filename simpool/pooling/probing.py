@@ -125,9 +125,17 @@ class EfficientProbing(Pool):
     """
 
     components = Components(
-        "EP", "P", u0="Q (M learned)", phi_q="Q", phi_k="X", similarity="x⊤y", attention="σ2(S/√d)",
-        phi_v="g_M(WV X)", phi_u="g_M⁻¹(Z)", source="Psomas et al., ICLR 2026",
-    )  # fmt: skip
+        "EP",
+        "P",
+        u0="Q (M learned)",
+        phi_q="Q",
+        phi_k="X",
+        similarity="x⊤y",
+        attention="σ2(S/√d)",
+        phi_v="g_M(WV X)",
+        phi_u="g_M⁻¹(Z)",
+        source="Psomas et al., ICLR 2026",
+    )
 
     def __init__(self, dim: int, num_queries: int = 32, d_out: int = 1, qkv_bias: bool = False):
         super().__init__()
@@ -168,10 +176,17 @@ class AttentionPoolingClassifier(Pool):
     """
 
     components = Components(
-        "AIM", "P", u0="Q (M learned)", phi_q="g_m(Q)", phi_k="g_m(WK BN(X))", similarity="x⊤y",
-        attention="σ2(S_i/√d), i=1..m", phi_v="g_m(WV BN(X))", phi_u="mean_M g_m⁻¹(Z)",
+        "AIM",
+        "P",
+        u0="Q (M learned)",
+        phi_q="g_m(Q)",
+        phi_k="g_m(WK BN(X))",
+        similarity="x⊤y",
+        attention="σ2(S_i/√d), i=1..m",
+        phi_v="g_m(WV BN(X))",
+        phi_u="mean_M g_m⁻¹(Z)",
         source="El-Nouby et al., ICML 2024",
-    )  # fmt: skip
+    )
 
     def __init__(
         self, dim: int, num_heads: int = 12, num_queries: int = 1, use_batch_norm: bool = True, qkv_bias: bool = False
@@ -224,9 +239,17 @@ class AttentionalPooler(Pool):
     """
 
     components = Components(
-        "CoCa", "P", u0="Q (M learned)", phi_q="g_m(WQ LN(Q))", phi_k="WK X", similarity="x⊤y",
-        attention="σ2(S_i/√d), i=1..m", phi_v="WV X", phi_u="WO g_m⁻¹(Z)", source="Yu et al., TMLR 2022",
-    )  # fmt: skip
+        "CoCa",
+        "P",
+        u0="Q (M learned)",
+        phi_q="g_m(WQ LN(Q))",
+        phi_k="WK X",
+        similarity="x⊤y",
+        attention="σ2(S_i/√d), i=1..m",
+        phi_v="WV X",
+        phi_u="WO g_m⁻¹(Z)",
+        source="Yu et al., TMLR 2022",
+    )
 
     def __init__(
         self, dim: int, num_heads: int = 8, head_dim: int = 64, num_queries: int = 1, norm_context: bool = False
@@ -299,9 +322,17 @@ class CAEAttentivePool(Pool):
     """
 
     components = Components(
-        "CAE", "P", u0="U (learned)", phi_q="g_m(WQ LN(U))", phi_k="g_m(WK LN(X))", similarity="x⊤y",
-        attention="σ2(S_i/√d), i=1..m", phi_v="g_m(WV LN(X))", phi_u="WO g_m⁻¹(Z)", source="Chen et al., IJCV 2023",
-    )  # fmt: skip
+        "CAE",
+        "P",
+        u0="U (learned)",
+        phi_q="g_m(WQ LN(U))",
+        phi_k="g_m(WK LN(X))",
+        similarity="x⊤y",
+        attention="σ2(S_i/√d), i=1..m",
+        phi_v="g_m(WV LN(X))",
+        phi_u="WO g_m⁻¹(Z)",
+        source="Chen et al., IJCV 2023",
+    )
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = False):
         super().__init__()

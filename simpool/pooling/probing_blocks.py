@@ -52,9 +52,17 @@ class AttentionPoolLatent(Pool):
     """
 
     components = Components(
-        "MAP", "P", u0="Q (learned)", phi_q="g_m(WQ Q)", phi_k="g_m(WK X)", similarity="x⊤y",
-        attention="σ2(S_i/√d), i=1..m", phi_v="g_m(WV X)", phi_u="MLP(WO g_m⁻¹(Z))", source="Zhai et al., ICCV 2023",
-    )  # fmt: skip
+        "MAP",
+        "P",
+        u0="Q (learned)",
+        phi_q="g_m(WQ Q)",
+        phi_k="g_m(WK X)",
+        similarity="x⊤y",
+        attention="σ2(S_i/√d), i=1..m",
+        phi_v="g_m(WV X)",
+        phi_u="MLP(WO g_m⁻¹(Z))",
+        source="Zhai et al., ICCV 2023",
+    )
 
     def __init__(
         self,
@@ -170,10 +178,17 @@ class AttentivePooler(Pool):
     """
 
     components = Components(
-        "V-JEPA", "P", u0="Q (learned)", phi_q="g_m(WQ Q)", phi_k="g_m(WK LN(X))", similarity="x⊤y",
-        attention="σ2(S_i/√d), i=1..m", phi_v="g_m(WV LN(X))", phi_u="MLP(Q + WO g_m⁻¹(Z))",
+        "V-JEPA",
+        "P",
+        u0="Q (learned)",
+        phi_q="g_m(WQ Q)",
+        phi_k="g_m(WK LN(X))",
+        similarity="x⊤y",
+        attention="σ2(S_i/√d), i=1..m",
+        phi_v="g_m(WV LN(X))",
+        phi_u="MLP(Q + WO g_m⁻¹(Z))",
         source="Bardes et al., 2024",
-    )  # fmt: skip
+    )
 
     def __init__(
         self,

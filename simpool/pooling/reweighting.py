@@ -70,9 +70,16 @@ class CBAM(Pool):
     """
 
     components = Components(
-        "CBAM", 3, u0="πA(X)", phi_q="σ(MLP(U))", phi_k="X", similarity="x⊤y", attention="σ(conv7(S))",
-        phi_v="diag(q)X", source="Woo et al., ECCV 2018",
-    )  # fmt: skip
+        "CBAM",
+        3,
+        u0="πA(X)",
+        phi_q="σ(MLP(U))",
+        phi_k="X",
+        similarity="x⊤y",
+        attention="σ(conv7(S))",
+        phi_v="diag(q)X",
+        source="Woo et al., ECCV 2018",
+    )
 
     def __init__(self, dim: int, rd_ratio: float = 1 / 16, kernel_size: int = 7):
         super().__init__()
@@ -102,7 +109,7 @@ class GatherExcite(Pool):
     MLP as timm's ``GatherExcite`` default, which the paper followed (Appendix C.2); ``e > 0``: a
     ``(2e-1)``-sized window with stride ``e``, the gate resized back to the map). Ours because timm's
     ``GatherExcite`` raises ``TypeError`` at construction with ``use_mlp=True`` in timm 1.0.21-1.0.31
-    (``*dd`` instead of ``**dd``, reference ``ECOSYSTEM.md``).
+    (``*dd`` instead of ``**dd`` in its constructor).
 
     Args:
         dim: channels.
@@ -111,9 +118,14 @@ class GatherExcite(Pool):
     """
 
     components = Components(
-        "GE", 3, u0="gather(X)", phi_q="σ(MLP(U))", attention="σ(MLP(gather(X)))", phi_v="X ∘ gate",
+        "GE",
+        3,
+        u0="gather(X)",
+        phi_q="σ(MLP(U))",
+        attention="σ(MLP(gather(X)))",
+        phi_v="X ∘ gate",
         source="Hu et al., NeurIPS 2018",
-    )  # fmt: skip
+    )
 
     def __init__(self, dim: int, extent: int = 0, rd_ratio: float = 1 / 16):
         super().__init__()

@@ -24,12 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Pool, as_tokens, attention_layout
+from .min_over import SHIFT_EPS, add_min_grad, argmin, group_dims, shift, value_min
 from .registry import register_pool
-from .simpool_graph import SHIFT_EPS, simpool_graph
-from .simpool_graph import power as _power
-from .simpool_graph import value_min as _value_min
-
-MIN_OVER = ("sample", "batch", "channel")
+from .simpool_graph import power, simpool_graph
 
 
 def _check(dim: int, num_heads: int, gamma: float | None, min_over: str) -> None:
@@ -39,25 +36,7 @@ def _check(dim: int, num_heads: int, gamma: float | None, min_over: str) -> None
     if gamma is not None and not (real and math.isfinite(gamma) and gamma > 0):
         # inf would pool to exactly 1 everywhere (V^inf, then inf^(1/inf) = 1); strings would fail deep inside
         raise ValueError(f"gamma must be a positive finite number or None, got {gamma!r}")
-    if min_over not in MIN_OVER:
-        raise ValueError(f"min_over must be one of {MIN_OVER}, got {min_over!r}")
-
-
-def _argmin(values: torch.Tensor, min_over: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The minimum of :func:`_value_min` and where it is, as flat indices into each group.
-
-    Groups: ``(B, N*C)`` rows for "sample", one row of all elements for "batch", ``(B*C, N)`` rows
-    for "channel" (through a ``(B, C, N)`` view).
-    """
-    B, N, C = values.shape  # batch, locations, channels
-    if min_over == "sample":
-        m, index = values.reshape(B, N * C).min(dim=1)  # (B,), (B,)
-        return m.view(B, 1, 1), index
-    if min_over == "batch":
-        m, index = values.reshape(-1).min(dim=0)  # (), ()
-        return m, index
-    m, index = values.min(dim=1)  # per image and channel: (B, C), (B, C)
-    return m.view(B, 1, C), index
+    group_dims(min_over)  # raises for a name that is not one of MIN_OVER
 
 
 def _weighted_sum(attention: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -99,11 +78,11 @@ class _GeneralizedMean(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, values, attention, gamma: float, min_over: str):
-        m, index = _argmin(values, min_over)
-        shifted = values - (m - SHIFT_EPS)  # V >= eps: (B, N, C)                          (16)
+        m, index = argmin(values, min_over)
+        shifted = shift(values, m)  # V >= eps: (B, N, C)                                 (16)
         powered = _power_(shifted, gamma)  # V^gamma, in place for gamma != 1
         pooled_power = _weighted_sum(attention, powered)  # (B, C)
-        pooled = _power(pooled_power, 1.0 / gamma)  # (B, C)                              (17)
+        pooled = power(pooled_power, 1.0 / gamma)  # (B, C)                               (17)
         ctx.save_for_backward(values, attention, powered, m, index, pooled_power, pooled)
         ctx.gamma, ctx.min_over = gamma, min_over
         return pooled
@@ -119,23 +98,10 @@ class _GeneralizedMean(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_values = _outer(attention, grad_power * gamma)  # (B, N, C)
             if gamma != 1.0:  # gamma V^(gamma-1) = gamma V^gamma / V
-                shifted = values - (m - SHIFT_EPS)
+                shifted = shift(values, m)
                 grad_values.mul_(shifted if gamma == 2.0 else powered / shifted)
-            _add_min_grad(grad_values, index, ctx.min_over)
+            grad_values = add_min_grad(grad_values, index, ctx.min_over, in_place=True)
         return grad_values, grad_attention, None, None
-
-
-def _add_min_grad(grad_values: torch.Tensor, index: torch.Tensor, min_over: str) -> None:
-    """The gradient through ``- min Y`` goes, summed over its group, to the minimum's position."""
-    B, N, C = grad_values.shape  # batch, locations, channels
-    if min_over == "sample":
-        total = grad_values.sum(dim=(1, 2))  # (B,)
-        grad_values.view(B, N * C).scatter_add_(1, index.view(B, 1), -total.view(B, 1))
-    elif min_over == "batch":  # a scatter, not indexing with the 0-dim index: no host sync, one graph
-        grad_values.view(-1).scatter_add_(0, index.view(1), -grad_values.sum().view(1))
-    else:
-        total = grad_values.sum(dim=1)  # (B, C)
-        grad_values.scatter_add_(1, index.view(B, 1, C), -total.view(B, 1, C))
 
 
 def _power_(x: torch.Tensor, exponent: float) -> torch.Tensor:
@@ -193,21 +159,26 @@ def simpool(
     """
     dtype = _compute_dtype(x)
     with _no_autocast(x):
-        parameters = [None if p is None else p.to(dtype) for p in (norm_weight, norm_bias, q_weight, k_weight)]
-        parameters += [None if p is None else p.to(dtype) for p in (q_bias, k_bias, beta)]
+        weights = dict(norm_weight=norm_weight, norm_bias=norm_bias, q_weight=q_weight, k_weight=k_weight)
+        weights |= dict(q_bias=q_bias, k_bias=k_bias, beta=beta)
+        weights = {name: None if p is None else p.to(dtype) for name, p in weights.items()}
         # Under torch.compile, plain operations that inductor fuses (simpool_graph.py); eagerly, the hand-written
         # backward (benchmarks/pool_overhead.py, docs/RESULTS.md). torch.export takes the eager operations, so an
         # exported program gives the eager numbers exactly, with ONNX's LayerNormalization and MatMul.
         traced = torch.compiler.is_compiling() and not torch.compiler.is_exporting()
         compute = simpool_graph if traced else _simpool_eager
-        pooled, attention = compute(x.to(dtype), *parameters, num_heads, gamma, min_over, norm_eps)
+        settings = dict(num_heads=num_heads, gamma=gamma, min_over=min_over, norm_eps=norm_eps)
+        pooled, attention = compute(x.to(dtype), **weights, **settings)
     return pooled.to(x.dtype), attention.to(x.dtype)
 
 
-def _simpool_eager(x, norm_weight, norm_bias, q_weight, k_weight, q_bias, k_bias, beta, h, gamma, min_over, norm_eps):
+def _simpool_eager(
+    x, *, norm_weight, norm_bias, q_weight, k_weight, q_bias, k_bias, beta, num_heads, gamma, min_over, norm_eps
+):
     """:func:`simpool` eagerly, all tensors in the compute dtype: tokens ``(B, N, C)`` and ``_GeneralizedMean``."""
     tokens, _ = as_tokens(x)
     B, N, C = tokens.shape  # batch, locations, channels
+    h = num_heads
     D = C // h  # channels per head
     u0 = tokens.mean(dim=1)  # (B, C)                                                 (12)
     q = F.linear(u0, q_weight, q_bias)  # (B, C)                                      (13)
@@ -239,7 +210,7 @@ def simpool_direct(pool: SimPool, x: torch.Tensor) -> tuple[torch.Tensor, torch.
     keys = pool.k(values).view(B, N, h, D).transpose(1, 2)  # (B, h, N, D)
     attention = torch.softmax((keys @ q).squeeze(-1) * D**-0.5, dim=-1)  # (B, h, N)
     if pool.gamma is not None:
-        values = (values - _value_min(values, pool.min_over) + SHIFT_EPS) ** pool.gamma
+        values = (values - value_min(values, pool.min_over) + SHIFT_EPS) ** pool.gamma  # (16)
     pooled = (attention.unsqueeze(-1) * values.view(B, N, h, D).transpose(1, 2)).sum(2)  # (B, h, D)
     pooled = pooled.reshape(B, C)
     if pool.gamma is not None:

@@ -5,7 +5,7 @@ Eagerly, :func:`simpool.pooling.simpool.simpool` runs with its hand-written back
 plain operations that inductor fuses (LayerNorm, scores, minimum, power and weighted sum in a few
 passes) and whose backward it derives, with two exceptions where autograd's own derivative costs
 whole passes over the features: the minimum's gradient goes to its argmin by a scatter
-(:class:`_ShiftByMin`, no full-size mask), and ``x^gamma`` is ``exp(gamma log x)`` so that its
+(:class:`~simpool.pooling.min_over.ShiftByMin`, no full-size mask), and ``x^gamma`` is ``exp(gamma log x)`` so that its
 derivative reuses the result. Measured in ``benchmarks/pool_overhead.py`` (docs/RESULTS.md, issue 17).
 
 Layout: a map ``(B, C, H, W)`` is processed as ``(B, C, N)`` and tokens ``(B, N, C)`` as they are,
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-SHIFT_EPS = 1e-6  # added after the min shift, as both the official code and timm do: keeps x^gamma differentiable
+from .min_over import ShiftByMin
 
 
 def power(x: torch.Tensor, exponent: float) -> torch.Tensor:
@@ -33,20 +33,8 @@ def power(x: torch.Tensor, exponent: float) -> torch.Tensor:
     return x.pow(exponent)
 
 
-def value_min(values: torch.Tensor, min_over: str, channel_dim: int = 2) -> torch.Tensor:
-    """``min LN(X)`` of (16)/(B53) over the elements that ``min_over`` names, broadcastable to ``values``.
-
-    ``values`` is ``(B, N, C)`` (``channel_dim=2``) or ``(B, C, N)`` (``channel_dim=1``).
-    """
-    if min_over == "sample":  # the paper: all elements of one image
-        return values.amin(dim=(1, 2), keepdim=True)  # (B, 1, 1)
-    if min_over == "batch":  # the official code: one scalar for the whole batch
-        return values.amin()  # ()
-    return values.amin(dim=3 - channel_dim, keepdim=True)  # timm: per image and channel, over locations
-
-
 def generalized_mean(
-    values: torch.Tensor, attention: torch.Tensor, gamma: float, min_over: str, channel_dim: int = 2
+    values: torch.Tensor, attention: torch.Tensor, gamma: float, min_over: str, *, channel_dim: int = 2
 ) -> torch.Tensor:
     """``u = (sum_n a_n V_n^gamma)^(1/gamma)`` with ``V = Y - min Y + eps`` (16)-(17), per head.
 
@@ -54,55 +42,17 @@ def generalized_mean(
         values: ``Y = LN(X)`` as ``(B, N, C)`` (``channel_dim=2``) or ``(B, C, N)`` (``channel_dim=1``).
         attention: ``(B, h, N)``; head ``j`` pools channels ``j*D ... (j+1)*D - 1``.
         gamma: exponent of ``f_alpha``.
-        min_over: "sample", "batch" or "channel" (see :class:`~simpool.pooling.SimPool`).
+        min_over: "sample", "batch" or "channel" (see :mod:`simpool.pooling.min_over`).
 
     Returns:
         ``(B, C)``.
     """
-    shifted = _ShiftByMin.apply(values, min_over, channel_dim)  # V = Y - min Y + eps >= eps             (16)
+    shifted = ShiftByMin.apply(values, min_over, channel_dim)  # V = Y - min Y + eps >= eps             (16)
     # x^gamma as exp(gamma log x) when it is no square or root: its derivative, gamma x^gamma / x, reuses the
     # result instead of evaluating x^(gamma - 1), one transcendental function fewer per element.
     powered = power(shifted, gamma) if gamma in (1.0, 2.0, 0.5) else torch.exp(torch.log(shifted) * gamma)
     pooled_power = weighted_sum(attention, powered, channel_dim)  # (B, C)
     return power(pooled_power, 1.0 / gamma)  # (B, C)                                                    (17)
-
-
-class _ShiftByMin(torch.autograd.Function):
-    """``V = Y - (min Y - eps)``, the minimum's gradient sent to its position by a scatter.
-
-    Autograd's own ``amin`` backward compares every element with the minimum and divides by the
-    number of ties: a full-size mask and two more passes. Here the gradient through ``- min Y``,
-    summed over its group, goes to one argmin (the same subgradient as the eager path).
-    """
-
-    @staticmethod
-    def forward(ctx, values, min_over: str, channel_dim: int):
-        B = values.shape[0]  # batch
-        location_dim = 3 - channel_dim
-        if min_over == "sample":  # groups: the (B, N*C) rows
-            m, index = values.reshape(B, -1).min(dim=1)  # (B,), (B,)
-            m = m.view(B, 1, 1)
-        elif min_over == "batch":  # one group of all elements
-            m, index = values.reshape(-1).min(dim=0)  # (), ()
-        else:  # per image and channel, over locations
-            m, index = values.min(dim=location_dim, keepdim=True)  # (B, 1, C) or (B, C, 1)
-        ctx.save_for_backward(index)
-        ctx.min_over, ctx.location_dim = min_over, location_dim
-        return values - (m - SHIFT_EPS)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (index,) = ctx.saved_tensors
-        B = grad.shape[0]  # batch
-        if ctx.min_over == "sample":
-            total = grad.sum(dim=(1, 2)).view(B, 1)  # (B, 1)
-            grad_values = grad.reshape(B, -1).scatter_add(1, index.view(B, 1), -total).view_as(grad)
-        elif ctx.min_over == "batch":
-            grad_values = grad.reshape(-1).scatter_add(0, index.view(1), -grad.sum().view(1)).view_as(grad)
-        else:
-            total = grad.sum(dim=ctx.location_dim, keepdim=True)  # (B, 1, C) or (B, C, 1)
-            grad_values = grad.scatter_add(ctx.location_dim, index, -total)
-        return grad_values, None, None
 
 
 def weighted_sum(attention: torch.Tensor, values: torch.Tensor, channel_dim: int = 2) -> torch.Tensor:
@@ -121,6 +71,7 @@ def weighted_sum(attention: torch.Tensor, values: torch.Tensor, channel_dim: int
 
 def simpool_graph(
     x: torch.Tensor,
+    *,
     norm_weight: torch.Tensor | None,
     norm_bias: torch.Tensor | None,
     q_weight: torch.Tensor,
@@ -160,10 +111,11 @@ def simpool_graph(
         values = values * per_channel(norm_weight)
     if norm_bias is not None:
         values = values + per_channel(norm_bias)  # LN(X): (B, C, N) or (B, N, C)                      (14)
-    if channel_dim == 1:  # (B, h, D, N) x (B, h, D, 1) summed over D -> (B, h, N)
-        scores = (values.view(B, h, D, N) * r.view(B, h, D, 1)).sum(dim=2)
-    else:  # (B, N, h, D) x (B, 1, h, D) summed over D -> (B, N, h) -> (B, h, N)
-        scores = (values.view(B, N, h, D) * r.view(B, 1, h, D)).sum(dim=-1).transpose(1, 2)
+    # every head's scores sum over all C channels of LN(X): r holds W_K^T q of the head's D rows of W_K
+    if channel_dim == 1:  # (B, 1, C, N) x (B, h, C, 1) summed over C -> (B, h, N)
+        scores = (values.view(B, 1, C, N) * r.view(B, h, C, 1)).sum(dim=2)
+    else:  # (B, N, 1, C) x (B, 1, h, C) summed over C -> (B, N, h) -> (B, h, N)
+        scores = (values.view(B, N, 1, C) * r.view(B, 1, h, C)).sum(dim=-1).transpose(1, 2)
     if k_bias is not None:
         offset = (q.view(B, h, D) * k_bias.view(h, D)).sum(-1) * D**-0.5  # q . b_K: (B, h)
         scores = scores + offset.unsqueeze(-1)  # (B, h, N)
@@ -171,7 +123,7 @@ def simpool_graph(
     if gamma is None:
         pooled = weighted_sum(attention, values, channel_dim)  # (B, C)
     else:
-        pooled = generalized_mean(values, attention, gamma, min_over, channel_dim)  # (B, C)        (16)-(17)
+        pooled = generalized_mean(values, attention, gamma, min_over, channel_dim=channel_dim)  # (B, C) (16)-(17)
     if beta is not None:
         pooled = pooled + beta
     return pooled, attention

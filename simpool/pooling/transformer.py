@@ -128,10 +128,19 @@ class ViTPool(ClassAttentionPool):
     """
 
     components = Components(
-        "ViT", 4, iterative=True, u0="U", phi_q="g_m(WQ U)", phi_k="g_m(WK X)", similarity="x⊤y",
-        attention="σ2(S_i/√d), i=1..m", phi_v="g_m(WV X)", phi_x="MLP(MSA(X))", phi_u="MLP(g_m⁻¹(Z))",
+        "ViT",
+        4,
+        iterative=True,
+        u0="U",
+        phi_q="g_m(WQ U)",
+        phi_k="g_m(WK X)",
+        similarity="x⊤y",
+        attention="σ2(S_i/√d), i=1..m",
+        phi_v="g_m(WV X)",
+        phi_x="MLP(MSA(X))",
+        phi_u="MLP(g_m⁻¹(Z))",
         source="Dosovitskiy et al., ICLR 2021",
-    )  # fmt: skip
+    )
 
     def __init__(self, dim: int, num_heads: int = 4, depth: int = 1, mlp_ratio: float = 4.0, qkv_bias: bool = True):
         super().__init__(dim, num_heads, depth, mlp_ratio, qkv_bias, include_cls=False, init_values=None)
@@ -145,10 +154,19 @@ class CaiTPool(ClassAttentionPool):
     """
 
     components = Components(
-        "CaiT", 4, iterative=True, u0="U", phi_q="g_m(WQ U)", phi_k="g_m(WK X)", similarity="x⊤y",
-        attention="σ2(S_i/√d), i=1..m", phi_v="g_m(WV X)", phi_x="X", phi_u="MLP(g_m⁻¹(Z))",
+        "CaiT",
+        4,
+        iterative=True,
+        u0="U",
+        phi_q="g_m(WQ U)",
+        phi_k="g_m(WK X)",
+        similarity="x⊤y",
+        attention="σ2(S_i/√d), i=1..m",
+        phi_v="g_m(WV X)",
+        phi_x="X",
+        phi_u="MLP(g_m⁻¹(Z))",
         source="Touvron et al., ICCV 2021",
-    )  # fmt: skip
+    )
 
     def __init__(
         self,

@@ -1,8 +1,12 @@
-"""Supervised and DINO training, distributed set-up, checkpoints."""
+"""Training: the one loop (:class:`~simpool.train.engine.Engine`), what a training is to it
+(:class:`~simpool.train.recipe.Recipe`), and how a run starts (:func:`~simpool.train.launch.launch`).
 
-from .dino.config import DinoConfig
-from .dino.recipe import train_dino
-from .supervised.config import SupervisedConfig
-from .supervised.recipe import train
+The recipes live in their packages: ``simpool.train.supervised``, ``simpool.train.dino``, ``simpool.train.probe``.
+"""
 
-__all__ = ["DinoConfig", "SupervisedConfig", "train", "train_dino"]
+from .engine import Engine
+from .launch import launch
+from .recipe import Loop, Parts, Recipe
+from .schedule import Schedule
+
+__all__ = ["Engine", "Loop", "Parts", "Recipe", "Schedule", "launch"]

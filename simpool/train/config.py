@@ -46,7 +46,6 @@ class LoopConfig:
     checkpoint_every: int = 0  # also write last.pt every N updates (mid-epoch); 0: at epoch ends only
     log_every: int = 50  # updates between progress-bar refreshes
     max_updates: int = 0  # stop after this many updates in total, saving last.pt to resume from; 0: no limit
-    kill_at_update: int = 0  # testing hook: SIGKILL this process after that update (0: never)
     tf32: bool = True  # CUDA: TF32 matmuls and convolutions, cudnn.benchmark (false: full fp32 matmuls)
     progress: bool = True  # progress bars (rank 0)
     dist_timeout_s: int = 1800  # process-group timeout: how long ranks wait at a collective (NCCL's default: 600)
@@ -58,7 +57,6 @@ class LoopConfig:
         "checkpoint_every": "[0, inf)",
         "log_every": "[1, inf)",
         "max_updates": "[0, inf)",
-        "kill_at_update": "[0, inf)",
         "dist_timeout_s": "[1, inf)",
     }
 
@@ -243,7 +241,6 @@ def save_config(config, path: str | os.PathLike) -> Path:
 RESUME_IGNORED = (
     "train.resume",
     "train.max_updates",
-    "train.kill_at_update",
     "train.num_threads",
     "train.log_every",
     "train.progress",

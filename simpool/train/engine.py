@@ -1,23 +1,19 @@
-"""The one training loop: every training in simpool (supervised, DINO, fine-tuning, the demo, the tournament,
-the linear and segmentation probes) runs through :class:`Engine`.
+"""The one training loop: every training in simpool (supervised, DINO, fine-tuning, the probes, the demo, the
+tournament) is a :class:`~simpool.train.recipe.Recipe` run by :class:`Engine`.
 
-A recipe supplies what differs: the model, its optimizer and scheduler, the batches of each epoch, and a
-step function that computes a loss (the forward pass only)::
+The recipe says what a step is (:mod:`.recipe`); the engine owns the rest, in this order for each update:
 
-    def step(model, inputs, targets, weight) -> (loss, count):   # mean loss over `count` samples
-
-The engine owns the rest, in this order for each optimizer update:
-
-1. ``before_update(update)`` (DINO sets its per-update learning rate and weight decay);
-2. for each of ``accum_steps`` micro-batches: ``step`` under autocast (bf16, or fp16 with a ``GradScaler``),
-   ``backward`` of ``loss / accum_steps`` (DDP's all-reduce only on the last micro-batch, ``no_sync`` before);
+1. ``recipe.before_update(update)`` (DINO sets its per-update learning rate and weight decay);
+2. for each of ``accum_steps`` micro-batches: ``recipe.step`` under autocast (bf16, or fp16 with a
+   ``GradScaler``), ``backward`` of ``loss / accum_steps`` (DDP's all-reduce only on the last micro-batch);
 3. ``unscale_`` then clipping (``clip_mode``: the global norm as timm, or each tensor as DINO), then
-   ``before_optimizer_step()`` (DINO drops the last layer's gradients), ``optimizer.step``, ``zero_grad``;
-4. the scheduler, stepped per update (timm's ``step_update``, or a torch scheduler's ``step``) or per epoch;
-5. EMA (``timm.utils.ModelEmaV3``) and ``after_update(update)`` (DINO's teacher).
+   ``recipe.before_optimizer_step()`` (DINO drops the last layer's gradients), ``optimizer.step``, ``zero_grad``;
+4. the schedule (per update or per epoch, :class:`~simpool.train.schedule.Schedule`), EMA
+   (``timm.utils.ModelEmaV3``), ``recipe.after_update(update)`` (DINO's teacher), then the engine's
+   ``update_hooks`` (tests inject theirs there: a SIGKILL at a chosen update).
 
 Around it: the progress bar, the finiteness check and loss read-out at log intervals only (no host sync in a
-step), per-epoch log rows, checkpoints (``TrainingState``: counters, running loss sums, every process's RNG),
+step), per-epoch log rows, checkpoints (``TrainingState``: counters, running sums, every process's RNG),
 exact resume, DDP wrapping and ``torch.compile`` after it (timm's order, so that all-reduce overlaps backward).
 
 Under DDP every rank takes part in every update: a micro-batch whose images were all unreadable is replaced
@@ -28,12 +24,12 @@ No other file under ``simpool/`` calls ``backward()`` or steps an optimizer or a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
-import os
-import signal
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -42,10 +38,80 @@ from tqdm import tqdm
 
 from .distributed import DistInfo, all_reduce_sum
 from .run import RunFolder
+from .schedule import Schedule
 from .state import TrainingState
 from .validation import autocast, resolve_amp
 
-Step = Callable[[nn.Module, Any, torch.Tensor, float], tuple[torch.Tensor, int]]
+
+@dataclass
+class Loop:
+    """How the engine runs a recipe's steps: nothing here changes what a step computes.
+
+    Args:
+        amp: ``none``, ``bf16``, ``fp16`` (with a ``GradScaler``) or ``auto`` (bf16 or fp16 on CUDA, none on a CPU).
+        accum_steps: micro-batches per optimizer update.
+        compile: ``torch.compile`` the model after the DDP wrapping.
+        sync_batchnorm: convert BatchNorm layers to ``SyncBatchNorm`` under DDP (CUDA only).
+        progress: show the progress bar (rank 0).
+        log_every: updates between loss read-outs (progress bar, finiteness check).
+        checkpoint_every: also save the training state every N updates (0: at epoch ends only).
+        max_updates: stop after this many updates, resumable (0: no limit).
+        resume: continue from the run folder's ``last.pt`` when it exists.
+        seed: a fresh start with a run folder seeds every RNG with ``seed + rank``.
+    """
+
+    amp: str = "none"
+    accum_steps: int = 1
+    compile: bool = False
+    sync_batchnorm: bool = False
+    progress: bool = True
+    log_every: int = 50
+    checkpoint_every: int = 0
+    max_updates: int = 0
+    resume: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.accum_steps < 1:
+            raise ValueError(f"accum_steps must be at least 1, got {self.accum_steps}")
+        self.log_every = max(self.log_every, 1)
+
+    @classmethod
+    def from_config(cls, train: Any, **settings) -> Loop:
+        """The loop settings of a ``train`` section (:class:`~simpool.train.config.LoopConfig` or one that
+        extends it); ``settings`` add or replace what the section does not hold (``compile``, ...)."""
+        names = [name for name in cls.__dataclass_fields__ if hasattr(train, name)]
+        return cls(**{**{name: getattr(train, name) for name in names}, **settings})
+
+
+@dataclass
+class Parts:
+    """What :meth:`Recipe.build` returns: the trained module and how it is updated.
+
+    Args:
+        model: the bare module whose parameters ``optimizer`` updates (the engine wraps it in DDP and compiles it).
+        optimizer: any torch optimizer.
+        epochs: how many epochs to train.
+        updates_per_epoch: optimizer updates per epoch (None: as many as :meth:`Recipe.batches` gives).
+        schedule: the learning-rate :class:`~simpool.train.schedule.Schedule`, or None.
+        ema: a ``timm.utils.ModelEmaV3`` updated after every update, or None.
+        clip_grad: gradient clipping threshold (None or 0: none); clip_mode: a key of ``engine.CLIP_MODES``.
+        state: the named objects ``last.pt`` saves (modules, optimizer, EMA, a loss's centre...); empty:
+            ``model``, ``optimizer`` and ``ema``. The engine adds its counters, the AMP scaler and the RNGs.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    epochs: int = 1
+    updates_per_epoch: int | None = None
+    schedule: Schedule | None = None
+    ema: Any = None
+    clip_grad: float | None = None
+    clip_mode: str = "norm"
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def saved_objects(self) -> dict[str, Any]:
+        return self.state or {"model": self.model, "optimizer": self.optimizer, "ema": self.ema}
 
 
 def clip_global_norm(model: nn.Module, value: float) -> None:
@@ -62,7 +128,6 @@ def clip_per_tensor(model: nn.Module, value: float) -> None:
 
 
 CLIP_MODES: dict[str, Callable[[nn.Module, float], None]] = {"norm": clip_global_norm, "per_tensor": clip_per_tensor}
-SCHEDULE_ON = ("update", "epoch")
 
 
 def configure_backends(device: torch.device, tf32: bool = True) -> None:
@@ -84,109 +149,190 @@ def single_process(device: torch.device | str = "cpu") -> DistInfo:
     return DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device(device))
 
 
+@dataclasses.dataclass
+class Counters:
+    """Where the run is: epochs done, updates done in the current epoch and in all (what ``last.pt`` keeps)."""
+
+    epoch: int = 0
+    update_in_epoch: int = 0
+    update: int = 0
+
+
+class RunningSums:
+    """The epoch's running sums on the device (no host sync in a step): loss x samples, samples, skipped images."""
+
+    def __init__(self, device: torch.device, saved: dict | None = None):
+        self.values = torch.zeros(3, dtype=torch.float64, device=device)  # (loss_sum, samples, skipped)
+        if saved:
+            self.values += torch.tensor(
+                [saved["loss_sum"], saved["samples"], saved["skipped"]], dtype=torch.float64, device=device
+            )
+
+    def add(self, loss: torch.Tensor, count: float) -> None:
+        self.values[0] += loss.double() * count
+        self.values[1] += count
+
+    def skip(self, images: int) -> None:
+        self.values[2] += images
+
+    def samples(self) -> float:
+        """This process's samples so far (a host sync: at log intervals only)."""
+        return self.values[1].item()
+
+    def reduced(self) -> dict[str, float]:
+        """The sums over all processes (every rank must call it)."""
+        loss_sum, samples, skipped = all_reduce_sum(self.values.clone()).tolist()
+        return {"loss_sum": loss_sum, "samples": samples, "skipped": skipped}
+
+
 class Engine:
-    """Train ``model`` with ``optimizer``: see the module docstring for what runs when.
+    """Run ``recipe`` with ``loop``'s settings: see the module docstring for what runs when.
 
     Args:
-        model: the bare module whose parameters ``optimizer`` updates (wrapped in DDP and compiled by
-            :meth:`fit`; ``self.model`` is the wrapped one, ``self.module`` the bare one).
-        optimizer: any torch optimizer.
-        step: ``(model, inputs, targets, weight) -> (mean loss, count)``; ``weight`` is 1.0, or 0.0 for the
-            stand-in of an empty micro-batch under DDP (a step with side effects, such as DINO's centre,
-            scales them by it).
-        info: rank, world size and device (:func:`single_process` by default).
-        amp: ``none``, ``bf16``, ``fp16`` (with a ``GradScaler``) or ``auto`` (bf16 or fp16 on CUDA, none on the CPU).
-        accum_steps: micro-batches per update.
-        clip_grad: clipping threshold (None or 0: none); clip_mode: a key of ``CLIP_MODES``.
-        scheduler: a timm scheduler (``step_update`` / ``step(epoch)``) or a torch LR scheduler, or None.
-        schedule_on: ``update`` (stepped after every update) or ``epoch`` (after every epoch).
-        ema: a ``timm.utils.ModelEmaV3``, updated after every update.
-        compile: ``torch.compile`` the model after the DDP wrapping.
-        sync_batchnorm: convert BatchNorm layers to ``SyncBatchNorm`` under DDP.
-        before_update, before_optimizer_step, after_update: recipe hooks (see the module docstring).
-        desc: progress-bar label; progress: show the bar (rank 0 only).
-        log_every: updates between loss read-outs (progress bar, finiteness check).
-        checkpoint_every: also save the training state every N updates (0: at epoch ends only).
-        max_updates: stop after this many updates, resumable (0: no limit).
-        kill_at_update: testing hook, SIGKILL this process after that update (0: never).
+        recipe: what to train (:class:`~simpool.train.recipe.Recipe`); built by :meth:`run`.
+        loop: how steps run (:class:`~simpool.train.recipe.Loop`; its defaults when None).
+        info: rank, world size and device (:func:`single_process` on the CPU by default).
+        folder: the run folder (log rows, ``last.pt``, resume); None for a run that keeps nothing on disk.
+
+    After :meth:`run`, ``parts`` holds what the recipe built, ``model`` the module as trained (in DDP,
+    compiled) and ``module`` the bare one.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        step: Step,
-        *,
-        info: DistInfo | None = None,
-        amp: str = "none",
-        accum_steps: int = 1,
-        clip_grad: float | None = None,
-        clip_mode: str = "norm",
-        scheduler: Any = None,
-        schedule_on: str = "update",
-        ema: Any = None,
-        compile: bool = False,
-        sync_batchnorm: bool = False,
-        before_update: Callable[[int], None] | None = None,
-        before_optimizer_step: Callable[[], None] | None = None,
-        after_update: Callable[[int], None] | None = None,
-        desc: str = "train",
-        progress: bool = True,
-        log_every: int = 50,
-        checkpoint_every: int = 0,
-        max_updates: int = 0,
-        kill_at_update: int = 0,
-    ):
-        if clip_mode not in CLIP_MODES:
-            raise ValueError(f"clip_mode={clip_mode!r}; valid modes: {', '.join(CLIP_MODES)}")
-        if schedule_on not in SCHEDULE_ON:
-            raise ValueError(f"schedule_on={schedule_on!r}; valid: {', '.join(SCHEDULE_ON)}")
-        if accum_steps < 1:
-            raise ValueError(f"accum_steps must be at least 1, got {accum_steps}")
-        self.info = info or single_process(next(model.parameters()).device)
-        if sync_batchnorm and self.info.distributed and self.info.device.type != "cuda":
+    update_hooks: ClassVar[tuple[Callable[[Engine], None], ...]] = ()  # after every update; tests inject theirs
+
+    def __init__(self, recipe: Any, loop: Loop | None = None, info: DistInfo | None = None, folder=None):
+        self.recipe, self.loop = recipe, loop or Loop()
+        self.folder: RunFolder | None = folder
+        self._infer_device = info is None  # then the device is the built model's
+        self._set_info(info or single_process())
+        if self.loop.sync_batchnorm and self.info.distributed and self.info.device.type != "cuda":
             raise ValueError("sync_bn: SyncBatchNorm runs on CUDA devices only; turn it off for CPU (gloo) runs")
-        self.module = self.model = model
-        self.optimizer, self.step = optimizer, step
-        self.amp, self.accum_steps = resolve_amp(amp, self.info.device), accum_steps
-        self.clip_grad, self.clip = clip_grad, CLIP_MODES[clip_mode]
-        self.scheduler, self.schedule_on, self.ema = scheduler, schedule_on, ema
-        self.compile, self.sync_batchnorm = compile, sync_batchnorm
-        self.before_update, self.before_optimizer_step, self.after_update = (
-            before_update,
-            before_optimizer_step,
-            after_update,
-        )
-        self.desc, self.progress, self.log_every = desc, progress, max(log_every, 1)
-        self.checkpoint_every, self.max_updates, self.kill_at_update = checkpoint_every, max_updates, kill_at_update
-        self.scaler = torch.amp.GradScaler(self.info.device.type) if self.amp == "fp16" else None
-        self.counters: dict[str, Any] = {"epoch": 0, "update_in_epoch": 0, "update": 0}
+        self.counters = Counters()
         self.last_loss: float = float("nan")  # the loss read at the last log interval
+        self.parts: Parts | None = None
+        self.model = self.module = None
         self._template = None  # this rank's last non-empty micro-batch, the stand-in for an empty one
         self._loss: torch.Tensor | None = None  # the last micro-batch's loss, on the device
         self._elapsed = 0.0
-        self._wrapped = False
 
     # ------------------------------------------------------------------------------------------------ set-up
+    def _set_info(self, info: DistInfo) -> None:
+        """The process's rank and device, and the precision (and fp16's scaler) they give."""
+        self.info = info
+        self.amp = resolve_amp(self.loop.amp, info.device)
+        self.scaler = torch.amp.GradScaler(info.device.type) if self.amp == "fp16" else None
+
+    def build(self) -> Parts:
+        """Build the recipe (once) and check its clipping mode; without ``info``, run on the model's device."""
+        if self.parts is None:
+            parts = self.recipe.build(self.info)
+            if parts.clip_mode not in CLIP_MODES:
+                raise ValueError(f"clip_mode={parts.clip_mode!r}; valid modes: {', '.join(CLIP_MODES)}")
+            if self._infer_device:
+                self._set_info(single_process(next(parts.model.parameters()).device))
+            self.parts, self.model, self.module = parts, parts.model, parts.model
+        return self.parts
+
     def wrap(self) -> nn.Module:
         """SyncBatchNorm and DDP under ``torchrun``, then ``torch.compile``: after resume, once."""
-        if self._wrapped:
-            return self.model
         model = self.module
         if self.info.distributed:
-            if self.sync_batchnorm:  # the same Parameter objects: the optimizer and state dict are unchanged
+            if self.loop.sync_batchnorm:  # the same Parameter objects: the optimizer and state dict are unchanged
                 model = self.module = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             model = ddp_wrap(model, self.info)
-        if self.compile:  # after DDP, as timm's train.py: the all-reduce buckets still overlap the backward
+        if self.loop.compile:  # after DDP, as timm's train.py: the all-reduce buckets still overlap the backward
             model = torch.compile(model)
-        self.model, self._wrapped = model, True
+        self.model = model
         return model
 
+    def _resume(self) -> tuple[TrainingState | None, dict | None]:
+        """The run folder's state, resumed when it holds one: ``(state, the epoch's saved running sums)``."""
+        if self.folder is None:
+            return None, None
+        objects = {**self.parts.saved_objects(), "scaler": self.scaler}
+        state = TrainingState(self.folder, self.info, objects)
+        resumed = state.resume(self.loop.resume, seed=self.loop.seed, config=self.recipe.config)
+        sums = resumed.pop("totals", None)
+        if resumed:
+            self.counters = Counters(**{key: resumed[key] for key in ("epoch", "update_in_epoch", "update")})
+            if self.parts.schedule is not None:
+                self.parts.schedule.resume(self.counters.update, self.counters.epoch)
+        return state, sums
+
+    # ------------------------------------------------------------------------------------------------ the loop
+    def run(self) -> dict:
+        """Build, resume, wrap and train for the recipe's epochs; returns ``recipe.summary`` of the last row."""
+        parts = self.build()
+        state, sums = self._resume()
+        self.wrap()
+        row: dict = {}
+        while self.counters.epoch < parts.epochs:
+            epoch, start_update = self.counters.epoch, self.counters.update_in_epoch
+            # resumed mid-epoch: the saved sums over all processes, counted once (by rank 0)
+            running = RunningSums(self.info.device, sums if self.info.is_main else None)
+            sums = None
+            if self._train_epoch(self.recipe.batches(epoch, start_update), running, state):
+                row = {"epoch": epoch, "update": self.counters.update}
+                break
+            row = self._end_epoch(epoch, running)
+            if state is not None:
+                state.save(**dataclasses.asdict(self.counters))
+                self.folder.log(row, step=epoch + 1)
+            line = self.recipe.epoch_line(row) if self.info.is_main else None
+            if line:
+                print(line)
+            if self.loop.max_updates and self.counters.update >= self.loop.max_updates:
+                break
+        return self.recipe.summary(row)
+
+    def _train_epoch(self, batches: Iterable, running: RunningSums, state: TrainingState | None) -> bool:
+        """One epoch (or its rest); True when ``max_updates`` stopped it in the middle."""
+        counters, per_epoch = self.counters, self.parts.updates_per_epoch
+        self.module.train()
+        started = time.perf_counter()
+        bar = tqdm(
+            total=per_epoch,
+            initial=counters.update_in_epoch,
+            desc=f"{self.recipe.name} epoch {counters.epoch + 1}/{self.parts.epochs}",
+            disable=not (self.loop.progress and self.info.is_main),
+            dynamic_ncols=True,
+            leave=False,
+        )
+        micro_batches = self._micro_batches(batches, running)
+        self._loss = None
+        while self.run_update(micro_batches, running):
+            update, in_epoch = counters.update, counters.update_in_epoch
+            bar.update(1)
+            if update % self.loop.log_every == 0 or in_epoch == per_epoch:
+                self._read_out(bar, running, started)
+            mid_epoch = per_epoch is None or in_epoch < per_epoch
+            if state is not None and self.loop.checkpoint_every and update % self.loop.checkpoint_every == 0:
+                if mid_epoch:
+                    self._save(state, running)
+            if self.loop.max_updates and update >= self.loop.max_updates and mid_epoch:
+                if state is not None:
+                    self._save(state, running)  # resumable from here
+                bar.close()
+                return True
+        bar.close()
+        self._elapsed = time.perf_counter() - started
+        return False
+
+    def _read_out(self, bar: tqdm, running: RunningSums, started: float) -> None:
+        """The loss (checked finite on every rank), learning rate and throughput on the progress bar."""
+        self.last_loss = self.check_finite(self._loss)
+        seen = running.samples() * self.info.world_size
+        bar.set_postfix(
+            loss=f"{self.last_loss:.4f}",
+            lr=f"{self.parts.optimizer.param_groups[0]['lr']:.2e}",
+            img_s=f"{seen / max(time.perf_counter() - started, 1e-9):.0f}",
+        )
+
     # ------------------------------------------------------------------------------------------------ one update
-    def _micro_batches(self, batches: Iterable, totals: torch.Tensor):
+    def _micro_batches(self, batches: Iterable, running: RunningSums):
         """``(inputs, targets, weight)`` of every micro-batch; empty ones replaced under DDP, skipped otherwise."""
         for inputs, targets, skipped in batches:
-            totals[2] += skipped
+            running.skip(skipped)
             if len(targets):
                 self._template = (inputs, targets)
                 yield inputs, targets, 1.0
@@ -200,54 +346,64 @@ class Engine:
             else:
                 yield None, targets, 0.0
 
-    def _backward(self, inputs, targets, weight: float, last_micro: bool, totals: torch.Tensor) -> torch.Tensor | None:
+    def run_update(self, micro_batches: Iterable, running: RunningSums | None = None) -> int:
+        """One optimizer update from up to ``accum_steps`` ``(inputs, targets, weight)`` micro-batches.
+
+        ``inputs`` None is a micro-batch with nothing to train on (single process only). Returns how many
+        micro-batches it took (0: none left, no update). The loss sums go to ``running``.
+        """
+        self.build()
+        running = running if running is not None else RunningSums(self.info.device)
+        accum, count = self.loop.accum_steps, 0
+        for index, (inputs, targets, weight) in enumerate(itertools.islice(micro_batches, accum)):
+            if index == 0:
+                self.recipe.before_update(self.counters.update)
+            if inputs is not None:
+                self._loss = self._backward(inputs, targets, weight, index == accum - 1, running)
+            count += 1
+        if count == 0:
+            return 0
+        self._optimizer_step()
+        self.counters.update += 1
+        self.counters.update_in_epoch += 1
+        self._after_update(self.counters.update)
+        return count
+
+    def _backward(self, inputs, targets, weight: float, last_micro: bool, running: RunningSums) -> torch.Tensor:
         sync = contextlib.nullcontext()
         if self.info.distributed and not last_micro:
             sync = self.model.no_sync()
         with sync:
             with autocast(self.info.device, self.amp):
-                loss, count = self.step(self.model, inputs, targets, weight)
-            scaled = loss / self.accum_steps if weight == 1.0 else loss * 0.0
+                loss, count = self.recipe.step(self.model, inputs, targets, weight)
+            scaled = loss / self.loop.accum_steps if weight == 1.0 else loss * 0.0
             (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
         loss = loss.detach()
-        totals[0] += loss.double() * (count * weight)
-        totals[1] += count * weight
+        running.add(loss, count * weight)
         return loss
 
     def _optimizer_step(self) -> None:
-        if self.clip_grad:
+        parts = self.parts
+        if parts.clip_grad:
             if self.scaler is not None:
-                self.scaler.unscale_(self.optimizer)
-            self.clip(self.module, self.clip_grad)
-        if self.before_optimizer_step is not None:
-            self.before_optimizer_step()
+                self.scaler.unscale_(parts.optimizer)
+            CLIP_MODES[parts.clip_mode](self.module, parts.clip_grad)
+        self.recipe.before_optimizer_step()
         if self.scaler is not None:
-            self.scaler.step(self.optimizer)
+            self.scaler.step(parts.optimizer)
             self.scaler.update()
         else:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+            parts.optimizer.step()
+        parts.optimizer.zero_grad(set_to_none=True)
 
     def _after_update(self, update: int) -> None:
-        if self.scheduler is not None and self.schedule_on == "update":
-            if hasattr(self.scheduler, "step_update"):  # timm
-                self.scheduler.step_update(num_updates=update)
-            else:
-                self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update(self.module, step=update)
-        if self.after_update is not None:
-            self.after_update(update)
-
-    def _resume_schedule(self) -> None:
-        """The learning rate of the resumed position, from a timm scheduler built from the current config (the
-        same value an uninterrupted run has, and the extended schedule's when ``train.epochs`` grew)."""
-        if self.scheduler is None or not hasattr(self.scheduler, "step_update"):
-            return
-        if self.schedule_on == "update":
-            self.scheduler.step_update(num_updates=self.counters["update"])
-        else:
-            self.scheduler.step(self.counters["epoch"])
+        if self.parts.schedule is not None:
+            self.parts.schedule.after_update(update)
+        if self.parts.ema is not None:
+            self.parts.ema.update(self.module, step=update)
+        self.recipe.after_update(update)
+        for hook in self.update_hooks:
+            hook(self)
 
     def check_finite(self, loss: torch.Tensor | None) -> float:
         """The last loss as a float, checked on every rank together: a non-finite loss anywhere stops them all."""
@@ -255,155 +411,33 @@ class Engine:
         bad = all_reduce_sum((~torch.isfinite(value)).to(torch.float32).reshape(1))
         if bad.item():
             raise FloatingPointError(
-                f"the training loss is not finite at update {self.counters['update']}: "
+                f"the training loss is not finite at update {self.counters.update}: "
                 "lower the learning rate, or train without fp16 AMP"
             )
         return float(value)
 
-    # ------------------------------------------------------------------------------------------------ the loop
-    def fit(
-        self,
-        batches: Callable[[int, int], Iterable],
-        epochs: int,
-        updates_per_epoch: int | None,
-        end_epoch: Callable[[int, dict], None] | None = None,
-        summary: Callable[[dict], str] | None = None,
-        folder: RunFolder | None = None,
-        state_objects: dict[str, Any] | None = None,
-        resume: bool = False,
-        seed: int | None = None,
-        config: Any = None,
-    ) -> dict:
-        """Train for ``epochs`` epochs of ``updates_per_epoch`` updates (None: as many as ``batches`` gives);
-        returns the last log row.
-
-        Args:
-            batches: ``(epoch, start_update) -> iterable of (inputs, targets, skipped)`` micro-batches, starting
-                at update ``start_update`` of the epoch (after a resume).
-            end_epoch: ``(epoch, row) -> None`` at each epoch end, before the state is saved: validation,
-                monitors, weights; it adds its numbers to ``row`` and may keep counters in ``self.counters``.
-            summary: ``row -> one line`` printed after each epoch (rank 0).
-            folder: the run folder (log rows, ``last.pt``); None for runs that keep nothing on disk.
-            state_objects: what ``last.pt`` saves besides the counters and the scaler (unwrapped modules,
-                optimizer, scheduler, EMA...).
-            resume: continue from ``folder``'s ``last.pt`` when it exists.
-            seed: a fresh start with a folder seeds every RNG with ``seed + rank``.
-            config: the run's resolved config: a resume checks it against the folder's ``config.yaml`` (only
-                ``train.epochs`` may grow), which is then written (:meth:`TrainingState.resume`).
-        """
-        state = None
-        if folder is not None:
-            state = TrainingState(folder, self.info, {**(state_objects or {}), "scaler": self.scaler})
-            resumed = state.resume(resume, seed=seed or 0, config=config)
-            self.counters.update(resumed)
-            if resumed:
-                self._resume_schedule()
-        self.wrap()
-        row: dict = {}
-        while self.counters["epoch"] < epochs:
-            epoch, start_update = self.counters["epoch"], self.counters["update_in_epoch"]
-            # loss sum, samples, skipped images: on the device (no host sync); resumed mid-epoch from the state
-            saved = self.counters.pop("totals", None)
-            totals = torch.zeros(3, dtype=torch.float64, device=self.info.device)
-            if saved is not None and self.info.is_main:  # the sums over all processes, counted once
-                totals += torch.tensor(saved, dtype=torch.float64, device=self.info.device)
-            stopped = self._train_epoch(batches(epoch, start_update), epoch, epochs, updates_per_epoch, totals, state)
-            if stopped:
-                row = {"epoch": epoch, "update": self.counters["update"]}
-                break
-            row = self._end_epoch(epoch, totals, end_epoch)
-            if state is not None:
-                state.save(**self.counters)
-                folder.log(row, step=epoch + 1)
-            if self.info.is_main and summary is not None:
-                print(summary(row))
-            if self.max_updates and self.counters["update"] >= self.max_updates:
-                break
-        return row
-
-    def run_update(self, micro_batches: Iterable, totals: torch.Tensor | None = None) -> int:
-        """One optimizer update from up to ``accum_steps`` ``(inputs, targets, weight)`` micro-batches.
-
-        ``inputs`` None is a micro-batch with nothing to train on (single process only). Returns how many
-        micro-batches it took (0: none left, no update). The loss sums go to ``totals`` (loss, samples, skipped).
-        """
-        totals = totals if totals is not None else torch.zeros(3, dtype=torch.float64, device=self.info.device)
-        count = 0
-        for index, (inputs, targets, weight) in enumerate(itertools.islice(micro_batches, self.accum_steps)):
-            if index == 0 and self.before_update is not None:
-                self.before_update(self.counters["update"])
-            if inputs is not None:
-                self._loss = self._backward(inputs, targets, weight, index == self.accum_steps - 1, totals)
-            count += 1
-        if count == 0:
-            return 0
-        self._optimizer_step()
-        self.counters["update"] += 1
-        self.counters["update_in_epoch"] += 1
-        self._after_update(self.counters["update"])
-        return count
-
-    def _train_epoch(self, batches, epoch: int, epochs: int, updates_per_epoch: int | None, totals, state) -> bool:
-        """One epoch (or its rest); True when ``max_updates`` stopped it in the middle."""
-        counters = self.counters
-        self.module.train()
-        started = time.perf_counter()
-        bar = tqdm(
-            total=updates_per_epoch,
-            initial=counters["update_in_epoch"],
-            desc=f"{self.desc} epoch {epoch + 1}/{epochs}",
-            disable=not (self.progress and self.info.is_main),
-            dynamic_ncols=True,
-            leave=False,
-        )
-        micro_batches = self._micro_batches(batches, totals)
-        self._loss = None
-        while self.run_update(micro_batches, totals):
-            update, in_epoch = counters["update"], counters["update_in_epoch"]
-            bar.update(1)
-            if update % self.log_every == 0 or in_epoch == updates_per_epoch:
-                self.last_loss = self.check_finite(self._loss)
-                seen = totals[1].item() * self.info.world_size
-                bar.set_postfix(
-                    loss=f"{self.last_loss:.4f}",
-                    lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
-                    img_s=f"{seen / max(time.perf_counter() - started, 1e-9):.0f}",
-                )
-            mid_epoch = updates_per_epoch is None or in_epoch < updates_per_epoch
-            if state is not None and self.checkpoint_every and update % self.checkpoint_every == 0 and mid_epoch:
-                self._save(state, totals)
-            if self.kill_at_update and update == self.kill_at_update:
-                os.kill(os.getpid(), signal.SIGKILL)  # testing hook: die like a preempted job
-            if self.max_updates and update >= self.max_updates and mid_epoch:
-                if state is not None:
-                    self._save(state, totals)  # resumable from here
-                bar.close()
-                return True
-        bar.close()
-        self._elapsed = time.perf_counter() - started
-        return False
-
-    def _save(self, state: TrainingState, totals: torch.Tensor) -> None:
+    # ------------------------------------------------------------------------------------------------ epoch ends
+    def _save(self, state: TrainingState, running: RunningSums) -> None:
         """The state mid-epoch, with the epoch's running sums over all processes (kept by rank 0 on resume)."""
-        summed = all_reduce_sum(totals).tolist()
-        state.save(**self.counters, totals=summed)
+        state.save(**dataclasses.asdict(self.counters), totals=running.reduced())
 
-    def _end_epoch(self, epoch: int, totals: torch.Tensor, end_epoch) -> dict:
-        loss_sum, seen, skipped = all_reduce_sum(totals).tolist()
-        self.counters.update(epoch=epoch + 1, update_in_epoch=0)
-        if self.scheduler is not None and self.schedule_on == "epoch":
-            self.scheduler.step(epoch + 1) if hasattr(self.scheduler, "step_update") else self.scheduler.step()
-        elapsed = self._elapsed
+    def _end_epoch(self, epoch: int, running: RunningSums) -> dict:
+        sums = running.reduced()
+        self.counters.epoch, self.counters.update_in_epoch = epoch + 1, 0
+        if self.parts.schedule is not None:
+            self.parts.schedule.after_epoch(epoch + 1)
         row = {
             "epoch": epoch,
-            "update": self.counters["update"],
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "train_loss": loss_sum / max(seen, 1),
-            "images_per_s": seen / max(elapsed, 1e-9),
-            "skipped": int(skipped),
-            "time_s": elapsed,
+            "update": self.counters.update,
+            "lr": self.parts.optimizer.param_groups[0]["lr"],
+            "train_loss": sums["loss_sum"] / max(sums["samples"], 1),
+            "images_per_s": sums["samples"] / max(self._elapsed, 1e-9),
+            "skipped": int(sums["skipped"]),
+            "time_s": self._elapsed,
         }
-        if end_epoch is not None:
-            end_epoch(epoch, row)
-            self.module.train()
+        self.recipe.end_epoch(epoch, row, self.model)
+        self.module.train()
         return row
+
+
+__all__ = ["CLIP_MODES", "Counters", "Engine", "Loop", "Parts", "RunningSums", "single_process"]

@@ -24,17 +24,14 @@ import secrets
 import socket
 import sys
 import time
-import traceback
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from ..utils import atomic_write_bytes
 from .config import save_config
-from .distributed import DistInfo, broadcast_object, cleanup, init_distributed
+from .distributed import DistInfo, broadcast_object
 
 
 class RunFolder:
@@ -307,28 +304,8 @@ def _process_start(pid: int) -> int | None:
 def _locked_message(folder: Path, path: Path, owner: dict) -> str:
     message = (
         f"run folder {folder} is in use by pid {owner.get('pid')} on {owner.get('host')} since {owner.get('since')}: "
-        "wait for that run to end or choose another train.name"
+        "wait for that run to end or choose another run folder (train.name or --out)"
     )
     if owner.get("host") != socket.gethostname():
         message += f" (if that process is gone, delete {path})"
     return message
-
-
-def run_locked(config, name: str, body: Callable[[Any, DistInfo, RunFolder], dict]) -> dict:
-    """Join the process group, lock ``<config.train.output>/<name>`` and run ``body(config, info, folder)``.
-
-    The folder's lock refuses a second run there (naming the first); the process group is left on the way
-    out, whatever happens. Every training recipe starts here.
-    """
-    info = init_distributed(config.train.device, config.train.dist_timeout_s)
-    try:
-        folder = RunFolder(Path(config.train.output) / name, is_main=info.is_main)
-        with folder.lock(info):
-            return body(config, info, folder)
-    except BaseException as error:
-        # the traceback's frames hold the run's DDP modules, which would keep the process group (and gloo's
-        # threads) alive past cleanup into interpreter shutdown: let go of their locals, keep the traceback
-        traceback.clear_frames(error.__traceback__)
-        raise
-    finally:
-        cleanup()

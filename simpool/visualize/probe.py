@@ -1,4 +1,5 @@
-"""The figures of ``simpool probe``: accuracy against cost (efficient-probing's plot) and each head's attention."""
+"""The figures of ``simpool probe``, drawn from its computed results (:mod:`simpool.train.probe.report`): accuracy
+against cost (efficient-probing's plot) and each head's attention."""
 
 from __future__ import annotations
 
@@ -69,4 +70,17 @@ def attention_figure(images: list[np.ndarray], maps: dict[str, np.ndarray], path
         plt.close(figure)
 
 
-__all__ = ["accuracy_figure", "attention_figure"]
+def probe_figures(
+    heads: list[dict], pictures: list[np.ndarray], maps: dict[str, np.ndarray], folder: str | os.PathLike
+) -> dict[str, str]:
+    """``probe.png`` from each head's row (``test_top1``, ``gflops``) and, when there are attention ``maps``
+    (head -> ``(rows, h, w)`` over ``pictures``), ``attention.png``, in ``folder``; returns their paths as
+    ``{"figure", "attention_figure"}``."""
+    folder = Path(folder)
+    paths = {"figure": str(accuracy_figure(heads, folder / "probe.png"))}
+    if maps:
+        paths["attention_figure"] = str(attention_figure(pictures, maps, folder / "attention.png"))
+    return paths
+
+
+__all__ = ["accuracy_figure", "attention_figure", "probe_figures"]

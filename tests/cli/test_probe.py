@@ -1,34 +1,66 @@
-"""``simpool probe`` end to end on a tiny bench export, and its one-line refusals."""
+"""``simpool probe`` end to end on a tiny bench export, its ``key=value`` overrides, its one-line refusals, and an
+exact resume after a SIGKILL."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 from simpool.cli.main import main
+from simpool.train.probe.report import heads_table, selection_line
 from tests.conftest import TINY_VIT_ARGS
+from tests.train.conftest import run_cli_killed_at
+from tests.train.probe.conftest import reported_scores, scores_by_hand
 
 TINY = ["--model", "vit_tiny_patch16_224", "--model-kwargs", *TINY_VIT_ARGS, "--img-size", "32"]
 
 
-def test_probe_end_to_end_on_a_bench_export(bench_export, tmp_path, capsys):
-    bench = bench_export("wsol", split="train", num_images=30)
-    bench_export("wsol", split="test", num_images=8)
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    """A wsol bench export: 30 training images (3 held out), 8 test images; ``dataset/`` is ``--data``."""
+    from simpool.data.bench_export import export
+
+    root = tmp_path_factory.mktemp("bench")
+    export(root, "wsol", "original", split="train", num_images=30, progress=False)
+    export(root, "wsol", "original", split="test", num_images=8, progress=False)
+    return root / "dataset"
+
+
+def test_probe_end_to_end_on_a_bench_export(bench, tmp_path, capsys):
     out = tmp_path / "run"
+    # the override right after a list option (--lr) is still an override
     code = main(
-        ["probe", *TINY, "--data", str(bench / "dataset"), "--test-split", "test", "--heads", "linear", "simpool",
-         "--lr", "1e-3", "1e-2", "--epochs", "1", "--batch-size", "8", "--workers", "0", "--device", "cpu",
-         "--cache", "--with-cls", "--out", str(out), "--no-progress", "--set", "probe.figure_images=2"]
-    )  # fmt: skip
+        ["probe", *TINY, "--data", str(bench), "--test-split", "test", "--heads", "linear", "simpool", "--epochs", "1"]
+        + ["--batch-size", "8", "--workers", "0", "--device", "cpu", "--cache", "--with-cls", "--out", str(out)]
+        + ["--no-progress", "--lr", "1e-3", "1e-2", "probe.figure_images=2"]
+    )
     printed = capsys.readouterr().out
     assert code == 0
-    assert "selected on the held-out split" in printed and "MaxBoxAccV2" in printed
     result = json.loads((out / "results.json").read_text())
-    assert [h["head"] for h in result["heads"]] == ["linear", "simpool"] and len(result["entries"]) == 4
+    assert heads_table(result) in printed and selection_line(result) in printed
+    assert f"run folder: {out}" in printed
+    assert [h["head"] for h in result["heads"]] == ["linear", "simpool"]
+    entries = [(head, lr) for head in ("linear", "simpool") for lr in (1e-3, 1e-2)]
+    assert [(e["head"], e["lr"]) for e in result["entries"]] == entries
     assert result["settings"]["cache"] and result["settings"]["with_cls"]
-    assert all(0 <= h["MaxBoxAccV2"] <= 100 and 0 <= h["mask_mass"] <= 1 for h in result["heads"])
+    assert (result["num_holdout"], result["num_test"], result["finished"]) == (3, 8, True)
+    by_hand = scores_by_hand(out)
+    for name, scores in reported_scores(result).items():
+        assert scores == pytest.approx(by_hand[name], rel=1e-6), name
     assert (out / "probe.png").is_file() and (out / "attention.png").is_file() and (out / "tokens.f16").is_file()
+
+
+def test_overrides_come_after_the_options(tmp_path, capsys):
+    argv = ["probe", *TINY, "--data", str(tmp_path), "--heads", "gap", "train.epochs=3", "--holdout", "0.2"]
+    assert main([*argv, "probe.holdout=0.3", "data.crop_pct=1.0", "--print-config"]) == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["probe"]["heads"] == ["gap"] and config["train"]["epochs"] == 3
+    assert config["probe"]["holdout"] == 0.3 and config["data"]["crop_pct"] == 1.0  # over --holdout 0.2
+    assert config["model"]["kwargs"] == {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(
@@ -38,9 +70,11 @@ def test_probe_end_to_end_on_a_bench_export(bench_export, tmp_path, capsys):
         (["--lr", "fast"], "--lr 'fast' is not a number"),
         (["--lr", "0"], "learning rates must be positive finite numbers"),
         (["--head-kwargs", "simpool"], "is not of the form HEAD.KEY=VALUE"),
+        (["probe.no_such_key=1"], "unknown config key(s) probe.no_such_key"),
+        (["train.epochs=0"], "config key 'train.epochs' must be in [1, inf), got 0"),
     ],
 )
-def test_bad_head_or_lr_is_one_line_and_exit_2(options, message, tmp_path, capsys):
+def test_bad_head_lr_or_override_is_one_line_and_exit_2(options, message, tmp_path, capsys):
     code = main(["probe", *TINY, "--data", str(tmp_path), "--out", str(tmp_path / "run"), *options])
     err = capsys.readouterr().err
     assert code == 2
@@ -49,39 +83,37 @@ def test_bad_head_or_lr_is_one_line_and_exit_2(options, message, tmp_path, capsy
 
 
 def _probe_command(data, out, *extra):
+    options = "--test-split test --heads linear simpool --epochs 2 --batch-size 8 --workers 0 --device cpu"
+    overrides = ["probe.figure_images=0", "train.num_threads=1"]
     return [
-        "probe", *TINY, "--data", str(data), "--test-split", "test", "--heads", "linear", "simpool",
-        "--epochs", "2", "--batch-size", "8", "--workers", "0", "--device", "cpu", "--out", str(out),
-        "--no-progress", "--set", "probe.figure_images=0", "train.num_threads=1", *extra,
-    ]  # fmt: skip
+        "probe",
+        *TINY,
+        "--data",
+        str(data),
+        *options.split(),
+        "--out",
+        str(out),
+        "--no-progress",
+        *overrides,
+        *extra,
+    ]
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_gives_the_uninterrupted_result(bench_export, tmp_path):
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
-
-    bench = bench_export("wsol", split="train", num_images=30)
-    bench_export("wsol", split="test", num_images=8)
-    assert main(_probe_command(bench / "dataset", tmp_path / "straight")) == 0
-    command = [sys.executable, "-m", "simpool.cli", *_probe_command(bench / "dataset", tmp_path / "killed")]
-    killed = subprocess.run(
-        [*command, "train.checkpoint_every=1", "train.kill_at_update=5"], cwd=REPO, capture_output=True, text=True
-    )
+def test_sigkill_then_resume_gives_the_uninterrupted_result(bench, tmp_path):
+    assert main(_probe_command(bench, tmp_path / "straight")) == 0
+    killed = run_cli_killed_at(5, _probe_command(bench, tmp_path / "killed", "train.checkpoint_every=1"))
     assert killed.returncode == -9, killed.stderr[-2000:]  # died mid-epoch 2 (3 updates per epoch)
-    assert main(_probe_command(bench / "dataset", tmp_path / "killed")) == 0
+    assert not (tmp_path / "killed" / "results.json").exists()
+    assert main(_probe_command(bench, tmp_path / "killed")) == 0
     straight = json.loads((tmp_path / "straight" / "results.json").read_text())
     resumed = json.loads((tmp_path / "killed" / "results.json").read_text())
     assert resumed["entries"] == straight["entries"] and resumed["selected"] == straight["selected"]
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_run_the_probe(bench_export, tmp_path, torchrun):
-    bench = bench_export("wsol", split="train", num_images=30)
-    bench_export("wsol", split="test", num_images=8)
-    done = torchrun("-m", "simpool.cli", *_probe_command(bench / "dataset", tmp_path / "ddp", "--cache"))
+def test_two_gloo_processes_run_the_probe(bench, tmp_path, torchrun):
+    done = torchrun("-m", "simpool.cli", *_probe_command(bench, tmp_path / "ddp", "--cache"))
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "ddp" / "results.json").read_text())
     assert result["num_test"] == 8 and result["num_holdout"] == 3  # every image counted once over the processes

@@ -22,8 +22,10 @@ CONCEPTS = {
     "device": ("--device", ("--gpu", "--cuda")),
     "seed": ("--seed", ("--random-seed",)),
     "progress bars": ("--no-progress", ("--quiet", "--progress")),
-    "key=value overrides": ("--set", ("--override", "--overrides")),
 }
+# the commands that train take their config overrides as positional key=value words, never as an option
+OVERRIDE_COMMANDS = ("simpool train", "simpool train-dino", "simpool eval finetune", "simpool probe", "simpool demo")
+OVERRIDE_OPTIONS = ("--set", "--override", "--overrides")
 
 
 def flags_of_every_command() -> dict[str, set[str]]:
@@ -46,12 +48,12 @@ def test_every_concept_has_one_spelling():
 def test_the_model_commands_share_the_model_group():
     # every command that builds a model from --model takes the whole group, spelled alike
     group = {"--model", "--pool", "--pool-kwargs", "--model-kwargs", "--checkpoint"}
+    exempt = ("tournament", "resources", "export")
     partial = [
         f"{prog}: missing {sorted(group - flags)}"
         for prog, flags in flags_of_every_command().items()
-        if "--model" in flags and not prog.endswith(("tournament", "resources", "export"))
-        and group - flags
-    ]  # fmt: skip
+        if "--model" in flags and not prog.endswith(exempt) and group - flags
+    ]
     assert not partial, "\n".join(partial)
 
 
@@ -93,3 +95,22 @@ def test_num_classes_defaults_alike_in_every_command():
         set(defaults) - set(NUM_CLASSES_EXEMPT)
     )  # None: the checkpoint's classifier
     assert {p: defaults[p] for p in NUM_CLASSES_EXEMPT} == NUM_CLASSES_EXEMPT
+
+
+def test_the_commands_that_train_take_positional_key_value_overrides():
+    parsers = dict(walk())
+    positional = {
+        prog: [a for a in parser._actions if a.dest == "overrides" and not a.option_strings and a.nargs == "*"]
+        for prog, parser in parsers.items()
+    }
+    assert [prog for prog in OVERRIDE_COMMANDS if not positional[prog]] == []
+    as_options = [
+        f"{prog}: {flag}"
+        for prog, parser in parsers.items()
+        for action in parser._actions
+        for flag in action.option_strings
+        if flag in OVERRIDE_OPTIONS
+    ]
+    assert as_options == [], "overrides are positional key=value words"
+    args = parsers["simpool train"].parse_args(["--config", "r.yaml", "optim.lr=1e-3", "model.pool_kwargs={gamma: 2}"])
+    assert args.overrides == ["optim.lr=1e-3", "model.pool_kwargs={gamma: 2}"] and args.config == "r.yaml"

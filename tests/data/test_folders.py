@@ -6,11 +6,12 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from simpool.data.folders import UnreadableImageError, collate_readable, image_folder, load_rgb
 from simpool.evaluate.features import data_loader, eval_transform, extract_features
 from simpool.evaluate.knn import evaluate_knn
-from simpool.train.linear_probe import linear_probe
+from simpool.train.probe.linear import linear_probe
 
 torch.set_num_threads(1)
 
@@ -69,5 +70,16 @@ def test_knn_and_the_linear_probe_run_past_an_unreadable_image(folder_with_a_bro
         warnings.simplefilter("always")
         result = evaluate_knn(model, root, ks=(1,), resize=32, img_size=32, batch_size=2, progress=False)
         probe = linear_probe(model, root, lrs=(0.1,), epochs=1, img_size=32, resize=32, batch_size=1, progress=False)
-    assert 0.0 <= result[1]["top1"] <= 100.0 and probe is not None
+        # k = 1 by hand: each of the 5 readable validation images takes the label of the most cosine-similar of the
+        # 5 readable training images
+        (train, train_labels), (val, val_labels) = (
+            extract_features(model, data_loader(image_folder(root / split, eval_transform(32, 32)), 2), progress=False)
+            for split in ("train", "val")
+        )
+    assert len(train) == len(val) == 5
+    nearest = (F.normalize(val, dim=1) @ F.normalize(train, dim=1).T).argmax(dim=1)  # (5, 5) -> (5,)
+    assert result[1]["top1"] == pytest.approx(100.0 * (train_labels[nearest] == val_labels).sum().item() / 5)
+    # the probe is scored on the 5 readable validation images too: its accuracy is a whole number of fifths
+    (top1,) = probe["best"]["top1_per_epoch"]
+    assert top1 / 20 == pytest.approx(round(top1 / 20))
     assert any(str(broken) in str(w.message) for w in record)

@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
@@ -132,21 +133,29 @@ def test_cli_end_to_end(tmp_path, tiny_vit, tiny_vit_args):
     argv = ["eval", "retrieval", "--data", str(tmp_path), "--dataset", "roxford5k", "--img-size", "32"]
     argv += ["--model", "vit_tiny_patch16_224", "--model-kwargs", *tiny_vit_args, *DYNAMIC_ARGS]
     argv += ["--device", "cpu", "--no-progress"]
+    for name, extra in (("r.json", []), ("m.json", ["--multiscale"])):
+        torch.manual_seed(0)  # the same random weights in every run
+        assert main(argv + [*extra, "--out", str(tmp_path / name)]) == 0
     torch.manual_seed(0)
-    assert main(argv + ["--out", str(tmp_path / "r.json")]) == 0
-    torch.manual_seed(0)  # the same random weights: features computed here give the same ranking
     model = tiny_vit(num_classes=0, **DYNAMIC).eval()
     transform = transforms.Compose(
         [Thumbnail(32), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     )
     database, queries, gnd = revisitop_datasets(tmp_path, "roxford5k", transform)
-    with torch.no_grad():
-        feats = [torch.cat([pre_logits(model, x[None]) for x, _ in images]) for images in (database, queries)]
-    expected = revisited_map(rank_database(*feats), gnd["gnd"])
-    assert json.loads((tmp_path / "r.json").read_text())["results"]["medium"]["mAP"] == pytest.approx(
-        expected["medium"]["mAP"]
-    )
-    assert main(argv + ["--multiscale", "--out", str(tmp_path / "m.json")]) == 0
-    for name in ("r.json", "m.json"):
+    # DINO's multiscale features: the mean of the features of the image resized by 1, 1/sqrt(2) and 1/2
+    for name, scales in (("r.json", [1.0]), ("m.json", [1.0, 2**-0.5, 0.5])):
+        with torch.no_grad():
+            feats = [torch.cat([scaled_features(model, x, scales) for x, _ in split]) for split in (database, queries)]
+        expected = revisited_map(rank_database(*feats), gnd["gnd"])
         result = json.loads((tmp_path / name).read_text())["results"]
-        assert 0 <= result["medium"]["mAP"] <= 100 and set(result["hard"]["mP@k"]) == {"1", "5", "10"}
+        for protocol in ("medium", "hard"):
+            assert result[protocol]["mAP"] == pytest.approx(expected[protocol]["mAP"]), (name, protocol)
+            expected_precision = {str(k): value for k, value in expected[protocol]["mP@k"].items()}
+            assert result[protocol]["mP@k"] == pytest.approx(expected_precision), (name, protocol)
+
+
+def scaled_features(model, image, scales):
+    """The mean over ``scales`` of the features of ``image`` ``(3, H, W)`` resized bilinearly: ``(1, D)``."""
+    x = image[None]  # (1, 3, H, W)
+    resized = [x if s == 1 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False) for s in scales]
+    return sum(pre_logits(model, r) for r in resized) / len(scales)

@@ -174,11 +174,12 @@ def test_backbones_without_classifier_give_pooled_features(name, images):
 def test_attention_command_loads_a_generic_checkpoint(tmp_path):
     """``simpool attention``'s loader infers the classifier and the pool from a checkpoint."""
     from simpool.models import save_checkpoint
-    from simpool.visualize.maps import compute_maps, load_model
+    from simpool.models.loading import load_model
+    from simpool.visualize.maps import compute_maps
 
     name = "swin_tiny_patch4_window7_224"
     save_checkpoint(tiny(name, num_classes=4), tmp_path / "swin.safetensors")
-    model = load_model(name, tmp_path / "swin.safetensors", **TINY[name])
+    model = load_model(name, pool="auto", model_kwargs=TINY[name], checkpoint=tmp_path / "swin.safetensors")
     assert model.get_classifier().out_features == 4 and isinstance(pool_slot(model), FeaturePool)
     assert compute_maps(model, torch.randn(1, 3, 32, 32))["pool"].shape == (1, 4, 4)
 

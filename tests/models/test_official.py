@@ -1,7 +1,8 @@
 """Official SimPool checkpoints load into our models and reproduce the official forward passes.
 
-Each reference model below is written from the description of the official code
-(``reference/OFFICIAL_CODE.md`` sections 1, 2 and 4), with the official parameter names, randomised,
+Each reference model below is written from the description of the official code (its SimPool module, its
+wiring in the DINO and timm forks and its checkpoint formats: docs/checkpoints.md, "The official code"),
+with the official parameter names, randomised,
 saved as the official saver does, loaded with ``load_checkpoint`` and compared on random inputs.
 """
 

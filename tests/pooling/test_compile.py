@@ -79,6 +79,14 @@ def test_simpool_every_min_over_compiles(min_over, layout):
     assert_compiled_matches_eager(pool, torch.randn(SHAPES[layout]), "aot_eager")
 
 
+@pytest.mark.parametrize("layout", SHAPES)
+def test_multi_head_simpool_compiles(layout):
+    # each head scores with all C channels of LN(X): a per-head view of D channels fails to trace for num_heads > 1
+    torch.manual_seed(1)
+    pool = SimPool(DIM, num_heads=4, gamma=1.25, qkv_bias=True).eval()
+    assert_compiled_matches_eager(pool, torch.randn(SHAPES[layout]), "aot_eager")
+
+
 @pytest.mark.parametrize("name", ["kmeans", "slot"])
 def test_random_pools_compile_in_training_mode(name):
     # training draws from the global random state, inside the graph, on the input's device

@@ -1,4 +1,11 @@
-"""The common contract of every registered pool (DESIGN.md, "Pooling contract"), run over the registry."""
+"""The common contract of every registered pool, run over the registry.
+
+Every pool takes a map ``(B, C, H, W)`` or tokens ``(B, N, C)`` (the number of dimensions decides) and returns
+``(B, out_features)``, or ``(B, k, out_features)`` with ``num_vectors = k`` vectors; with ``return_attention``
+also its attention, ``(B, H, W)`` or ``(B, N)`` with a dimension for heads or vectors after ``B`` when it has
+several, non-negative and summing to 1 (pools without spatial attention give their implied weights).
+Gradients reach the input and every parameter; eval mode is deterministic.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +39,7 @@ def test_registry_names_every_pool_of_table_1():
 
 
 def test_registry_names_every_probing_head():
-    # DESIGN.md, "Pooling contract": the attentive-probing heads of efficient-probing's comparison
+    # the attentive-probing heads compared by efficient-probing (Psomas et al., ICLR 2026)
     assert {"ep", "map", "clip", "abmilp", "coca", "aim", "jepa", "dolg", "cae"} <= set(list_pools())
 
 

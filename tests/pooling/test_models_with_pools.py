@@ -33,8 +33,24 @@ def test_kmeans_model_classifies_by_max_over_vectors(model_name):
 
 @pytest.mark.parametrize("pool", ["cbam"])
 def test_pools_train_inside_a_resnet(pool):
+    # the loss's gradient reaches the pool's parameters: at each parameter's largest component it equals the
+    # loss's central difference along that component (float64, so the difference is exact to ~1e-9)
     torch.manual_seed(0)
-    model = create_model("resnet10t", pool=pool, num_classes=4)
-    loss = F.cross_entropy(model(torch.randn(2, 3, 32, 32)), torch.tensor([0, 3]))
-    loss.backward()
-    assert all(p.grad is not None for p in pool_slot(model).pool.parameters())
+    model = create_model("resnet10t", pool=pool, num_classes=4).double()
+    images, labels = torch.randn(2, 3, 32, 32, dtype=torch.double), torch.tensor([0, 3])
+
+    def loss() -> torch.Tensor:
+        return F.cross_entropy(model(images), labels)
+
+    loss().backward()
+    step = 1e-6
+    for name, parameter in pool_slot(model).pool.named_parameters():
+        grad, values = parameter.grad.view(-1), parameter.data.view(-1)
+        i = int(grad.abs().argmax())
+        with torch.no_grad():
+            values[i] += step
+            up = loss().item()
+            values[i] -= 2 * step
+            down = loss().item()
+            values[i] += step
+        assert grad[i] != 0 and grad[i].item() == pytest.approx((up - down) / (2 * step), rel=1e-4), name

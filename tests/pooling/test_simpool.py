@@ -171,8 +171,8 @@ def test_finite_outputs_and_gradients(gamma, case, min_over):
     pool = SimPool(8, gamma=gamma, min_over=min_over)
     x = HARD_INPUTS[case]().requires_grad_()
     pooled = pool(x)
-    assert pooled.shape == (x.shape[0], 8)
-    assert torch.isfinite(pooled).all()
+    expected, _ = paper_simpool(pool, x.detach())  # in float64, one image at a time
+    torch.testing.assert_close(pooled.double(), expected, rtol=1e-4, atol=1e-5)
     pooled.square().sum().backward()
     assert torch.isfinite(x.grad).all()
     for name, parameter in pool.named_parameters():

@@ -103,4 +103,9 @@ def test_a_single_cuda_state_goes_to_the_current_device(one_visible_gpu):
 def test_a_cuda_state_without_a_gpu_is_skipped():
     if torch.cuda.is_available():
         pytest.skip("checks the CPU-only case")
-    set_rng_state({**rng_state(), "cuda": torch.zeros(2, 16, dtype=torch.uint8)})  # no error
+    torch.manual_seed(3)
+    saved = rng_state()
+    expected = torch.rand(4)
+    torch.manual_seed(4)  # another stream: restoring must bring back the saved one
+    set_rng_state({**saved, "cuda": torch.zeros(2, 16, dtype=torch.uint8)})  # no error for the CUDA part
+    assert torch.equal(torch.rand(4), expected)

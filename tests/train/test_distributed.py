@@ -78,28 +78,35 @@ def test_broadcast_object_hands_every_rank_rank_0s_value(monkeypatch):
 LEAVE_SCRIPT = """
 import json, os, sys, torch
 from types import SimpleNamespace
+from pathlib import Path
 from torch import nn
-from simpool.train.engine import Engine
-from simpool.train.run import run_locked
+from simpool.train.launch import launch
+from simpool.train.recipe import Loop, Parts, Recipe
 def gloo_threads():  # names as Linux shows them: gloo_tcp_loop, pt_gloo_runloop
     names = (open(f"/proc/self/task/{task}/comm").read().strip() for task in os.listdir("/proc/self/task"))
     return sum("gloo" in name for name in names)
 
-def body(config, info, folder):
-    torch.manual_seed(0)
-    model = nn.Linear(6, 3)
-    step = lambda m, a, b, w: (m(a).square().mean(), len(b))
-    engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), step, info=info, progress=False)
-    engine.fit(lambda e, s: iter([(torch.randn(2, 6), torch.zeros(2), 0)]), 1, 1)
-    seen["during"] = gloo_threads()
-    if sys.argv[2] == "fail":
-        raise RuntimeError("the run fails after its first update")
-    return {}
+class OneUpdate(Recipe):
+    loop = Loop(progress=False)
+    run_dir = Path(sys.argv[1]) / "leave"
+    def build(self, info):
+        torch.manual_seed(0)
+        model = nn.Linear(6, 3)
+        return Parts(model, torch.optim.SGD(model.parameters(), lr=0.1), 1, 1)
+    def batches(self, epoch, start):
+        return iter([(torch.randn(2, 6), torch.zeros(2), 0)])
+    def step(self, model, inputs, targets, weight):
+        return model(inputs).square().mean(), len(targets)
+    def summary(self, row):
+        seen["during"] = gloo_threads()
+        if sys.argv[2] == "fail":
+            raise RuntimeError("the run fails after its first update")
+        return {}
 
 seen = {}
-config = SimpleNamespace(train=SimpleNamespace(device="cpu", dist_timeout_s=60, output=sys.argv[1]))
+config = SimpleNamespace(train=SimpleNamespace(device="cpu", dist_timeout_s=60))
 try:
-    run_locked(config, "leave", body)
+    launch(OneUpdate(), config)
     seen["after"] = gloo_threads()
 except RuntimeError as error:  # counted while the error is alive, as when it reaches the top and the process ends
     seen["error"], seen["after"] = str(error), gloo_threads()

@@ -14,16 +14,31 @@ from torch import nn
 
 from simpool.train.distributed import DistInfo
 from simpool.train.engine import CLIP_MODES, Engine, clip_per_tensor
+from simpool.train.recipe import CrossEntropyRecipe, Loop
 from simpool.train.run import RunFolder
+from simpool.train.schedule import Schedule
 
 
-def linear_step(model, x, y, weight):
-    return F.cross_entropy(model(x), y), len(y)
+class LinearRecipe(CrossEntropyRecipe):
+    """:class:`CrossEntropyRecipe` with its own SGD (built once, at ``lr``) and ``extra`` Parts fields."""
+
+    def __init__(self, model, micro, lr=0.5, **extra):
+        super().__init__(model, None, micro, **extra)
+        self.lr, self.extra = lr, extra
+
+    def build(self, info):
+        self.optimizer = self.optimizer or torch.optim.SGD(self.model.parameters(), lr=self.lr)
+        self.parts.update(self.extra)
+        return super().build(info)
 
 
-def batches_of(*parts):
-    """``(epoch, start_update) -> micro-batches``: the given ``(x, y)`` pairs, skipped images 0."""
-    return lambda epoch, start: ((x, y, 0) for x, y in parts)
+def pairs(*parts):
+    """The given ``(x, y)`` pairs as micro-batches with no skipped image."""
+    return [(x, y, 0) for x, y in parts]
+
+
+def quiet(**settings) -> Loop:
+    return Loop(progress=False, **settings)
 
 
 def test_two_accumulated_micro_batches_make_the_update_of_the_full_batch():
@@ -33,10 +48,12 @@ def test_two_accumulated_micro_batches_make_the_update_of_the_full_batch():
     x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
     full = nn.Linear(6, 3)
     halves, initial = copy.deepcopy(full), copy.deepcopy(full)
-    Engine(full, torch.optim.SGD(full.parameters(), lr=0.5), linear_step, progress=False).fit(batches_of((x, y)), 1, 1)
-    engine = Engine(halves, torch.optim.SGD(halves.parameters(), lr=0.5), linear_step, accum_steps=2, progress=False)
-    row = engine.fit(batches_of((x[:4], y[:4]), (x[4:], y[4:])), 1, 1)
-    assert engine.counters["update"] == 1
+    Engine(LinearRecipe(full, pairs((x, y)), updates_per_epoch=1), quiet()).run()
+    engine = Engine(
+        LinearRecipe(halves, pairs((x[:4], y[:4]), (x[4:], y[4:])), updates_per_epoch=1), quiet(accum_steps=2)
+    )
+    row = engine.run()
+    assert engine.counters.update == 1
     for a, b in zip(full.parameters(), halves.parameters(), strict=True):
         torch.testing.assert_close(a, b)
     # the logged loss is the sample-weighted mean of the micro-batch losses: the full batch's mean loss
@@ -49,9 +66,10 @@ def test_an_empty_micro_batch_counts_its_skipped_images_and_adds_nothing():
     x, y = torch.randn(4, 6), torch.randint(0, 3, (4,))
     model = nn.Linear(6, 3)
     reference = copy.deepcopy(model)
-    engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), linear_step, accum_steps=2, progress=False)
-    row = engine.fit(lambda e, s: iter([(x, y, 1), (torch.empty(0), torch.empty(0, dtype=torch.long), 5)]), 1, 1)
-    assert row["skipped"] == 6 and engine.counters["update"] == 1
+    micro = [(x, y, 1), (torch.empty(0), torch.empty(0, dtype=torch.long), 5)]
+    engine = Engine(LinearRecipe(model, micro, lr=0.1, updates_per_epoch=1), quiet(accum_steps=2))
+    row = engine.run()
+    assert row["skipped"] == 6 and engine.counters.update == 1
     # only the readable micro-batch's gradient, divided by accum_steps
     loss = F.cross_entropy(reference(x), y) / 2
     loss.backward()
@@ -65,55 +83,89 @@ def test_an_empty_micro_batch_counts_its_skipped_images_and_adds_nothing():
 def test_per_update_and_per_epoch_schedules():
     model = nn.Linear(2, 2)
     x, y = torch.randn(4, 2), torch.zeros(4, dtype=torch.long)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    per_update = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
-    Engine(model, optimizer, linear_step, scheduler=per_update, progress=False).fit(
-        batches_of((x, y), (x, y), (x, y)), 1, 3
-    )
+    recipe = LinearRecipe(model, pairs((x, y), (x, y), (x, y)), lr=1.0, updates_per_epoch=3)
+    recipe.optimizer = optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    recipe.extra = {"schedule": Schedule(torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step))}
+    Engine(recipe, quiet()).run()
     assert optimizer.param_groups[0]["lr"] == 0.5**3  # stepped after each of the 3 updates
-    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    recipe = LinearRecipe(model, pairs((x, y), (x, y)), lr=1.0, epochs=2, updates_per_epoch=2)
+    recipe.optimizer = optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     per_epoch = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 0.1**epoch)
-    Engine(model, optimizer, linear_step, scheduler=per_epoch, schedule_on="epoch", progress=False).fit(
-        batches_of((x, y), (x, y)), 2, 2
-    )
+    recipe.extra = {"schedule": Schedule(per_epoch, on="epoch")}
+    Engine(recipe, quiet()).run()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)  # stepped after each of the 2 epochs
 
 
-def test_hooks_run_in_order_around_each_update():
-    calls = []
-    model = nn.Linear(2, 2)
+def test_a_timm_schedule_is_set_to_its_position_and_a_torch_one_stepped():
+    from timm.scheduler import CosineLRScheduler
+
+    optimizer = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1.0)
+    timm_schedule = Schedule(CosineLRScheduler(optimizer, t_initial=10, t_in_epochs=False), on="update")
+    timm_schedule.resume(update=5, epoch=0)  # half-way down the cosine from 1 to 0
+    assert timm_schedule.positional and optimizer.param_groups[0]["lr"] == pytest.approx(0.5)
+    torch_schedule = Schedule(torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5), on="update")
+    torch_schedule.resume(update=5, epoch=0)  # a torch scheduler resumes from its own state: left as it is
+    assert not torch_schedule.positional and optimizer.param_groups[0]["lr"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="valid: update, epoch"):
+        Schedule(None, on="step")
+
+
+class Recording(LinearRecipe):
+    """Writes down each call the engine makes."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = []
+
+    def step(self, model, x, y, weight):
+        self.calls.append("step")
+        return super().step(model, x, y, weight)
+
+    def before_update(self, update):
+        self.calls.append(f"before {update}")
+
+    def before_optimizer_step(self):
+        self.calls.append("pre-step")
+
+    def after_update(self, update):
+        self.calls.append(f"after {update}")
+
+    def end_epoch(self, epoch, row, model):
+        self.calls.append(f"end {epoch}")
+        row["extra"] = 7.0
+
+    def epoch_line(self, row):
+        return f"epoch {row['epoch']} extra {row['extra']}"
+
+
+def test_hooks_run_in_order_around_each_update(capsys):
     x, y = torch.randn(4, 2), torch.zeros(4, dtype=torch.long)
-    engine = Engine(
-        model,
-        torch.optim.SGD(model.parameters(), lr=0.1),
-        lambda m, a, b, w: calls.append("step") or linear_step(m, a, b, w),
-        accum_steps=2,
-        before_update=lambda update: calls.append(f"before {update}"),
-        before_optimizer_step=lambda: calls.append("pre-step"),
-        after_update=lambda update: calls.append(f"after {update}"),
-        progress=False,
-    )
-    engine.fit(batches_of((x, y), (x, y), (x, y), (x, y)), 1, 2)
+    recipe = Recording(nn.Linear(2, 2), pairs(*[(x, y)] * 4), lr=0.1, updates_per_epoch=2)
+    seen = []
+    engine = Engine(recipe, quiet(accum_steps=2))
+    engine.update_hooks = (lambda engine: seen.append(engine.counters.update),)  # a test's injected hook
+    row = engine.run()
     first, second = (
         ["before 0", "step", "step", "pre-step", "after 1"],
         ["before 1", "step", "step", "pre-step", "after 2"],
     )
-    assert calls == first + second
+    assert recipe.calls == first + second + ["end 0"] and seen == [1, 2]
+    assert row["extra"] == 7.0 and capsys.readouterr().out == "epoch 0 extra 7.0\n"
 
 
 def test_a_non_finite_loss_stops_the_run_at_the_log_interval():
-    model = nn.Linear(2, 2)
     x, y = torch.randn(4, 2), torch.zeros(4, dtype=torch.long)
     seen = []
 
-    def step(m, a, b, w):
-        seen.append(1)
-        loss = linear_step(m, a, b, w)[0]
-        return (loss * float("nan") if len(seen) == 2 else loss), len(b)
+    class Diverging(LinearRecipe):
+        def step(self, model, a, b, weight):
+            seen.append(1)
+            loss = super().step(model, a, b, weight)[0]
+            return (loss * float("nan") if len(seen) == 2 else loss), len(b)
 
-    engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), step, log_every=3, progress=False)
+    engine = Engine(Diverging(nn.Linear(2, 2), pairs(*[(x, y)] * 5), lr=0.1, updates_per_epoch=5), quiet(log_every=3))
     with pytest.raises(FloatingPointError, match="update 3"):
-        engine.fit(batches_of(*[(x, y)] * 5), 1, 5)
+        engine.run()
     assert len(seen) == 3  # not read at updates 1 and 2: no host sync between log intervals
 
 
@@ -127,24 +179,19 @@ def test_clip_modes():
     clip_per_tensor(two, 1.0)  # each tensor on its own: the small one is left as it is
     assert two[0].weight.grad.item() == pytest.approx(1.0, rel=1e-5) and two[1].weight.grad.item() == 0.5
     with pytest.raises(ValueError, match="valid modes: norm, per_tensor"):
-        Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), linear_step, clip_mode="agc")
+        Engine(LinearRecipe(model, [], clip_mode="agc"), quiet()).run()
 
 
 def test_resumed_epoch_loss_averages_the_whole_epoch(tmp_path):
     # stopped after 2 of 4 updates, then resumed: the epoch's train_loss is the uninterrupted run's,
     # not the mean over the 2 updates after the resume (the running sums are in last.pt)
     torch.manual_seed(0)
-    parts = [(torch.randn(4, 6), torch.randint(0, 3, (4,))) for _ in range(4)]
+    micro = pairs(*[(torch.randn(4, 6), torch.randint(0, 3, (4,))) for _ in range(4)])
 
     def run(folder: Path, max_updates: int = 0):
         torch.manual_seed(1)
-        model = nn.Linear(6, 3)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        engine = Engine(model, optimizer, linear_step, max_updates=max_updates, progress=False)
-        batches = lambda epoch, start: ((x, y, 0) for x, y in parts[start:])
-        run_folder = RunFolder(folder)
-        objects = {"model": model, "optimizer": optimizer}
-        return engine.fit(batches, 1, 4, folder=run_folder, state_objects=objects, resume=True, seed=0)
+        recipe = LinearRecipe(nn.Linear(6, 3), micro, lr=0.1, updates_per_epoch=4)
+        return Engine(recipe, quiet(max_updates=max_updates), folder=RunFolder(folder)).run()
 
     whole = run(tmp_path / "whole")
     assert run(tmp_path / "parts", max_updates=2) == {"epoch": 0, "update": 2}
@@ -162,14 +209,17 @@ def test_compile_wraps_after_ddp(tmp_path, torchrun):
             """
             import json, sys, torch
             from torch import nn
-            from torch.nn.parallel import DistributedDataParallel
             from simpool.train.distributed import cleanup, init_distributed
             from simpool.train.engine import Engine
+            from simpool.train.recipe import CrossEntropyRecipe, Loop, Parts, Recipe
+            class Conv(Recipe):
+                def build(self, info):
+                    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+                    return Parts(model, torch.optim.SGD(model.parameters(), lr=0.1))
             def main():  # DDP inside a function: gone before cleanup (see distributed.cleanup)
                 info = init_distributed("cpu")
-                model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
-                engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), None, info=info,
-                                compile=True, progress=False)
+                engine = Engine(Conv(), Loop(compile=True, progress=False), info)
+                engine.build()
                 wrapped = engine.wrap()
                 result = {"outer": type(wrapped).__name__, "inner": type(wrapped._orig_mod).__name__}
                 if info.rank == 0:
@@ -189,11 +239,11 @@ def test_compile_wraps_after_ddp(tmp_path, torchrun):
 
 def test_sync_batchnorm_is_refused_off_cuda_and_a_no_op_in_one_process():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     two_cpu_ranks = DistInfo(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"))
     with pytest.raises(ValueError, match="SyncBatchNorm runs on CUDA devices only"):
-        Engine(model, optimizer, linear_step, info=two_cpu_ranks, sync_batchnorm=True)
-    engine = Engine(model, optimizer, linear_step, sync_batchnorm=True)
+        Engine(LinearRecipe(model, []), quiet(sync_batchnorm=True), two_cpu_ranks)
+    engine = Engine(LinearRecipe(model, []), quiet(sync_batchnorm=True))
+    engine.build()
     assert engine.wrap() is model and isinstance(model[1], nn.BatchNorm2d)
 
 
@@ -209,20 +259,28 @@ def test_a_rank_whose_micro_batch_is_empty_still_takes_part(tmp_path, torchrun):
             import json, sys, torch
             import torch.nn.functional as F
             from torch import nn
-            from simpool.train.distributed import cleanup, init_distributed
+            from simpool.train.distributed import all_gather_rows, cleanup, init_distributed
             from simpool.train.engine import Engine
+            from simpool.train.recipe import CrossEntropyRecipe, Loop, Parts, Recipe
+            class Shard(Recipe):
+                def __init__(self, model, micro):
+                    self.model, self.micro = model, micro
+                def build(self, info):
+                    return Parts(self.model, torch.optim.SGD(self.model.parameters(), lr=0.5), 1, 2)
+                def batches(self, epoch, start):
+                    return iter(self.micro)
+                def step(self, model, a, b, weight):
+                    return F.cross_entropy(model(a), b), len(b)
             def main():  # DDP inside a function: gone before cleanup (see distributed.cleanup)
                 info = init_distributed("cpu")
                 torch.manual_seed(0)
                 x, y = torch.randn(4, 6), torch.randint(0, 3, (4,))
                 model = nn.Linear(6, 3)
-                step = lambda m, a, b, w: (F.cross_entropy(m(a), b), len(b))
                 empty = (torch.empty(0), torch.empty(0, dtype=torch.long), 2)
                 mine = [(x[:2], y[:2], 0), (x[2:], y[2:], 0)] if info.rank == 0 else [(x[:2], y[:2], 0), empty]
-                engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.5), step, info=info, progress=False)
-                row = engine.fit(lambda e, s: iter(mine), 1, 2)
-                out = {"weight": model.weight.tolist(), "skipped": row["skipped"], "update": engine.counters["update"]}
-                from simpool.train.distributed import all_gather_rows
+                engine = Engine(Shard(model, mine), Loop(progress=False), info)
+                row = engine.run()
+                out = {"weight": model.weight.tolist(), "skipped": row["skipped"], "update": engine.counters.update}
                 shard = torch.full((info.rank + 1, 2), float(info.rank))  # unequal shards: 1 row, then 2
                 out["gathered"] = all_gather_rows(shard).tolist()
                 with open(f"{sys.argv[1]}/rank{info.rank}.json", "w") as file:
@@ -251,12 +309,12 @@ def test_a_rank_whose_micro_batch_is_empty_still_takes_part(tmp_path, torchrun):
     torch.testing.assert_close(torch.tensor(lines[0]["weight"]), model.weight.detach(), rtol=1e-5, atol=1e-6)
 
 
-def test_single_process_info_follows_the_model():
-    model = nn.Linear(2, 2)
-    engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), linear_step)
+def test_without_info_the_engine_runs_on_the_models_device():
+    engine = Engine(LinearRecipe(nn.Linear(2, 2), []), quiet())
+    engine.build()
     assert engine.info == DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     with pytest.raises(ValueError, match="amp must be one of"):
-        Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), linear_step, amp="fp8")
+        Engine(LinearRecipe(nn.Linear(2, 2), []), quiet(amp="fp8"))
 
 
 def test_amp_auto_is_none_on_the_cpu_and_the_scaler_follows_fp16():
@@ -264,6 +322,16 @@ def test_amp_auto_is_none_on_the_cpu_and_the_scaler_follows_fp16():
 
     cpu = torch.device("cpu")
     assert resolve_amp("auto", cpu) == "none" and resolve_amp("bf16", cpu) == "bf16"
-    model = nn.Linear(2, 2)
-    assert Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), linear_step, amp="auto").scaler is None
-    assert Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), linear_step, amp="fp16").scaler is not None
+    assert Engine(LinearRecipe(nn.Linear(2, 2), []), quiet(amp="auto")).scaler is None
+    assert Engine(LinearRecipe(nn.Linear(2, 2), []), quiet(amp="fp16")).scaler is not None
+
+
+def test_loop_settings_come_from_a_train_section():
+    from simpool.train.config import LoopConfig
+
+    train = LoopConfig(amp="bf16", log_every=7, max_updates=3, resume=False, seed=5)
+    loop = Loop.from_config(train, accum_steps=2)
+    assert (loop.amp, loop.log_every, loop.max_updates, loop.resume, loop.seed) == ("bf16", 7, 3, False, 5)
+    assert loop.accum_steps == 2 and not loop.compile
+    with pytest.raises(ValueError, match="accum_steps must be at least 1"):
+        Loop(accum_steps=0)

@@ -1,10 +1,9 @@
-"""Every map of a model at any input size; models built to fit a checkpoint."""
+"""Every map of a model at any input size (models built to fit a checkpoint: tests/models/test_loading.py)."""
 
 import pytest
 import torch
 
-from simpool.models import save_checkpoint
-from simpool.visualize import compute_maps, load_model, map_sources, set_image_size
+from simpool.visualize import compute_maps, map_sources, set_image_size
 
 
 @pytest.fixture
@@ -45,16 +44,3 @@ def test_cnn_with_simpool_has_a_2d_map(tiny_resnet):
     model = tiny_resnet().eval()  # resnet18 with SimPool
     maps = compute_maps(set_image_size(model, 96), torch.randn(1, 3, 96, 96))
     assert list(maps) == ["pool"] and maps["pool"].shape == (1, 3, 3)  # stride 32
-
-
-@pytest.mark.parametrize("pool", ["simpool", "default"])
-def test_load_model_infers_pool_classes_and_size(tmp_path, pool, tiny, tiny_vit_kwargs):
-    source = tiny(pool)
-    path = save_checkpoint(source, tmp_path / "w.safetensors")
-    # only what the name and kwargs cannot say is inferred: pool, num_classes=3, img_size=32
-    arch = {key: value for key, value in tiny_vit_kwargs.items() if key != "img_size"}
-    model = load_model("vit_tiny_patch16_224", path, **{**arch, "depth": 2})
-    assert model.num_classes == 3 and tuple(model.patch_embed.img_size) == (32, 32)
-    assert model.has_class_token == (pool == "default")
-    x = torch.randn(1, 3, 32, 32)
-    torch.testing.assert_close(model(x), source(x))

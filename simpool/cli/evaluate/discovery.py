@@ -53,9 +53,14 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.out)
     if not args.checkpoint:
         raise ValueError("a model needs both --model and --checkpoint")
-    items = discovery_items(args.dataset, args.data, args.image_set, args.no_hard, args.coco_list, args.coco_instances)[
-        : args.limit
-    ]
+    items = discovery_items(
+        args.dataset,
+        args.data,
+        image_set=args.image_set,
+        remove_hards=args.no_hard,
+        coco_list=args.coco_list,
+        coco_instances=args.coco_instances,
+    )[: args.limit]
     if not items:
         raise ValueError("no images to evaluate")
     if family_of_name(args.model).name == "vit" and not any(
@@ -64,9 +69,16 @@ def run(args: argparse.Namespace) -> int:
         args.model_kwargs = [*args.model_kwargs, "dynamic_img_size=true"]
     model = model_of(args)
     boxes, score = discover(
-        model, items, args.method, args.source, args.head, args.k_patches, args.threshold, args.reference_quirk,
+        model,
+        items,
+        method=args.method,
+        source=args.source,
+        head=args.head,
+        k_patches=args.k_patches,
+        threshold=args.threshold,
+        reference_quirk=args.reference_quirk,
         progress=not args.no_progress,
-    )  # fmt: skip
+    )
     out = Path(args.out)
     write_json(out / "boxes.json", boxes)
     settings = {k: v for k, v in vars(args).items() if k != "run"}

@@ -28,8 +28,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     results = evaluate_knn(
-        model_of(args), args.data, args.train_split, args.val_split, args.nb_knn, args.temperature, args.resize,
-        args.img_size, args.batch_size, args.workers, progress=not args.no_progress,
-    )  # fmt: skip
+        model_of(args),
+        args.data,
+        train_split=args.train_split,
+        val_split=args.val_split,
+        ks=args.nb_knn,
+        temperature=args.temperature,
+        resize=args.resize,
+        img_size=args.img_size,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
     table = format_table([(k, r["top1"], r["top5"]) for k, r in results.items()], ("k", "top1 %", "top5 %"))
     return report(args, "knn", table, {"results": results})

@@ -1,11 +1,11 @@
-"""``simpool eval linear``: a linear probe on frozen features (:func:`simpool.train.linear_probe.linear_probe`)."""
+"""``simpool eval linear``: a linear probe on frozen features (:func:`simpool.train.probe.linear.linear_probe`)."""
 
 from __future__ import annotations
 
 import argparse
 
 from ...evaluate.features import format_table
-from ...train.linear_probe import linear_probe
+from ...train.probe.linear import linear_probe
 from ..common import add_data, add_img_size
 from . import add_model_options, model_of, report
 
@@ -32,9 +32,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     result = linear_probe(
-        model_of(args), args.data, args.train_split, args.val_split, args.lrs, args.epochs, args.cached, args.resize,
-        args.img_size, args.batch_size, args.workers, args.seed, progress=not args.no_progress,
-    )  # fmt: skip
+        model_of(args),
+        args.data,
+        train_split=args.train_split,
+        val_split=args.val_split,
+        lrs=args.lrs,
+        epochs=args.epochs,
+        cached=args.cached,
+        resize=args.resize,
+        img_size=args.img_size,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
     rows = [(f"{h['lr']:g}", h["best_top1"], h["best_epoch"], h["final_top1"]) for h in result["heads"]]
     table = format_table(rows, ("base lr", "best top1 %", "best epoch", "final top1 %"))
     settings = {"cached": args.cached, "epochs": args.epochs, "batch_size": args.batch_size}

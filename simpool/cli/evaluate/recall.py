@@ -28,8 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     results = evaluate_recall(
-        model_of(args), args.data, args.dataset, args.ks, args.resize, args.img_size, args.batch_size, args.workers,
+        model_of(args),
+        args.data,
+        args.dataset,
+        ks=args.ks,
+        resize=args.resize,
+        img_size=args.img_size,
+        batch_size=args.batch_size,
+        workers=args.workers,
         progress=not args.no_progress,
-    )  # fmt: skip
+    )
     table = format_table([(f"R@{k}", r) for k, r in results.items()], ("k", "recall %"))
     return report(args, "recall", table, {"dataset": args.dataset, "results": results})

@@ -35,8 +35,15 @@ def run(args: argparse.Namespace) -> int:
         args.num_classes = len(mapping) if mapping is not None else 9
     model = model_of(args)
     result = evaluate_robustness(
-        model, args.data, args.variations, mapping, args.img_size, args.in9_stats, args.batch_size, args.workers,
+        model,
+        args.data,
+        variations=args.variations,
+        mapping=mapping,
+        img_size=args.img_size,
+        in9_stats=args.in9_stats,
+        batch_size=args.batch_size,
+        workers=args.workers,
         progress=not args.no_progress,
-    )  # fmt: skip
+    )
     rows = list(result["accuracy"].items()) + ([("BG-gap", result["bg_gap"])] if "bg_gap" in result else [])
     return report(args, "robustness", format_table(rows, ("variation", "accuracy %")), result)

@@ -1,12 +1,12 @@
 """``simpool eval segmentation``: linear segmentation on frozen patch features
-(:func:`simpool.train.segmentation_probe.segmentation_probe`)."""
+(:func:`simpool.train.probe.segmentation.segmentation_probe`)."""
 
 from __future__ import annotations
 
 import argparse
 
 from ...evaluate.features import format_table
-from ...train.segmentation_probe import segmentation_probe
+from ...train.probe.segmentation import segmentation_probe
 from ..common import add_data, add_img_size
 from . import add_model_options, model_of, report
 
@@ -35,9 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     model = model_of(args)
     metrics = segmentation_probe(
-        model, args.data, args.blocks, args.num_seg_classes, args.iterations, args.warmup, args.lr, args.img_size,
-        args.batch_size, not args.no_reduce_zero_label, args.train_split, args.val_split, args.seed,
+        model,
+        args.data,
+        blocks=args.blocks,
+        num_classes=args.num_seg_classes,
+        iterations=args.iterations,
+        warmup=args.warmup,
+        lr=args.lr,
+        img_size=args.img_size,
+        batch_size=args.batch_size,
+        reduce_zero=not args.no_reduce_zero_label,
+        train_split=args.train_split,
+        val_split=args.val_split,
+        seed=args.seed,
         progress=not args.no_progress,
-    )  # fmt: skip
+    )
     table = format_table([(metrics["mIoU"], metrics["mAcc"], metrics["aAcc"])], ("mIoU %", "mAcc %", "aAcc %"))
     return report(args, "segmentation", table, {"blocks": args.blocks, "iterations": args.iterations, **metrics})

@@ -1,18 +1,46 @@
 """The sections of a DINO recipe, each a dataclass that owns its defaults (DINO's ``main_dino.py`` flags).
 
 Defaults are DINO's (Caron et al., ICCV 2021) except ``local_crops_number`` (6, the SimPool paper's).
-The recipes in ``configs/dino_*.yaml`` set what the SimPool paper (Appendix C.2) and its official
-commands (``OFFICIAL_CODE.md`` §3.2) specify. Read with :func:`simpool.train.config.load_config`.
+The ``head`` and ``loss`` sections take theirs from ``DINOHead``'s and ``DINOLoss``'s signatures
+(:func:`defaults_from`), so each default is written once. The recipes in ``configs/dino_*.yaml`` set what
+the SimPool paper (Appendix C.2) and the official SimPool commands specify (``docs/dino.md``). Read with
+:func:`simpool.train.config.load_config`.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ..config import LoopConfig
+from .head import DINOHead
+from .loss import DINOLoss
+
+
+def defaults_from(constructor: Callable) -> Callable[[type], type]:
+    """A class decorator (under ``@dataclass``): every annotated field without a value takes the default of the
+    keyword argument of ``constructor`` of the same name.
+
+    Raises:
+        TypeError: a field that is neither given a value nor a keyword argument of ``constructor`` with a default.
+    """
+    parameters = inspect.signature(constructor).parameters
+    defaults = {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
+
+    def decorate(cls: type) -> type:
+        for name in cls.__annotations__:
+            if name in vars(cls):
+                continue
+            if name not in defaults:
+                raise TypeError(f"{cls.__name__}.{name} has no default in {constructor.__qualname__}'s signature")
+            setattr(cls, name, defaults[name])
+        return cls
+
+    return decorate
 
 
 @dataclass
@@ -35,15 +63,16 @@ class DinoModelConfig:
 
 
 @dataclass
+@defaults_from(DINOHead)
 class DinoHeadConfig:
-    """``DINOHead``: MLP, L2 normalisation, weight-normalised last layer."""
+    """``DINOHead``'s keyword arguments (MLP, L2 normalisation, weight-normalised last layer), its defaults."""
 
-    out_dim: int = 65536
-    use_bn: bool = False
-    norm_last_layer: bool = True
-    nlayers: int = 3
-    hidden_dim: int = 2048
-    bottleneck_dim: int = 256
+    out_dim: int
+    use_bn: bool
+    norm_last_layer: bool
+    nlayers: int
+    hidden_dim: int
+    bottleneck_dim: int
 
     BOUNDS: ClassVar[dict[str, str]] = {
         "out_dim": "[1, inf)",
@@ -80,14 +109,16 @@ class DinoDataConfig:
 
 
 @dataclass
+@defaults_from(DINOLoss)
 class DinoLossConfig:
-    """``DINOLoss``: temperatures and centre momentum."""
+    """``DINOLoss``'s keyword arguments (temperatures, centre momentum) but ``epochs`` (``train.epochs``), its
+    defaults."""
 
-    warmup_teacher_temp: float = 0.04
-    teacher_temp: float = 0.04
-    warmup_teacher_temp_epochs: int = 0
-    student_temp: float = 0.1
-    center_momentum: float = 0.9
+    warmup_teacher_temp: float
+    teacher_temp: float
+    warmup_teacher_temp_epochs: int
+    student_temp: float
+    center_momentum: float
 
     BOUNDS: ClassVar[dict[str, str]] = {
         "warmup_teacher_temp": "(0, inf)",

@@ -1,4 +1,4 @@
-"""DINO self-supervised pre-training with any pool: ``train_dino(config)`` runs one recipe end to end.
+"""DINO self-supervised pre-training with any pool: :class:`DinoRecipe`, run by ``train_dino(config)``.
 
 The loop is DINO's ``main_dino.py::train_one_epoch`` (Caron et al., ICCV 2021, Apache-2.0), as the
 SimPool paper uses it (Appendix C.2): the teacher sees the 2 global crops, the student all crops;
@@ -6,15 +6,18 @@ per-update cosine schedules of learning rate, weight decay and teacher momentum;
 layer frozen in the first epoch(s); per-tensor gradient clipping; EMA teacher. Differences from the
 official SimPool fork: the teacher gets the same SimPool gamma as the student (the fork built the
 ViT teacher without it), backbones are timm models from ``simpool.create_model`` and ViTs use
-``dynamic_img_size`` for the local crops. The run folder, checkpoints, DDP set-up and AMP are the
-supervised trainer's (``run.py``, ``checkpointing.py``, ``distributed.py``, ``validation.autocast``).
+``dynamic_img_size`` for the local crops. The loop itself (AMP, DDP, checkpoints, exact resume) is
+:class:`~simpool.train.engine.Engine`'s; the run folder's lock and the error handling are
+:func:`~simpool.train.launch.launch`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import functools
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -23,8 +26,10 @@ from torch.utils.data import DataLoader
 from ...data.datasets import StepSampler, create_dataset
 from ...models import create_model, save_checkpoint
 from ..distributed import DistInfo, barrier
-from ..engine import Engine, configure_backends
-from ..run import RunFolder, run_locked
+from ..engine import configure_backends
+from ..launch import launch
+from ..recipe import Loop, Parts, Recipe
+from ..run import RunFolder
 from .config import DinoConfig
 from .data import MultiCropTransform, collate_crops
 from .head import DINOHead, MultiCropWrapper
@@ -46,8 +51,8 @@ def build_backbone(config: DinoConfig, student: bool) -> nn.Module:
     kwargs = dict(model.kwargs)
     if student:
         kwargs["drop_path_rate"] = model.drop_path_rate
-    build = lambda **extra: create_model(  # noqa: E731
-        model.name, pool=model.pool, pool_kwargs=dict(model.pool_kwargs), num_classes=0, **kwargs, **extra
+    build = functools.partial(
+        create_model, model.name, pool=model.pool, pool_kwargs=dict(model.pool_kwargs), num_classes=0, **kwargs
     )
     if "dynamic_img_size" in kwargs:
         return build()
@@ -114,135 +119,139 @@ def run_name(config: DinoConfig) -> str:
     return config.train.name or f"dino-{config.model.name}-{config.model.pool}"
 
 
-def train_dino(config: DinoConfig) -> dict:
-    """Train one DINO recipe; returns the last epoch's log row plus ``{"run_dir"}``.
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules())
 
-    The run folder holds ``config.yaml``, ``log.csv``, ``last.pt`` (student, teacher, optimizer, loss
-    centre, scaler, RNG states, position in the epoch) and ``teacher.safetensors``: the teacher
-    backbone, which ``create_model(name, pool, pool_kwargs, num_classes=0)`` + ``load_checkpoint`` read.
+
+class DinoRecipe(Recipe):
+    """One DINO run: the student is what the engine trains, the teacher its EMA (``after_update``).
+
+    The run folder (``<train.output>/<run_name>``) holds ``config.yaml``, ``log.csv``, ``last.pt`` (student,
+    teacher, optimizer, loss centre, scaler, RNG states, position in the epoch) and ``teacher.safetensors``: the
+    teacher backbone, which ``create_model(name, pool, pool_kwargs, num_classes=0)`` + ``load_checkpoint`` read.
     Resuming from ``last.pt`` gives the weights an uninterrupted run would have.
     """
-    return run_locked(config, run_name(config), _train)
 
+    name = "dino"
 
-def _train(config: DinoConfig, info: DistInfo, folder: RunFolder) -> dict:
-    run, optim, device = config.train, config.optim, info.device
-    if run.num_threads:
-        torch.set_num_threads(run.num_threads)
-    torch.manual_seed(run.seed)  # the same initial weights on every process
-    _, loader = build_loader(config, info)
-    updates_per_epoch = loader.sampler.updates_per_epoch
+    def __init__(self, config: DinoConfig):
+        self.config = config
+        self.loop = Loop.from_config(config.train)
+        self.run_dir = Path(config.train.output) / run_name(config)
+        self.folder: RunFolder | None = None
+        self.epoch = 0  # the epoch being trained (the loss's teacher temperature, the frozen last layer)
+        self.update = 0  # updates done (the schedules' values in the log row)
 
-    student, teacher = build_student_teacher(config)
-    student, teacher = student.to(device), teacher.to(device)
-    configure_backends(device, run.tf32)
-    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in student.modules())
-    if info.distributed and has_bn and device.type == "cuda":  # DINO: synchronised BN in student and teacher
-        student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
-        teacher = nn.SyncBatchNorm.convert_sync_batchnorm(teacher)
-    num_crops = 2 + config.data.local_crops_number
-    loss_kwargs = dataclasses.asdict(config.loss)  # the section's fields are DINOLoss's arguments
-    dino_loss = DINOLoss(config.head.out_dim, num_crops, epochs=run.epochs, **loss_kwargs).to(device)
-    optimizer = build_optimizer(student, optim.opt, optim.momentum)
-
-    lr_schedule = cosine_schedule(
-        optim.lr * run.batch_size / 256.0,
-        optim.min_lr,
-        run.epochs,
-        updates_per_epoch,
-        warmup_epochs=optim.warmup_epochs,
-    )
-    wd_schedule = cosine_schedule(optim.weight_decay, optim.weight_decay_end, run.epochs, updates_per_epoch)
-    momentum_schedule = cosine_schedule(optim.momentum_teacher, 1.0, run.epochs, updates_per_epoch)
-    total_updates = run.epochs * updates_per_epoch
-    teacher_without_ddp = teacher  # the EMA target and the exported backbone
-
-    def schedule_index(update: int) -> int:
-        return min(update, total_updates - 1)
-
-    teacher_forward = teacher
-    if info.distributed and has_bn and device.type == "cuda":  # DINO: the teacher's BN statistics stay in sync
-        teacher_forward = wrap_teacher(teacher, [info.device.index])
-    engine = Engine(
-        student,
-        optimizer,
-        dino_step(teacher_forward, dino_loss, lambda: engine.counters["epoch"], device),
-        info=info,
-        amp=run.amp,
-        clip_grad=optim.clip_grad,
-        clip_mode="per_tensor",
-        before_update=lambda update: apply_schedules(
-            optimizer, float(lr_schedule[schedule_index(update)]), float(wd_schedule[schedule_index(update)])
-        ),
-        before_optimizer_step=lambda: cancel_last_layer_gradients(
-            engine.module, engine.counters["epoch"], optim.freeze_last_layer
-        ),
-        after_update=lambda update: update_teacher(
-            engine.module, teacher_without_ddp, float(momentum_schedule[schedule_index(update - 1)])
-        ),
-        desc="dino",
-        progress=run.progress,
-        log_every=run.log_every,
-        checkpoint_every=run.checkpoint_every,
-        max_updates=run.max_updates,
-        kill_at_update=run.kill_at_update,
-    )
-
-    def end_epoch(epoch: int, row: dict) -> None:
-        """The schedules' values, the k-NN monitor (every rank embeds its shard), the teacher's weights."""
-        step = min(engine.counters["update"], total_updates) - 1
-        row.update(
-            lr=float(lr_schedule[step]),
-            wd=float(wd_schedule[step]),
-            teacher_momentum=float(momentum_schedule[step]),
-            teacher_temp=float(dino_loss.teacher_temps[min(epoch, run.epochs - 1)]),
+    # ------------------------------------------------------------------------------------------------ set-up
+    def build(self, info: DistInfo) -> Parts:
+        """Loader, student and teacher (SyncBatchNorm under DDP on CUDA, as DINO), loss, optimizer, schedules."""
+        config, run, device = self.config, self.config.train, info.device
+        self.info = info
+        if run.num_threads:
+            torch.set_num_threads(run.num_threads)
+        torch.manual_seed(run.seed)  # the same initial weights on every process
+        _, self.loader = build_loader(config, info)
+        self.updates_per_epoch = self.loader.sampler.updates_per_epoch
+        student, teacher = build_student_teacher(config)
+        student, teacher = student.to(device), teacher.to(device)
+        configure_backends(device, run.tf32)
+        self.teacher_forward = teacher
+        if info.distributed and device.type == "cuda" and has_batchnorm(student):
+            # DINO: synchronised BN in student and teacher, and the teacher's statistics kept in sync by DDP
+            student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
+            teacher = nn.SyncBatchNorm.convert_sync_batchnorm(teacher)
+            self.teacher_forward = wrap_teacher(teacher, [device.index])
+        self.student, self.teacher = student, teacher  # the bare modules: the EMA pair and the exported backbone
+        num_crops = 2 + config.data.local_crops_number
+        loss_kwargs = dataclasses.asdict(config.loss)  # the section's fields are DINOLoss's arguments
+        self.dino_loss = DINOLoss(config.head.out_dim, num_crops, epochs=run.epochs, **loss_kwargs).to(device)
+        self.optimizer = build_optimizer(student, config.optim.opt, config.optim.momentum)
+        self.build_schedules()
+        return Parts(
+            model=student,
+            optimizer=self.optimizer,
+            epochs=run.epochs,
+            updates_per_epoch=self.updates_per_epoch,
+            clip_grad=config.optim.clip_grad,
+            clip_mode="per_tensor",
+            state={"student": student, "teacher": teacher, "dino_loss": self.dino_loss, "optimizer": self.optimizer},
         )
-        monitor = config.monitor
-        if monitor.every and ((epoch + 1) % monitor.every == 0 or epoch + 1 == run.epochs):
-            row.update(knn_monitor(teacher_without_ddp.backbone, config, info))
-        if info.is_main:
-            save_checkpoint(teacher_without_ddp.backbone, folder.weights("teacher"))
 
-    def batches(epoch: int, start_update: int):
-        loader.sampler.set_epoch(epoch, start_update)
-        return loader
+    def build_schedules(self) -> None:
+        """One value per update of the learning rate (scaled by ``batch_size / 256``, after a linear warm-up),
+        the weight decay and the teacher momentum (to 1), each a cosine over the run."""
+        optim, run, per_epoch = self.config.optim, self.config.train, self.updates_per_epoch
+        base_lr = optim.lr * run.batch_size / 256.0
+        self.lr_schedule = cosine_schedule(
+            base_lr, optim.min_lr, run.epochs, per_epoch, warmup_epochs=optim.warmup_epochs
+        )
+        self.wd_schedule = cosine_schedule(optim.weight_decay, optim.weight_decay_end, run.epochs, per_epoch)
+        self.momentum_schedule = cosine_schedule(optim.momentum_teacher, 1.0, run.epochs, per_epoch)
 
-    def summary(row: dict) -> str:
-        knn = f"  knn_top1 {row['knn_top1']:.2f}" if "knn_top1" in row else ""
-        return f"dino epoch {row['epoch'] + 1}/{run.epochs}  loss {row['train_loss']:.4f}{knn}  lr {row['lr']:.2e}"
+    def scheduled(self, schedule: np.ndarray, update: int) -> float:
+        """``schedule``'s value at ``update`` (counted from 0; past the end: its last value)."""
+        return float(schedule[min(update, len(schedule) - 1)])
 
-    objects = {"student": student, "teacher": teacher, "dino_loss": dino_loss, "optimizer": optimizer}
-    row = engine.fit(
-        batches,
-        run.epochs,
-        updates_per_epoch,
-        end_epoch=end_epoch,
-        summary=summary,
-        folder=folder,
-        state_objects=objects,
-        resume=run.resume,
-        seed=run.seed,
-        config=config,
-    )
-    barrier()
-    folder.close()
-    return {**row, "run_dir": str(folder.path)}
+    # ------------------------------------------------------------------------------------------------ training
+    def batches(self, epoch: int, start_update: int) -> DataLoader:
+        self.epoch, self.update = epoch, epoch * self.updates_per_epoch + start_update
+        self.loader.sampler.set_epoch(epoch, start_update)
+        return self.loader
 
+    def step(self, model: nn.Module, crops: list[torch.Tensor], targets: torch.Tensor, weight: float):
+        """``crops`` (V tensors ``(B, C, S_v, S_v)``) -> (DINO loss, images).
 
-def dino_step(teacher: nn.Module, dino_loss: DINOLoss, epoch: Callable[[], int], device: torch.device):
-    """The engine's step: ``crops`` (V tensors ``(B, C, S_v, S_v)``) -> (DINO loss, images).
-
-    The teacher sees the 2 global crops, the student all of them; the loss is computed in float32 with
-    autocast off, as DINO does (its einsum in half precision loses about 3e-3 of the gradient). ``weight``
-    0 (an empty batch's stand-in under DDP) leaves the centre as it is.
-    """
-
-    def step(student: nn.Module, crops: list[torch.Tensor], targets: torch.Tensor, weight: float):
-        crops = [crop.to(device, non_blocking=True) for crop in crops]
-        teacher_output = teacher(crops[:2])  # (2B, K): only the global crops
-        student_output = student(crops)  # (V * B, K)
+        The teacher sees the 2 global crops, the student all of them; the loss is computed in float32 with
+        autocast off, as DINO does (its einsum in half precision loses about 3e-3 of the gradient). ``weight``
+        0 (an empty batch's stand-in under DDP) leaves the centre as it is.
+        """
+        crops = [crop.to(self.info.device, non_blocking=True) for crop in crops]
+        teacher_output = self.teacher_forward(crops[:2])  # (2B, K): only the global crops
+        student_output = model(crops)  # (V * B, K)
         with torch.autocast(crops[0].device.type, enabled=False):
-            loss = dino_loss(student_output.float(), teacher_output.float(), epoch(), weight=weight)
+            loss = self.dino_loss(student_output.float(), teacher_output.float(), self.epoch, weight=weight)
         return loss, len(targets)
 
-    return step
+    def before_update(self, update: int) -> None:
+        apply_schedules(
+            self.optimizer, self.scheduled(self.lr_schedule, update), self.scheduled(self.wd_schedule, update)
+        )
+
+    def before_optimizer_step(self) -> None:
+        cancel_last_layer_gradients(self.student, self.epoch, self.config.optim.freeze_last_layer)
+
+    def after_update(self, update: int) -> None:
+        update_teacher(self.student, self.teacher, self.scheduled(self.momentum_schedule, update - 1))
+        self.update = update
+
+    # ------------------------------------------------------------------------------------------------ epoch ends
+    def end_epoch(self, epoch: int, row: dict, model: nn.Module) -> None:
+        """The schedules' values at the last update, the k-NN monitor (every rank embeds its shard), the
+        teacher's weights."""
+        last, run = self.update - 1, self.config.train
+        row.update(
+            lr=self.scheduled(self.lr_schedule, last),
+            wd=self.scheduled(self.wd_schedule, last),
+            teacher_momentum=self.scheduled(self.momentum_schedule, last),
+            teacher_temp=float(self.dino_loss.teacher_temps[min(epoch, run.epochs - 1)]),
+        )
+        monitor = self.config.monitor
+        if monitor.every and ((epoch + 1) % monitor.every == 0 or epoch + 1 == run.epochs):
+            row.update(knn_monitor(self.teacher.backbone, self.config, self.info))
+        if self.folder is not None and self.info.is_main:
+            save_checkpoint(self.teacher.backbone, self.folder.weights("teacher"))
+
+    def epoch_line(self, row: dict) -> str:
+        knn = f"  knn_top1 {row['knn_top1']:.2f}" if "knn_top1" in row else ""
+        epochs = self.config.train.epochs
+        return f"dino epoch {row['epoch'] + 1}/{epochs}  loss {row['train_loss']:.4f}{knn}  lr {row['lr']:.2e}"
+
+    def summary(self, row: dict) -> dict:
+        """The last log row, once every process is done (rank 0 wrote ``teacher.safetensors``)."""
+        barrier()
+        return dict(row)
+
+
+def train_dino(config: DinoConfig) -> dict:
+    """Train one DINO recipe (:class:`DinoRecipe`); returns the last epoch's log row plus ``{"run_dir"}``."""
+    return launch(DinoRecipe(config), config)

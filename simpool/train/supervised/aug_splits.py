@@ -7,43 +7,13 @@ becomes ``S * B`` inputs in split-major order (rows ``s * B .. (s + 1) * B`` are
 image), with the targets repeated, which is the layout timm's loader builds and what its
 ``JsdCrossEntropy`` (cross-entropy on the clean view plus the Jensen-Shannon divergence between the views)
 and ``SplitBatchNorm2d`` (the clean view's BatchNorm statistics apart from the augmented views') expect.
-``resplit`` keeps random erasing off the clean view, as timm's prefetcher does.
+The views come from the training transform (``simpool.data.transforms.split_transform``, ``resplit``
+keeping random erasing off the clean view); this module holds the training side.
 """
 
 from __future__ import annotations
 
 import torch
-from timm.data import create_transform
-
-
-class AugmentationSplits:
-    """A training transform: image -> ``(S, C, H, W)``, the clean view first.
-
-    timm's ``AugMixDataset`` as a transform rather than a dataset wrapper, so that our datasets keep
-    their handling of unreadable images (a sample of ``None``).
-    """
-
-    def __init__(self, primary, secondary, final, clean_final, num_splits: int):
-        self.primary, self.secondary, self.final, self.clean_final = primary, secondary, final, clean_final
-        self.num_splits = num_splits
-
-    def __call__(self, image) -> torch.Tensor:
-        base = self.primary(image)  # the crop and flip every view shares
-        views = [self.clean_final(base)]
-        views += [self.final(self.secondary(base)) for _ in range(self.num_splits - 1)]
-        return torch.stack(views)  # (S, C, H, W)
-
-    def __repr__(self) -> str:
-        return f"AugmentationSplits(num_splits={self.num_splits}, secondary={self.secondary})"
-
-
-def split_transform(num_splits: int, resplit: bool, **transform_kwargs) -> AugmentationSplits:
-    """:class:`AugmentationSplits` from timm's ``create_transform(is_training=True, separate=True, ...)``."""
-    primary, secondary, final = create_transform(is_training=True, separate=True, **transform_kwargs)
-    clean_final = final
-    if resplit:  # the clean view is never erased
-        clean_final = create_transform(is_training=True, separate=True, **{**transform_kwargs, "re_prob": 0.0})[2]
-    return AugmentationSplits(primary, secondary, final, clean_final, num_splits)
 
 
 def split_major(images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,10 +1,12 @@
-"""Supervised training with timm's machinery: ``train(config)`` runs one recipe end to end.
+"""Supervised training with timm's machinery: :class:`SupervisedRecipe`, and ``train(config)`` that launches it.
 
-The loop is timm ``train.py``'s (``OFFICIAL_CODE.md`` §3.1, the paper's Appendix C.2): a model from
-``simpool.create_model``, ``create_optimizer_v2``, ``create_scheduler_v2`` stepped per update, Mixup /
-CutMix with soft-target CE (else label-smoothed CE), ``create_transform`` augmentation, ``ModelEmaV3``,
-gradient accumulation, AMP, channels_last, optional ``torch.compile``, DDP under ``torchrun``.
-The run folder, checkpoints and process-group helpers live in their own modules for DINO to reuse.
+The recipe follows timm's ``train.py`` (the paper's Appendix C.2 trains with it): a model from
+``simpool.create_model``, ``create_optimizer_v2``, ``create_scheduler_v2`` stepped per update (or per epoch),
+Mixup / CutMix with soft-target cross-entropy (else label-smoothed cross-entropy), ``create_transform``
+augmentation and augmentation splits with the JSD loss, ``ModelEmaV3``, optional split BatchNorm,
+channels_last. Precision, accumulation, DDP, ``torch.compile``, checkpoints and resume are the engine's
+(:class:`~simpool.train.engine.Engine`); the run folder's lock, signals and errors are
+:func:`~simpool.train.launch.launch`'s.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 from pathlib import Path
 
 import torch
-from timm.data import Mixup, create_transform
+from timm.data import Mixup
 from timm.layers import convert_splitbn_model
 from timm.loss import JsdCrossEntropy, LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
@@ -23,47 +25,19 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ...data.datasets import ShardSampler, StepSampler, collate_skip, create_dataset
+from ...data.transforms import build_transforms
 from ...models import create_model, save_checkpoint
 from ...models.checkpoint import load_pretrained
-from ..distributed import (
-    DIST_BN_MODES,
-    DistInfo,
-    barrier,
-    synchronize_batchnorm,
-    unwrap,
-)
-from ..engine import Engine, configure_backends
-from ..run import RunFolder, run_locked
+from ..distributed import DIST_BN_MODES, DistInfo, barrier, synchronize_batchnorm, unwrap
+from ..engine import configure_backends
+from ..launch import launch
+from ..recipe import Loop, Parts, Recipe
+from ..run import RunFolder
+from ..schedule import Schedule
 from ..validation import validate
-from .aug_splits import check_aug_splits, drop_aux_bn, split_major, split_transform
+from .aug_splits import check_aug_splits, drop_aux_bn, split_major
 from .config import SupervisedConfig
 from .monitor import AttentionMonitor
-
-
-def build_transforms(config: SupervisedConfig):
-    """timm ``create_transform`` for training (RandAugment, random erasing...) and evaluation (resize, crop)."""
-    data = config.data
-    common = dict(
-        input_size=(data.in_chans, data.img_size, data.img_size),
-        interpolation=data.interpolation,
-        mean=tuple(data.mean),
-        std=tuple(data.std),
-    )
-    train_kwargs = dict(
-        scale=tuple(data.scale),
-        hflip=data.hflip,
-        color_jitter=data.color_jitter,
-        auto_augment=data.auto_augment,
-        re_prob=data.reprob,
-        re_mode=data.remode,
-        **common,
-    )
-    if data.aug_splits:  # (S, C, H, W) per image: a clean view and S - 1 augmented ones
-        train = split_transform(data.aug_splits, data.resplit, **train_kwargs)
-    else:
-        train = create_transform(is_training=True, **train_kwargs)
-    evaluation = create_transform(is_training=False, crop_pct=data.crop_pct, **common)
-    return train, evaluation
 
 
 def micro_batch_size(config: SupervisedConfig, world_size: int) -> int:
@@ -78,7 +52,7 @@ def micro_batch_size(config: SupervisedConfig, world_size: int) -> int:
 def build_loaders(config: SupervisedConfig, info: DistInfo):
     """Training and validation loaders (validation is None when its split folder is absent)."""
     data, run = config.data, config.train
-    train_tf, eval_tf = build_transforms(config)
+    train_tf, eval_tf = build_transforms(data)
     bench = dict(variant=data.bench_variant, num_images=data.bench_images, image_size=data.img_size)
     train_set = create_dataset(data.dataset, data.root, data.train_split, train_tf, data.fraction, run.seed, **bench)
     micro = micro_batch_size(config, info.world_size)
@@ -141,32 +115,9 @@ def build_monitor(config: SupervisedConfig) -> AttentionMonitor | None:
     return AttentionMonitor(mon.source, data.img_size, data.mean, data.std, mon.max_images, mon.metadata, mon.images)
 
 
-def run_name(config: SupervisedConfig) -> str:
-    return config.train.name or f"{config.model.name}-{config.model.pool}"
-
-
-def train(config: SupervisedConfig) -> dict:
-    """Train one recipe; returns the last epoch's log row plus ``{"run_dir"}``.
-
-    Resumes from ``<run_dir>/last.pt`` when it exists and ``train.resume`` is true: model, optimizer,
-    scheduler, scaler, EMA, RNG states and the position inside the epoch, so the final weights equal
-    those of an uninterrupted run.
-    """
-    return run_locked(config, run_name(config), _train)
-
-
-def _train(config: SupervisedConfig, info: DistInfo, folder: RunFolder) -> dict:
-    run, device = config.train, info.device
-    mixing = config.mixup.mixup > 0 or config.mixup.cutmix > 0
-    check_aug_splits(config.data.aug_splits, config.data.jsd, config.model.split_bn, mixing)
-    if run.dist_bn not in DIST_BN_MODES:
-        raise ValueError(f"train.dist_bn={run.dist_bn!r}: use one of {DIST_BN_MODES}")
-    if run.num_threads:
-        torch.set_num_threads(run.num_threads)
-    torch.manual_seed(run.seed)  # the same initial weights on every process
-    train_set, train_loader, val_loader = build_loaders(config, info)
-    num_classes = len(train_set.classes)
-
+def build_model(config: SupervisedConfig, num_classes: int, device: torch.device) -> nn.Module:
+    """``simpool.create_model`` of ``config.model``, initialised from ``model.checkpoint`` when set (fine-tuning:
+    every weight but the classifier's), split BatchNorm with ``model.split_bn``, on ``device``."""
     model = create_model(
         config.model.name,
         pool=config.model.pool,
@@ -175,148 +126,200 @@ def _train(config: SupervisedConfig, info: DistInfo, folder: RunFolder) -> dict:
         in_chans=config.data.in_chans,
         **config.model.kwargs,
     )
-    if config.model.checkpoint:  # fine-tuning: every weight but the classifier's from the checkpoint
+    if config.model.checkpoint:
         load_pretrained(model, config.model.checkpoint, key=config.model.checkpoint_key)
     if config.model.split_bn:  # after loading: a pretrained checkpoint has no aux_bn to fill them
         model = convert_splitbn_model(model, num_splits=config.data.aug_splits)
     model = model.to(device)
-    configure_backends(device, run.tf32)
     if config.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = create_optimizer_v2(
-        model,
-        opt=config.optim.opt,
-        lr=config.optim.lr,
-        weight_decay=config.optim.weight_decay,
-        momentum=config.optim.momentum,
-        **config.optim.kwargs,
-    )
-    updates_per_epoch = train_loader.sampler.updates_per_epoch
+    return model
+
+
+def build_schedule(config: SupervisedConfig, optimizer: torch.optim.Optimizer, updates_per_epoch: int) -> Schedule:
+    """timm's ``create_scheduler_v2``, stepped per update (``sched.on_updates``) or per epoch.
+
+    Not saved in ``last.pt``: rebuilt from the config, so that a resume may extend ``train.epochs`` (timm keeps
+    the run length in its state); the engine sets the resumed position's learning rate from it.
+    """
+    sched = config.sched
     scheduler, _ = create_scheduler_v2(
         optimizer,
-        sched=config.sched.sched,
-        num_epochs=run.epochs,
-        warmup_epochs=config.sched.warmup_epochs,
-        warmup_lr=config.sched.warmup_lr,
-        min_lr=config.sched.min_lr,
-        cooldown_epochs=config.sched.cooldown_epochs,
-        step_on_epochs=not config.sched.on_updates,
+        sched=sched.sched,
+        num_epochs=config.train.epochs,
+        warmup_epochs=sched.warmup_epochs,
+        warmup_lr=sched.warmup_lr,
+        min_lr=sched.min_lr,
+        cooldown_epochs=sched.cooldown_epochs,
+        step_on_epochs=not sched.on_updates,
         updates_per_epoch=updates_per_epoch,
     )
-    ema = ModelEmaV3(model, decay=config.ema.decay, use_warmup=config.ema.warmup) if config.ema.enabled else None
-    mixup = build_mixup(config, num_classes)
-    criterion = build_criterion(config, mixup)
-    monitor = build_monitor(config) if info.is_main else None
-    engine = Engine(
-        model,
-        optimizer,
-        supervised_step(criterion, mixup, config.model.channels_last, device),
-        info=info,
-        amp=run.amp,
-        accum_steps=run.accum_steps,
-        clip_grad=config.optim.clip_grad,
-        scheduler=scheduler,
-        schedule_on="update" if config.sched.on_updates else "epoch",
-        ema=ema,
-        compile=config.model.compile,
-        sync_batchnorm=config.model.sync_bn,
-        desc="train",
-        progress=run.progress,
-        log_every=run.log_every,
-        checkpoint_every=run.checkpoint_every,
-        max_updates=run.max_updates,
-        kill_at_update=run.kill_at_update,
-    )
-    engine.counters["best"] = -math.inf
-
-    def end_epoch(epoch: int, row: dict) -> None:
-        """dist-bn, validation (and of the EMA), the attention monitor, best and last weights."""
-        synchronize_batchnorm(engine.model, info, run.dist_bn)
-        if ema is not None:
-            synchronize_batchnorm(ema.module, info, run.dist_bn)
-        done = epoch + 1
-        if val_loader is not None and (done % max(run.eval_every, 1) == 0 or done == run.epochs):
-            layout = dict(channels_last=config.model.channels_last)
-            metrics = validate(engine.model, val_loader, device, run.amp, **layout)
-            row.update({"val_top1": metrics["top1"], "val_top5": metrics["top5"], "val_loss": metrics["loss"]})
-            if ema is not None:
-                ema_metrics = validate(
-                    ema.module, val_loader, device, run.amp, channels_last=config.model.channels_last
-                )
-                row.update({"ema_top1": ema_metrics["top1"], "ema_top5": ema_metrics["top5"]})
-            row["skipped"] += metrics["skipped"]
-        if monitor is not None and done % config.monitor.every == 0:
-            localization = monitor(engine.model, device)
-            row.update({key: float(value) for key, value in localization.items() if key.startswith(("Max", "Box"))})
-        score = row.get("val_top1", -row["train_loss"])
-        if score > engine.counters["best"]:
-            engine.counters["best"] = score
-            if info.is_main:
-                save_weights(folder, "best", engine.module, ema)
-        if info.is_main:
-            save_weights(folder, "last", engine.module, ema)
-
-    def batches(epoch: int, start_update: int):
-        train_loader.sampler.set_epoch(epoch, start_update)
-        return train_loader
-
-    row = engine.fit(
-        batches,
-        run.epochs,
-        train_loader.sampler.updates_per_epoch,
-        end_epoch=end_epoch,
-        summary=lambda row: summary_line(row, run.epochs),
-        folder=folder,
-        # not the scheduler: rebuilt from the config, so that a resume may extend train.epochs (timm keeps the
-        # run length in its state); the engine sets the resumed update's learning rate from it
-        state_objects={"model": model, "optimizer": optimizer, "ema": ema},
-        resume=run.resume,
-        seed=run.seed,
-        config=config,
-    )
-    barrier()
-    folder.close()
-    best_top1 = {"best_top1": engine.counters["best"]} if "val_top1" in row else {}  # the best validation top-1
-    return {**row, **best_top1, "run_dir": str(folder.path)}
+    return Schedule(scheduler, on="update" if sched.on_updates else "epoch")
 
 
-def supervised_step(criterion: nn.Module, mixup: Mixup | None, channels_last: bool, device: torch.device):
-    """The engine's step: ``images (B, C, H, W)``, ``targets (B,)`` -> (mean loss, inputs it covers).
+def run_name(config: SupervisedConfig) -> str:
+    return config.train.name or f"{config.model.name}-{config.model.pool}"
 
-    Augmentation splits come as ``(B, S, C, H, W)`` and are trained as ``S * B`` inputs (timm's layout);
-    timm's Mixup pairs samples, so one is dropped from an odd batch (after a skipped image).
+
+class BestScore:
+    """The best epoch score so far (validation top-1, else minus the training loss), kept in ``last.pt`` so
+    that a resumed run replaces ``best.safetensors`` only with weights that beat every epoch before."""
+
+    def __init__(self) -> None:
+        self.score = -math.inf
+
+    def improve(self, score: float) -> bool:
+        """Whether ``score`` beats the best so far (and becomes it)."""
+        if score <= self.score:
+            return False
+        self.score = score
+        return True
+
+    def state_dict(self) -> dict:
+        return {"score": self.score}
+
+    def load_state_dict(self, state: dict | float) -> None:
+        self.score = float(state["score"] if isinstance(state, dict) else state)  # a float: an older last.pt
+
+
+class SupervisedRecipe(Recipe):
+    """One supervised training of a :class:`~simpool.train.supervised.config.SupervisedConfig`.
+
+    The run folder ``<train.output>/<train.name or model-pool>`` holds ``config.yaml``, ``log.csv``, ``last.pt``
+    (``model``, ``optimizer``, ``ema``, ``best`` beside the engine's counters, scaler and RNG states) and the
+    weights ``last`` and ``best`` (and ``last_ema``, ``best_ema``) as safetensors a plain model loads.
     """
 
-    def step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, weight: float):
+    name = "train"
+
+    def __init__(self, config: SupervisedConfig):
+        self.config = config
+        self.run_dir = Path(config.train.output) / run_name(config)
+        self.loop = Loop.from_config(config.train, compile=config.model.compile, sync_batchnorm=config.model.sync_bn)
+        self.folder: RunFolder | None = None
+        self.best = BestScore()
+
+    def check(self) -> None:
+        """The option combinations timm refuses, as one-line errors."""
+        config = self.config
+        mixing = config.mixup.mixup > 0 or config.mixup.cutmix > 0
+        check_aug_splits(config.data.aug_splits, config.data.jsd, config.model.split_bn, mixing)
+        if config.train.dist_bn not in DIST_BN_MODES:
+            raise ValueError(f"train.dist_bn={config.train.dist_bn!r}: use one of {DIST_BN_MODES}")
+
+    def build(self, info: DistInfo) -> Parts:
+        config, run = self.config, self.config.train
+        self.check()
+        self.info = info
+        if run.num_threads:
+            torch.set_num_threads(run.num_threads)
+        torch.manual_seed(run.seed)  # the same initial weights on every process
+        train_set, self.train_loader, self.val_loader = build_loaders(config, info)
+        num_classes = len(train_set.classes)
+        model = build_model(config, num_classes, info.device)
+        configure_backends(info.device, run.tf32)
+        optim = config.optim
+        optimizer = create_optimizer_v2(
+            model, opt=optim.opt, lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum, **optim.kwargs
+        )
+        updates_per_epoch = self.train_loader.sampler.updates_per_epoch
+        self.ema = None
+        if config.ema.enabled:
+            self.ema = ModelEmaV3(model, decay=config.ema.decay, use_warmup=config.ema.warmup)
+        self.mixup = build_mixup(config, num_classes)
+        self.criterion = build_criterion(config, self.mixup)
+        self.monitor = build_monitor(config) if info.is_main else None
+        return Parts(
+            model=model,
+            optimizer=optimizer,
+            epochs=run.epochs,
+            updates_per_epoch=updates_per_epoch,
+            schedule=build_schedule(config, optimizer, updates_per_epoch),
+            ema=self.ema,
+            clip_grad=optim.clip_grad,
+            state={"model": model, "optimizer": optimizer, "ema": self.ema, "best": self.best},
+        )
+
+    def batches(self, epoch: int, start_update: int) -> DataLoader:
+        self.train_loader.sampler.set_epoch(epoch, start_update)
+        return self.train_loader
+
+    def step(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor, weight: float):
+        """``images (B, C, H, W)``, ``targets (B,)`` -> (mean loss, inputs it covers).
+
+        Augmentation splits come as ``(B, S, C, H, W)`` and are trained as ``S * B`` inputs (timm's layout);
+        timm's Mixup pairs samples, so one is dropped from an odd batch (after a skipped image).
+        """
+        device = self.info.device
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        if images.ndim == 5:  # augmentation splits (B, S, C, H, W): S * B inputs, view-major, targets repeated
+        if images.ndim == 5:  # augmentation splits (B, S, C, H, W) -> (S * B, C, H, W), targets repeated
             images, targets = split_major(images, targets)
-        if channels_last:
+        if self.config.model.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         soft = targets
-        if mixup is not None:
+        if self.mixup is not None:
             if len(targets) % 2:
                 images, targets = images[:-1], targets[:-1]
-            images, soft = mixup(images, targets)
-        return criterion(model(images), soft), len(targets)
+            images, soft = self.mixup(images, targets)
+        return self.criterion(model(images), soft), len(targets)
 
-    return step
+    def end_epoch(self, epoch: int, row: dict, model: nn.Module) -> None:
+        """dist-bn, validation (and of the EMA), the attention monitor, best and last weights."""
+        run, info = self.config.train, self.info
+        synchronize_batchnorm(model, info, run.dist_bn)
+        if self.ema is not None:
+            synchronize_batchnorm(self.ema.module, info, run.dist_bn)
+        done = epoch + 1
+        if self.val_loader is not None and (done % max(run.eval_every, 1) == 0 or done == run.epochs):
+            self.validate(model, row)
+        if self.monitor is not None and done % self.config.monitor.every == 0:
+            localization = self.monitor(model, info.device)
+            row.update({key: float(value) for key, value in localization.items() if key.startswith(("Max", "Box"))})
+        best = self.best.improve(row.get("val_top1", -row["train_loss"]))
+        if self.folder is not None and info.is_main:
+            if best:
+                self.save_weights("best", model)
+            self.save_weights("last", model)
+
+    def validate(self, model: nn.Module, row: dict) -> None:
+        """Top-1, top-5 and loss on the validation split (and of the EMA) into ``row``."""
+        run, device, layout = self.config.train, self.info.device, dict(channels_last=self.config.model.channels_last)
+        metrics = validate(model, self.val_loader, device, run.amp, **layout)
+        row.update({"val_top1": metrics["top1"], "val_top5": metrics["top5"], "val_loss": metrics["loss"]})
+        if self.ema is not None:
+            ema_metrics = validate(self.ema.module, self.val_loader, device, run.amp, **layout)
+            row.update({"ema_top1": ema_metrics["top1"], "ema_top5": ema_metrics["top5"]})
+        row["skipped"] += metrics["skipped"]
+
+    def save_weights(self, name: str, model: nn.Module) -> None:
+        """``<name>.safetensors`` (and ``<name>_ema.safetensors``), atomically, loadable by a plain model."""
+        save_checkpoint(drop_aux_bn(unwrap(model).state_dict()), self.folder.weights(name))
+        if self.ema is not None:
+            save_checkpoint(drop_aux_bn(self.ema.module.state_dict()), self.folder.weights(f"{name}_ema"))
+
+    def epoch_line(self, row: dict) -> str:
+        """One line per epoch: loss, accuracy, lr, throughput, skipped images."""
+        text = f"epoch {row['epoch'] + 1}/{self.config.train.epochs}  loss {row['train_loss']:.4f}"
+        if "val_top1" in row:
+            text += f"  top1 {row['val_top1']:.2f}  top5 {row['val_top5']:.2f}"
+        if "ema_top1" in row:
+            text += f"  ema_top1 {row['ema_top1']:.2f}"
+        if "MaxBoxAccV2" in row:
+            text += f"  MaxBoxAccV2 {row['MaxBoxAccV2']:.2f}"
+        return text + f"  lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s  skipped {row['skipped']}"
+
+    def summary(self, row: dict) -> dict:
+        """The last log row, plus ``best_top1`` (the best validation top-1) once validation ran."""
+        barrier()  # every process has finished before any returns
+        best_top1 = {"best_top1": self.best.score} if "val_top1" in row else {}
+        return {**row, **best_top1}
 
 
-def save_weights(folder: RunFolder, name: str, model: nn.Module, ema: ModelEmaV3 | None) -> None:
-    """``<name>.safetensors`` (and ``<name>_ema.safetensors``), atomically."""
-    save_checkpoint(drop_aux_bn(unwrap(model).state_dict()), folder.weights(name))  # loadable by a plain model
-    if ema is not None:
-        save_checkpoint(drop_aux_bn(ema.module.state_dict()), folder.weights(f"{name}_ema"))
+def train(config: SupervisedConfig) -> dict:
+    """Train one recipe; returns the last epoch's log row, ``best_top1`` and ``run_dir``.
 
-
-def summary_line(row: dict, epochs: int) -> str:
-    """One line per epoch: loss, accuracy, lr, throughput, skipped images."""
-    text = f"epoch {row['epoch'] + 1}/{epochs}  loss {row['train_loss']:.4f}"
-    if "val_top1" in row:
-        text += f"  top1 {row['val_top1']:.2f}  top5 {row['val_top5']:.2f}"
-    if "ema_top1" in row:
-        text += f"  ema_top1 {row['ema_top1']:.2f}"
-    if "MaxBoxAccV2" in row:
-        text += f"  MaxBoxAccV2 {row['MaxBoxAccV2']:.2f}"
-    return text + f"  lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s  skipped {row['skipped']}"
+    Resumes from ``<run_dir>/last.pt`` when it exists and ``train.resume`` is true: model, optimizer, scaler,
+    EMA, best score, RNG states and the position inside the epoch, so the final weights equal those of an
+    uninterrupted run.
+    """
+    return launch(SupervisedRecipe(config), config)

@@ -26,12 +26,12 @@ def validate_checkpoint(
     from torch.utils.data import DataLoader
 
     from ...data.datasets import collate_skip, create_dataset
-    from ...models import create_model, load_checkpoint
+    from ...data.transforms import build_transforms
+    from ...models.loading import load_model
     from ...utils import default_device
     from ..config import load_config
     from ..validation import validate
     from .config import SupervisedConfig
-    from .recipe import build_transforms
 
     if not Path(checkpoint).is_file():  # before the config, which is looked for beside it
         raise FileNotFoundError(f"no checkpoint at {checkpoint}")
@@ -44,17 +44,16 @@ def validate_checkpoint(
             "evaluate a DINO backbone with simpool eval knn or simpool eval linear"
         )
     config = load_config(SupervisedConfig, config_path, [f"data.root={data}", f"data.val_split={split}"])
-    dataset = create_dataset(config.data.dataset, config.data.root, split, build_transforms(config)[1])
+    dataset = create_dataset(config.data.dataset, config.data.root, split, build_transforms(config.data)[1])
     device = device or default_device()
-    model = create_model(
+    model = load_model(
         config.model.name,
         pool=config.model.pool,
         pool_kwargs=config.model.pool_kwargs,
+        model_kwargs={"in_chans": config.data.in_chans, **config.model.kwargs},
+        checkpoint=checkpoint,
         num_classes=len(dataset.classes),
-        in_chans=config.data.in_chans,
-        **config.model.kwargs,
     )
-    load_checkpoint(model, checkpoint)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip)
     amp = config.train.amp if device.type == "cuda" else "none"
     return validate(model.to(device), loader, device, amp, progress=progress)

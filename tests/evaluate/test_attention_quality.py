@@ -1,0 +1,53 @@
+"""The one scorer of attention maps: MaxBoxAccV2, DINO-seg CorLoc and the mass in the object's mask."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from simpool.evaluate.attention_quality import attention_quality, mask_mass
+
+
+def test_mask_mass_hand_computed():
+    # map 1 puts weights 1, 3 on the two masked pixels of 4 (total 1+3+2+2 = 8): 4/8 = 0.5;
+    # map 2 is uniform and 1 of its 4 pixels is masked: 0.25; the mean is 0.375
+    maps = np.array([[[1.0, 3.0], [2.0, 2.0]], [[1.0, 1.0], [1.0, 1.0]]])
+    masks = np.array([[[True, True], [False, False]], [[True, False], [False, False]]])
+    assert mask_mass(maps, masks) == 0.375
+    assert mask_mass(-maps, masks) == 0.0  # negative attention counts as none
+    with pytest.raises(ValueError, match=r"maps \(2, 2, 2\) and masks \(1, 2, 2\) differ in shape"):
+        mask_mass(maps, masks[:1])
+
+
+def test_mask_mass_sums_in_the_maps_precision():
+    # float32 maps (a model's) are summed in float32, float64 ones in float64: the same numbers as the sums
+    # written out in each precision
+    maps = np.random.default_rng(0).random((3, 16, 16))
+    masks = np.zeros((3, 16, 16), dtype=bool)
+    masks[:, 4:12, 2:9] = True
+    for dtype in (np.float32, np.float64):
+        typed = maps.astype(dtype)
+        by_hand = ((typed * masks.astype(dtype)).sum((1, 2)) / typed.sum((1, 2))).mean()
+        assert by_hand.dtype == dtype and mask_mass(typed, masks) == float(by_hand)
+
+
+def test_attention_quality_of_hand_made_maps():
+    # two 4 x 4 maps of 8-pixel patches on 32-pixel images, each object the top-left 16 x 16 pixels (2 x 2 patches)
+    maps = np.zeros((2, 4, 4), dtype=np.float32)
+    maps[0, :2, :2] = 1.0  # on the object: DINO-seg keeps its 4 patches, the object's box
+    maps[1, 3, 3] = 1.0  # on the far corner: DINO-seg's box is that patch, IoU 0
+    boxes = [np.array([[0, 0, 16, 16]])] * 2
+    masks = np.zeros((2, 32, 32), dtype=bool)
+    masks[:, :16, :16] = True
+    scores = attention_quality(maps, boxes, [(32, 32)] * 2, masks, patch_size=8)
+    assert scores["CorLoc"] == 50.0
+    assert scores["uniform_mask_mass"] == 0.25
+    # map 0 finds the box at every IoU level, map 1 at none
+    assert (scores["MaxBoxAccV2"], scores["BoxAcc@50"]) == (50.0, 50.0)
+    # the maps upsampled bilinearly to the masks: map 1's mass stays within half a patch of its corner patch
+    upsampled = F.interpolate(torch.from_numpy(maps)[:, None], size=32, mode="bilinear")[:, 0].numpy()  # (2, 32, 32)
+    inside = (upsampled * masks).sum((1, 2)) / upsampled.sum((1, 2))  # (2,)
+    assert inside[1] == 0.0 and scores["mask_mass"] == pytest.approx(inside.mean(), rel=1e-6)
+    assert set(attention_quality(maps, boxes, [(32, 32)] * 2)) == {"MaxBoxAccV2", "BoxAcc@50"}  # no CorLoc

@@ -1,0 +1,71 @@
+"""``simpool probe``'s protocol end to end (:class:`ProbeRecipe` through ``launch``): selection, scores, figures,
+the test labels never read for the choice, and an exact resume."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from simpool.train.probe.run import probe
+
+from .conftest import HEADS, config_of, reported_scores, scores_by_hand
+
+TINY_DIM, CLASSES = 32, 10  # the tiny ViT's width; the bench's Fashion-MNIST classes
+
+
+def test_end_to_end_selection_scores_and_figures(probe_bench, tmp_path):
+    result = probe(config_of(probe_bench / "dataset", tmp_path / "run"))
+    run = Path(result["run_dir"])
+    assert {"results.json", "probe.png", "attention.png", "last.pt", "config.yaml"} <= {p.name for p in run.iterdir()}
+    assert len(result["entries"]) == 6 and [h["head"] for h in result["heads"]] == HEADS
+    assert [(e["head"], e["lr"]) for e in result["entries"]] == [(h, lr) for h in HEADS for lr in (1e-3, 1e-1)]
+    held = max(result["heads"], key=lambda h: h["holdout_top1"])
+    assert result["selected"]["head"] == held["head"] and result["selected"]["lr"] == held["lr"]
+    assert result["num_holdout"] == 4 and result["num_test"] == 12  # 10% of 40 held out; every test image
+    # parameters: linear and gap are BatchNorm (no affine) + Linear; simpool adds its LayerNorm, W_Q and W_K
+    linear = TINY_DIM * CLASSES + CLASSES
+    params = {"linear": linear, "gap": linear, "simpool": 2 * TINY_DIM + 2 * TINY_DIM * TINY_DIM + linear}
+    assert {h["head"]: h["params"] for h in result["heads"]} == params
+    # each head's scores are those of its trained weights at its selected lr on the 12 test images
+    by_hand = scores_by_hand(run)
+    for name, scores in reported_scores(result).items():
+        assert scores == pytest.approx(by_hand[name], rel=1e-6), name
+    gap = reported_scores(result)["gap"]
+    assert gap["mask_mass"] == pytest.approx(gap["uniform_mask_mass"], abs=1e-6)  # GAP's map is uniform
+
+
+def test_selection_never_reads_the_test_labels(probe_bench, tmp_path):
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(probe_bench / "dataset", shuffled / "dataset")
+    images = sorted((shuffled / "dataset" / "test").rglob("*.png"))
+    classes = sorted(p.name for p in (shuffled / "dataset" / "train").iterdir())
+    rng = np.random.default_rng(0)
+    for image in images:  # every test image moved to a random class folder: its label shuffled
+        target = shuffled / "dataset" / "test" / classes[rng.integers(len(classes))] / f"moved_{image.name}"
+        target.parent.mkdir(exist_ok=True)
+        image.rename(target)
+    for folder in (shuffled / "dataset" / "test").iterdir():
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    common = dict(probe={"heads": ["linear", "gap"], "figure_images": 0})
+    plain = probe(config_of(probe_bench / "dataset", tmp_path / "plain", **common))
+    moved = probe(config_of(shuffled / "dataset", tmp_path / "moved", **common))
+    assert [e["holdout_top1"] for e in plain["entries"]] == [e["holdout_top1"] for e in moved["entries"]]
+    assert (plain["selected"]["head"], plain["selected"]["lr"]) == (moved["selected"]["head"], moved["selected"]["lr"])
+
+
+def test_resume_gives_the_uninterrupted_result(probe_bench, tmp_path):
+    common = dict(probe={"heads": ["linear", "simpool"], "figure_images": 0, "cache": True})
+    straight = probe(config_of(probe_bench / "dataset", tmp_path / "straight", **common))
+    stopped = probe(config_of(probe_bench / "dataset", tmp_path / "stopped", train={"max_updates": 2}, **common))
+    assert stopped["finished"] is False and straight["finished"] is True
+    resumed = probe(config_of(probe_bench / "dataset", tmp_path / "stopped", **common))
+    assert resumed["finished"] is True
+    for key in ("entries", "selected"):
+        assert resumed[key] == straight[key]
+    heads = [torch.load(Path(r["run_dir"]) / "last.pt", weights_only=True)["heads"] for r in (straight, resumed)]
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])

@@ -80,14 +80,18 @@ class BenchConfig:
         min_tint: smallest value of each RGB channel of the object's tint (the tint is uniform in
             ``[min_tint, 1]^3``; the object's pixel is its intensity times the tint).
         seed: seed of every random choice.
+        overhang: how far the object's square may cross the image border, as a fraction of its side (0: it
+            stays inside; the image then shows, and the box and mask cover, the part inside). Objects placed
+            inside the image cover its middle more often than its edges; crossing the border evens that out.
     """
 
     image_size: int = 64
     bg_correlation: float = 0.5
-    min_scale: float = 0.45
-    max_scale: float = 0.8
+    min_scale: float = 0.4
+    max_scale: float = 0.65
     min_tint: float = 0.3
     seed: int = 0
+    overhang: float = 0.25
 
     def __post_init__(self):
         if self.image_size < 16:
@@ -98,6 +102,8 @@ class BenchConfig:
             raise ValueError(f"need 0 < min_scale <= max_scale <= 1, got {self.min_scale}, {self.max_scale}")
         if not 0.0 <= self.min_tint <= 1.0:
             raise ValueError(f"min_tint must be in [0, 1], got {self.min_tint}")
+        if not 0.0 <= self.overhang <= 0.25:
+            raise ValueError(f"overhang must be in [0, 0.25] (a fraction of the object's side), got {self.overhang}")
 
 
 def _load_background(name: str) -> np.ndarray:
@@ -158,8 +164,8 @@ def draw_parameters(labels: np.ndarray, config: BenchConfig, split: str) -> dict
     correlated = rng.random(n) < config.bg_correlation
     return {
         "side": side,
-        "x": (rng.random(n) * (size - side + 1)).astype(np.int64),  # top-left corner of the object's square
-        "y": (rng.random(n) * (size - side + 1)).astype(np.int64),
+        "x": _corner(rng.random(n), side, size, config.overhang),  # top-left corner of the object's square
+        "y": _corner(rng.random(n), side, size, config.overhang),
         "tint": rng.uniform(config.min_tint, 1.0, (n, 3)).astype(np.float32),
         "flip": rng.random(n) < 0.5,  # the object, mirrored
         "bg_original": np.where(correlated, own_pool, rng.integers(0, banks, n)),
@@ -170,6 +176,13 @@ def draw_parameters(labels: np.ndarray, config: BenchConfig, split: str) -> dict
         "crop_flip": rng.random(n) < 0.5,
         "crop_mixed": rng.random((n, 2)),  # a second crop, for the mixed_* variants
     }
+
+
+def _corner(fraction: np.ndarray, side: np.ndarray, size: int, overhang: float) -> np.ndarray:
+    """The square's top-left coordinate, uniform over the positions that keep at most ``overhang x side`` of it
+    past either border (``overhang`` 0: inside the image)."""
+    reach = np.round(overhang * side).astype(np.int64)  # (n,)
+    return (fraction * (size - side + 1 + 2 * reach)).astype(np.int64) - reach
 
 
 _BACKGROUND_OF = {"mixed_same": "bg_same", "mixed_rand": "bg_rand", "mixed_next": "bg_next"}
@@ -209,6 +222,17 @@ def _tile_box(background: np.ndarray, box: tuple[int, int, int, int]) -> np.ndar
     return out
 
 
+def _inside(intensity: np.ndarray, x: int, y: int, size: int) -> tuple[int, int, np.ndarray]:
+    """The object's pixels inside the image: ``(x, y, crop)``; when none of its pixels would be, the square is
+    moved inside (a fallback for squares whose object lies in the part past the border)."""
+    side = intensity.shape[0]
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, size), min(y + side, size)
+    crop = intensity[y0 - y : y1 - y, x0 - x : x1 - x]  # (h, w)
+    if (crop > MASK_THRESHOLD).any():
+        return x0, y0, crop
+    return min(max(x, 0), size - side), min(max(y, 0), size - side), intensity
+
+
 def render(
     obj: np.ndarray, params: dict[str, np.ndarray], i: int, variant: str, config: BenchConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -226,9 +250,11 @@ def render(
     intensity = cv2.resize(obj, (side, side), interpolation=cv2.INTER_LINEAR)  # (side, side) uint8
     if params["flip"][i]:
         intensity = intensity[:, ::-1]
-    local = intensity > MASK_THRESHOLD  # (side, side)
+    x, y, intensity = _inside(intensity, x, y, S)  # the part of the square inside the image
+    local = intensity > MASK_THRESHOLD  # (h, w)
+    h, w = local.shape
     mask = np.zeros((S, S), dtype=bool)
-    mask[y : y + side, x : x + side] = local
+    mask[y : y + h, x : x + w] = local
     rows, cols = np.flatnonzero(local.any(1)), np.flatnonzero(local.any(0))
     box = np.array([x + cols[0], y + rows[0], x + cols[-1] + 1, y + rows[-1] + 1], dtype=np.int64)
     bank = background_bank(S)
@@ -248,7 +274,7 @@ def render(
     if variant == "only_bg_t":
         return _tile_box(background, tuple(int(v) for v in box)), mask, box
     image = np.array(background)  # a writable copy: (S, S, 3)
-    window = image[y : y + side, x : x + side]  # (side, side, 3), a view
+    window = image[y : y + h, x : x + w]  # (h, w, 3), a view
     if variant == "no_fg":
         window[local] = 0
     else:

@@ -5,7 +5,12 @@
   the patches holding 60% of the attention mass), in percent;
 - ``mask_mass``: the share of the attention inside the object's mask, ``sum_p m_p A_p / sum_p A_p`` averaged
   over images (a uniform map scores the mean mask area, ``uniform_mask_mass``; a map entirely on the object
-  scores 1).
+  scores 1). It rewards a peaked map wherever it peaks less than a ranking metric does: read it with PxAP;
+- PxAP (:func:`simpool.evaluate.localization.pxap`): wsolevaluation's pixel average precision of the map
+  against the mask, in percent, threshold-free (a map that ignores the image scores about the mask share).
+
+:func:`baseline_scores` scores the maps that ignore the image (:mod:`simpool.evaluate.baselines`) the same way:
+every attention score stands beside them.
 
 ``attention_quality`` scores a set of low-resolution maps ``(N, h, w)`` with all of them: each map goes the
 reference's own route (bicubic to 224, min-max) for MaxBoxAccV2, is thresholded on its patch grid for DINO-seg,
@@ -21,8 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .baselines import image_independent, mean_map
 from .discovery import corloc, dino_seg
 from .localization import max_box_acc_v2
+from .pixel_ap import pxap
 
 
 def mask_mass(maps: np.ndarray, masks: np.ndarray) -> float:
@@ -66,7 +73,8 @@ def attention_quality(
 ) -> dict[str, float]:
     """``{"MaxBoxAccV2", "BoxAcc@50"}`` (percent) with ``boxes`` (per image ``(G, 4)`` in pixels of its
     ``(W, H)`` size), and ``"CorLoc"`` (percent) with them when ``patch_size`` (pixels per patch of the maps)
-    is given; ``{"mask_mass", "uniform_mask_mass"}`` (fractions) with ``masks`` ``(N, H, W)``."""
+    is given; ``{"PxAP"}`` (percent) and ``{"mask_mass", "uniform_mask_mass"}`` (fractions) with ``masks``
+    ``(N, H, W)``."""
     maps = np.asarray(maps)  # (N, h, w), in its own precision (float64 when not floating)
     if not np.issubdtype(maps.dtype, np.floating):
         maps = maps.astype(np.float64)
@@ -78,9 +86,51 @@ def attention_quality(
             result["CorLoc"] = dino_seg_corloc(maps, boxes, image_sizes, patch_size)
     if masks is not None:
         masks = np.asarray(masks)
+        result["PxAP"] = pxap(maps, masks.astype(np.uint8), cam_curve_interval=cam_curve_interval)
         result["mask_mass"] = mask_mass(upsample(maps, masks.shape[-2:]), masks)
         result["uniform_mask_mass"] = float(masks.astype(np.float64).mean())  # what a uniform map scores
     return result
 
 
-__all__ = ["attention_quality", "dino_seg_corloc", "mask_mass", "upsample"]
+def baseline_scores(
+    grid: tuple[int, int],
+    train_masks: np.ndarray,
+    boxes: Sequence[np.ndarray] | None = None,
+    image_sizes: Sequence[tuple[int, int]] | None = None,
+    masks: np.ndarray | None = None,
+    patch_size: int | None = None,
+    seed: int = 0,
+    model_maps: dict[str, np.ndarray] | None = None,
+) -> dict[str, dict[str, float]]:
+    """:func:`attention_quality` of the maps that ignore the image, on the evaluated images' ``boxes`` and ``masks``:
+
+    ``uniform``, ``centre``, ``box_prior`` (from ``train_masks`` ``(M, H, W)``, the training split's objects) on the
+    maps' ``grid`` ``(h, w)``; and, for each ``name: maps`` of ``model_maps``, ``mean_map/<name>``: that model's
+    maps averaged over the evaluated images and used for every image (what its position alone explains).
+    """
+    count = len(boxes) if boxes is not None else len(masks)
+    maps = image_independent(count, grid, train_masks, seed=seed)
+    for name, model in (model_maps or {}).items():
+        maps[f"mean_map/{name}"] = mean_map(model)
+    return {
+        name: attention_quality(value, boxes, image_sizes, masks, patch_size=patch_size) for name, value in maps.items()
+    }
+
+
+def strongest_baseline(baselines: dict[str, dict[str, float]], metric: str = "MaxBoxAccV2") -> tuple[str, float]:
+    """The image-independent map (``uniform``, ``centre``, ``box_prior``) that scores highest on ``metric``."""
+    fixed = {name: scores[metric] for name, scores in baselines.items() if "/" not in name and metric in scores}
+    if not fixed:
+        raise ValueError(f"no image-independent baseline has {metric!r}")
+    name = max(fixed, key=fixed.get)
+    return name, fixed[name]
+
+
+__all__ = [
+    "attention_quality",
+    "baseline_scores",
+    "dino_seg_corloc",
+    "mask_mass",
+    "strongest_baseline",
+    "upsample",
+]

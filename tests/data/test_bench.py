@@ -14,6 +14,7 @@ from simpool.data.bench import (
     BenchConfig,
     RenderedBench,
     SimPoolBench,
+    _corner,
     _tile_box,
     draw_parameters,
 )
@@ -184,3 +185,47 @@ def test_bad_config_raises():
 def test_missing_fashion_mnist_says_how_to_install(tmp_path):
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         SimPoolBench("train", fashion_mnist_dir=tmp_path)
+
+
+def test_a_square_may_cross_the_border_by_its_overhang():
+    # side 20 in a 64-pixel image with overhang 0.25: 5 pixels may lie past either border, so the corner is uniform
+    # over -5 .. 49 (55 positions); overhang 0 keeps it in 0 .. 44
+    fractions = np.array([0.0, 0.5, 0.999])
+    side = np.full(3, 20)
+    assert _corner(fractions, side, 64, 0.25).tolist() == [-5, int(0.5 * 55) - 5, int(0.999 * 55) - 5]
+    assert _corner(fractions, side, 64, 0.0).tolist() == [0, 22, 44]
+    with pytest.raises(ValueError, match=r"overhang must be in \[0, 0.25\]"):
+        BenchConfig(overhang=0.3)
+
+
+@needs_fmnist
+def test_an_object_past_the_border_is_cut_and_so_are_its_mask_and_box():
+    config = BenchConfig(overhang=0.25)
+    data = SimPoolBench("val", "original", config, num_images=300)
+    crossing = [i for i in range(len(data)) if data.params["x"][i] < 0 or data.params["y"][i] < 0]
+    assert crossing  # with 300 images, some squares start past the top or left border
+    for i in crossing[:5]:
+        image, mask, box = data.render(i)
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        assert box.tolist() == [cols[0], rows[0], cols[-1] + 1, rows[-1] + 1] and box.min() >= 0
+        x, y = int(data.params["x"][i]), int(data.params["y"][i])
+        side = int(data.params["side"][i])
+        assert mask.sum() > 0 and not mask[max(y, 0) + side :, :].any() and not mask[:, max(x, 0) + side :].any()
+
+
+@pytest.mark.slow
+@needs_fmnist
+def test_on_the_default_test_split_position_alone_finds_no_object():
+    """The bench's promise (chosen on val): a centred Gaussian and the training objects' mean score at most a
+    near-uniform map + 5 MaxBoxAccV2 on the test images the demo reports on."""
+    from simpool.evaluate.attention_quality import baseline_scores
+
+    config = BenchConfig()
+    test = SimPoolBench("test", "original", config, num_images=2000)
+    _, _, boxes, masks = test.batch(np.arange(len(test)))
+    train = SimPoolBench("train", "original", config, num_images=2000)
+    train_masks = train.batch(np.arange(len(train)))[3].numpy()
+    sizes = [(config.image_size, config.image_size)] * len(boxes)
+    scores = baseline_scores((8, 8), train_masks, [b[None] for b in boxes.numpy()], sizes)
+    uniform = scores["uniform"]["MaxBoxAccV2"]
+    assert scores["centre"]["MaxBoxAccV2"] <= uniform + 5 and scores["box_prior"]["MaxBoxAccV2"] <= uniform + 5

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from simpool.evaluate.attention_quality import attention_quality, mask_mass
+from simpool.evaluate.attention_quality import attention_quality, baseline_scores, mask_mass, strongest_baseline
+from simpool.evaluate.localization import pxap
 
 
 def test_mask_mass_hand_computed():
@@ -51,3 +52,24 @@ def test_attention_quality_of_hand_made_maps():
     inside = (upsampled * masks).sum((1, 2)) / upsampled.sum((1, 2))  # (2,)
     assert inside[1] == 0.0 and scores["mask_mass"] == pytest.approx(inside.mean(), rel=1e-6)
     assert set(attention_quality(maps, boxes, [(32, 32)] * 2)) == {"MaxBoxAccV2", "BoxAcc@50"}  # no CorLoc
+    assert scores["PxAP"] == pytest.approx(pxap(maps, masks.astype(np.uint8)))  # beside the mass, threshold-free
+
+
+def test_baselines_are_scored_as_a_model_is():
+    # 4 x 4 grids of 8-pixel patches on 32-pixel images; every object fills the top-left quarter
+    boxes = [np.array([[0, 0, 16, 16]])] * 3
+    masks = np.zeros((3, 32, 32), dtype=bool)
+    masks[:, :16, :16] = True
+    sizes = [(32, 32)] * 3
+    model = np.zeros((3, 4, 4), dtype=np.float32)
+    model[:, :2, :2] = 1.0  # a model that always looks at the top-left: its mean map is itself
+    scores = baseline_scores((4, 4), masks, boxes, sizes, masks, patch_size=8, model_maps={"m": model})
+    assert sorted(scores) == ["box_prior", "centre", "mean_map/m", "uniform"]
+    assert scores["mean_map/m"] == attention_quality(model, boxes, sizes, masks, patch_size=8)
+    # the training objects' mean is this very object, the model's map cell for cell: the same scores
+    assert scores["box_prior"] == scores["mean_map/m"] and scores["box_prior"]["MaxBoxAccV2"] == 100.0
+    # the uniform map's mass is the mean mask area (its noise is a millionth of its value)
+    assert scores["uniform"]["mask_mass"] == pytest.approx(0.25, rel=1e-5)
+    assert strongest_baseline(scores) == ("box_prior", 100.0)  # mean_map/m is a model's, not image-independent
+    with pytest.raises(ValueError, match="no image-independent baseline has 'CorLoc2'"):
+        strongest_baseline(scores, "CorLoc2")

@@ -8,7 +8,7 @@ the path used where the kernel was not built instead (one ``findContours`` per d
 Maps: CAM-like, a 14x14 grid (one Gaussian object plus noise) upsampled bicubically to 224 and min-max
 normalised, as the reference prepares a ViT-S/16 map; one ground-truth box per map.
 
-    python benchmarks/localization_speed.py --num-maps 1000 --cam-curve-interval 0.001
+    python benchmarks/localization_speed.py --num-maps 1000 --cam-curve-interval 0.001 --out FILE.json
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 import cv2
 import numpy as np
 import torch
+from record import record_head, write_record
 
 from simpool.evaluate import localization
 from simpool.evaluate.localization import cam_thresholds, iou_curve, iou_curve_loop, normalize_scoremap
@@ -50,7 +51,9 @@ def main() -> None:
     parser.add_argument("--cam-curve-interval", type=float, default=0.001, help="0.001: the paper's setting")
     parser.add_argument("--threads", type=int, default=1, help="OpenCV and torch threads")
     parser.add_argument("--fallback", action="store_true", help="time the path without the C kernel")
+    parser.add_argument("--out", default=None, help="write the timings as JSON here, with the machine and load")
     args = parser.parse_args()
+    head = record_head()
     if args.fallback:
         localization._level_sets = None
     path = "OpenCV, distinct levels" if localization._level_sets is None else "C kernel"
@@ -65,6 +68,11 @@ def main() -> None:
     print(f"per-threshold loop: {loop_s:8.2f} s  ({1e3 * loop_s / args.num_maps:.2f} ms/map)")
     print(f"all thresholds at once ({path}): {fast_s:8.2f} s  ({1e3 * fast_s / args.num_maps:.2f} ms/map)")
     print(f"speed-up: {loop_s / fast_s:.1f}x; identical IoU curves: {identical}")
+    if args.out:
+        results = {"num_maps": args.num_maps, "interval": args.cam_curve_interval, "thresholds": len(thresholds)}
+        results |= {"path": path, "loop_ms_per_map": 1e3 * loop_s / args.num_maps}
+        results |= {"fast_ms_per_map": 1e3 * fast_s / args.num_maps, "identical": identical}
+        write_record(args.out, head, results)
     if not identical:
         raise SystemExit("the two paths disagree")
 

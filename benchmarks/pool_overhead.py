@@ -9,7 +9,7 @@
 
 Usage:
     python benchmarks/pool_overhead.py                 # all, CPU or the GPU when there is one
-    python benchmarks/pool_overhead.py --only pool --repeats 30 --json outputs/pool_overhead.json
+    python benchmarks/pool_overhead.py --only pool --repeats 30 --out outputs/pool_overhead.json
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from record import record_head, write_record  # noqa: E402
+
 from simpool import SimPool, create_model  # noqa: E402
-from simpool.utils import default_device, write_json  # noqa: E402
+from simpool.utils import default_device  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -189,9 +191,10 @@ def main(argv=None) -> int:
     parser.add_argument("--step-repeats", type=int, default=5, help="timed steps per model (train-step benchmark)")
     parser.add_argument("--pool-batch", type=int, default=64)
     parser.add_argument("--step-batch", type=int, default=16)
-    parser.add_argument("--json", default=None, help="write the rows to this file")
+    parser.add_argument("--out", "--json", default=None, help="write the rows as JSON here, with the command and load")
     parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
     args = parser.parse_args(argv)
+    head = record_head()
     device = default_device()
     print(f"device: {device}, torch {torch.__version__}, timm {timm.__version__}")
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
@@ -221,8 +224,8 @@ def main(argv=None) -> int:
                 f"step {r['model']:<24} batch {r['batch']} {r['method']:<8} {r['ms']:9.1f} ms  "
                 f"overhead {100 * r['overhead_vs_baseline']:+.2f}%"
             )
-    if args.json:
-        write_json(args.json, {"device": str(device), "torch": torch.__version__, "rows": rows})
+    if args.out:
+        write_record(args.out, head, {"device": str(device), "timm": timm.__version__, "rows": rows})
     return 0
 
 

@@ -1,6 +1,6 @@
 """Our probing heads against efficient-probing's own modules: the same weights, the same inputs, the same output?
 
-Run: ``python benchmarks/probe_heads_parity.py --reference /path/to/efficient-probing [--extra-path DIR]``.
+Run: ``python benchmarks/probe_heads_parity.py --reference /path/to/efficient-probing [--extra-path DIR] [--out FILE]``.
 
 For each head of efficient-probing's ``probe_heads.py`` that simpool has, the script builds the reference module
 (imported from the given checkout at run time; nothing of it is copied here), fills every parameter and
@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 
 import torch
+from record import git_commit, record_head, write_record
 from torch import nn
 
 from simpool.pooling import create_pool
@@ -136,12 +137,15 @@ def main() -> None:
     parser.add_argument("--reference", required=True, help="a checkout of billpsomas/efficient-probing")
     parser.add_argument("--extra-path", action="append", default=[], help="where einops is (for coca)")
     parser.add_argument("--heads", nargs="+", default=list(CASES), choices=list(CASES), metavar="HEAD")
+    parser.add_argument("--out", default=None, help="write every difference as JSON here, with the command and machine")
     args = parser.parse_args()
+    head_of_record = record_head()
     sys.path[:0] = [args.reference, *args.extra_path]
     torch.set_num_threads(min(2, torch.get_num_threads()))
     print(f"{DIM} channels, {GRID * GRID} tokens, batch {BATCH}; reference weights random, loaded into ours")
     print("| head | mode | max abs diff float32 | max abs diff float64 | max abs output |")
     print("|---|---|---|---|---|")
+    rows = []
     for head in args.heads:
         modes = ("eval", "train") if head in ("aim", "dolg") else ("eval",)  # BatchNorm: statistics and batch
         for mode in modes:
@@ -150,10 +154,16 @@ def main() -> None:
                 diff64, _ = compare(head, mode, torch.float64)
             except Exception as error:  # an import or a run of the reference failed: say so, keep going
                 print(f"| {head} | {mode} | not run: {type(error).__name__}: {error} | | |")
+                rows.append({"head": head, "mode": mode, "error": f"{type(error).__name__}: {error}"})
                 continue
             print(f"| {head} | {mode} | {diff32:.2e} | {diff64:.2e} | {scale:.3g} |")
+            rows.append({"head": head, "mode": mode, "float32": diff32, "float64": diff64, "max_abs_output": scale})
             if not math.isfinite(diff32):
                 raise SystemExit(f"{head}: non-finite difference")
+    if args.out:
+        setting = {"channels": DIM, "tokens": GRID * GRID, "batch": BATCH, "reference": "billpsomas/efficient-probing"}
+        setting["reference_commit"] = git_commit(args.reference)
+        write_record(args.out, head_of_record, {**setting, "rows": rows})
 
 
 if __name__ == "__main__":

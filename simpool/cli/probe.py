@@ -23,8 +23,9 @@ EXAMPLE = """examples:
 chosen on a held-out part of the training split (--holdout), then its test top-1/top-5 is reported. Heads:
 'linear' (CLS token, or GAP) or any pool name of `simpool landscape`. The run folder (--out) holds
 results.json, probe.png (accuracy vs GFLOPs) and, where the test split has boxes (a `simpool bench export
---format wsol` folder: --data OUT/dataset), each head's attention scores and attention.png. Running the same
-command again resumes an interrupted run."""
+--format wsol` folder: --data OUT/dataset), each head's attention scores (MaxBoxAccV2; PxAP and mask mass with
+masks) beside the image-independent baselines (uniform, centre, box prior, each head's mean map), attention.png
+and attention_maps.npz. Running the same command again resumes an interrupted run."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -151,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     take_back_overrides(args)
     config = resolve_config(args, ProbeConfig, base=flags_of(args))
     check_writable(args.out)
-    from ..train.probe.report import heads_table, selection_line
+    from ..train.probe.report import attention_lines, baselines_table, heads_table, selection_line
     from ..train.probe.run import ProbeRecipe
 
     result = run_recipe(args, config, ProbeRecipe)  # every mistake of the grid: one line, exit 2, before any work
@@ -159,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(heads_table(result))
     print(selection_line(result))
+    if "baselines" in result:
+        print(baselines_table(result))
+        print("\n".join(attention_lines(result)))
     if not result["finished"]:
         print("note: the run stopped before its last epoch (train.max_updates); run again to finish it")
     return 0

@@ -5,7 +5,9 @@ Layouts (``FORMATS``), with ``<cls>`` the class folder ``NN_name`` (sorted folde
 - ``imagefolder``: ``OUT/<split>/<cls>/<id>.png`` (torchvision ``ImageFolder``);
 - ``wsol``: wsolevaluation (Choe et al., CVPR 2020): images ``OUT/dataset/<split>/<cls>/<id>.png`` and
   ``OUT/metadata/<split>/{image_ids,class_labels,image_sizes,localization}.txt``, CSV without a header,
-  paths relative to ``OUT/dataset``, boxes ``x0,y0,x1,y1`` in pixels (``x1``, ``y1`` exclusive);
+  paths relative to ``OUT/dataset``, boxes ``x0,y0,x1,y1`` in pixels (``x1``, ``y1`` exclusive); the exact masks
+  as 0/255 PNGs ``OUT/masks/<split>/<cls>/<id>.png``, listed in ``OUT/metadata/<split>/masks.txt`` in
+  wsolevaluation's OpenImages format (``<image_id>,<mask path>,``, paths relative to ``OUT/masks``);
 - ``voc``: ``OUT/VOCdevkit/VOC2007/{JPEGImages,Annotations,SegmentationClass,ImageSets/{Main,Segmentation}}``
   (torchvision ``VOCDetection``/``VOCSegmentation`` with ``year="2007"``); XML boxes 1-based inclusive,
   so ``xmin = x0 + 1, xmax = x1``; masks hold ``label + 1`` on the object, 0 elsewhere;
@@ -72,9 +74,11 @@ def export_imagefolder(data: SimPoolBench, out: Path, progress: bool = True) -> 
 
 def export_wsol(data: SimPoolBench, out: Path, progress: bool = True) -> Path:
     meta = WSOLMetadata(image_ids=[])
-    for i, label, image, _, box in _items(data, progress):
+    for i, label, image, mask, box in _items(data, progress):
         image_id = f"{data.split}/{class_dir(label)}/{i:06d}.png"
         _write_png(out / "dataset" / image_id, image)
+        _write_png(out / "masks" / image_id, (mask > 0).astype(np.uint8) * 255)  # (H, W) 0/255
+        meta.masks[image_id], meta.ignore[image_id] = [image_id], ""
         meta.image_ids.append(image_id)
         meta.class_labels[image_id] = label
         meta.image_sizes[image_id] = (image.shape[1], image.shape[0])  # (W, H)
@@ -169,7 +173,7 @@ def _part_files(out: Path, format: str, part: dict) -> list[Path]:
     if format == "imagefolder":
         paths = [out / split]
     elif format == "wsol":
-        paths = [out / "dataset" / split, out / "metadata" / split]
+        paths = [out / "dataset" / split, out / "metadata" / split, out / "masks" / split]
     elif format == "voc":
         root = out / "VOCdevkit" / "VOC2007"
         paths = [root / "ImageSets" / folder / f"{split}.txt" for folder in ("Main", "Segmentation")]

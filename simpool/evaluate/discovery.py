@@ -5,7 +5,8 @@ Simeoni et al., "Localizing Objects with Self-Supervised Transformers and no Lab
 Every function takes one image's features on its patch grid ``grid_hw = (rows, cols)`` (the image
 zero-padded at the bottom/right to a multiple of the patch size) and returns a box
 ``[x0, y0, x1, y1]`` in pixels of the unpadded image (``image_hw = (H, W)``), end exclusive.
-:func:`discover` runs a model over a dataset's images (:func:`discovery_items`).
+:func:`discover` runs a model over a dataset's images (:func:`discovery_items`); DINO-seg on a CLS ViT is
+scored for every head of the last block, the best head (as the paper reports DINO-seg) and the mean over heads.
 """
 
 from __future__ import annotations
@@ -255,6 +256,13 @@ def cls_vit_keys(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
     return keys[0, model.num_prefix_tokens :]  # (N, C)
 
 
+def resolve_source(model: nn.Module, source: str) -> str:
+    """``"auto"``: the pool when the model has one with attention, else the CLS token's (``"cls"``)."""
+    from ..models import pool_slot
+
+    return source if source != "auto" else ("pool" if pool_slot(model) is not None else "cls")
+
+
 @torch.no_grad()
 def predict_box(
     model: nn.Module,
@@ -278,7 +286,7 @@ def predict_box(
     from ..models import attention_maps, pool_input, pool_slot
 
     p = patch_size_of(model)
-    source = source if source != "auto" else ("pool" if pool_slot(model) is not None else "cls")
+    source = resolve_source(model, source)
     if method == "lost":
         if source == "pool":
             x = pool_input(model, image)
@@ -292,12 +300,66 @@ def predict_box(
         return lost(keys.float(), tuple(grid), p, image_hw, k_patches)
     if source == "cls":
         source = "cls_head"
-    heads = model.blocks[-1].attn.num_heads if hasattr(model, "blocks") else 0
-    if source == "cls_head" and not 0 <= head < heads:
-        raise ValueError(f"--head {head} is not a head of {type(model).__name__} (it has {heads})")
+    if source == "cls_head":
+        check_head(model, head)
     attention = attention_maps(model, image, source=source, head=head if source == "cls_head" else None)
     grid = tuple(attention.shape[-2:])  # (rows, cols)
     return dino_seg(attention[0].float(), grid, p, image_hw, threshold, reference_quirk)
+
+
+def check_head(model: nn.Module, head: int) -> None:
+    """``head`` must index a head of the model's last block."""
+    heads = model.blocks[-1].attn.num_heads if hasattr(model, "blocks") else 0
+    if not 0 <= head < heads:
+        raise ValueError(f"--head {head} is not a head of {type(model).__name__} (it has {heads})")
+
+
+@torch.no_grad()
+def head_boxes(
+    model: nn.Module,
+    image: torch.Tensor,
+    image_hw: tuple[int, int],
+    threshold: float = 0.6,
+    reference_quirk: bool = False,
+) -> np.ndarray:
+    """The DINO-seg box of every head of the last block's CLS attention, then of their mean (the map
+    ``attention_maps(..., source="cls")`` gives), for one padded image ``(1, 3, H', W')``: ``(heads + 1, 4)``."""
+    from ..models.attention import cls_attention_all
+
+    maps = cls_attention_all(model, image)[0, -1].float()  # the last block: (heads, h, w)
+    grid, p = tuple(maps.shape[-2:]), patch_size_of(model)
+    candidates = [*maps, maps.mean(dim=0)]  # each head, then the mean over heads: heads + 1 maps (h, w)
+    return np.stack([dino_seg(m, grid, p, image_hw, threshold, reference_quirk) for m in candidates])
+
+
+def head_corlocs(boxes: Sequence[np.ndarray], gt_boxes: Sequence) -> dict:
+    """CorLoc of each head and of the mean map from :func:`head_boxes` (one ``(heads + 1, 4)`` array per image):
+    ``{"per_head_CorLoc": [%, ...], "best_head", "best_head_CorLoc", "mean_heads_CorLoc"}``. The best head is the
+    one of highest CorLoc on these very images (the first of equals), as the paper picks DINO-seg's head."""
+    boxes = np.asarray(boxes)  # (N, heads + 1, 4)
+    scores = [corloc(boxes[:, column], gt_boxes) for column in range(boxes.shape[1])]
+    best = int(np.argmax(scores[:-1]))
+    return {
+        "per_head_CorLoc": scores[:-1],
+        "best_head": best,
+        "best_head_CorLoc": scores[best],
+        "mean_heads_CorLoc": scores[-1],
+    }
+
+
+def padded_image(path: str | os.PathLike, patch_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """An image normalised (ImageNet) and zero-padded at the bottom/right to a multiple of ``patch_size``:
+    ``((3, H', W'), (H, W))``."""
+    from torchvision.transforms import functional as TF
+
+    from ..data.folders import load_rgb
+    from .features import IMAGENET_MEAN, IMAGENET_STD
+
+    image = TF.normalize(TF.to_tensor(load_rgb(path)), IMAGENET_MEAN, IMAGENET_STD)  # (3, H, W)
+    H, W = image.shape[-2:]
+    padded = torch.zeros(3, math.ceil(H / patch_size) * patch_size, math.ceil(W / patch_size) * patch_size)
+    padded[:, :H, :W] = image  # zeros after normalisation
+    return padded, (H, W)
 
 
 def discover(
@@ -313,33 +375,35 @@ def discover(
 ) -> tuple[dict[str, list[float]], dict]:
     """One box per image of ``items`` (:func:`discovery_items`) by :func:`predict_box`, and their CorLoc.
 
-    Each image is normalised (ImageNet), then zero-padded at the bottom/right to a multiple of the patch size.
-    The model runs on the device of its parameters.
+    Each image is normalised (ImageNet), then zero-padded at the bottom/right to a multiple of the patch size
+    (:func:`padded_image`). The model runs on the device of its parameters. DINO-seg on a CLS token's attention
+    (``source`` ``"cls"``, ``"cls_head"``, or ``"auto"`` without a pool) scores every head of the last block and
+    their mean map too (:func:`head_boxes`, :func:`head_corlocs`); the boxes are head ``head``'s.
 
     Returns:
-        ``({name: [x0, y0, x1, y1]}, {"CorLoc": %, "correct", "images"})``.
+        ``({name: [x0, y0, x1, y1]}, {"CorLoc": %, "correct", "images"})``, the scores with
+        ``per_head_CorLoc``, ``best_head``, ``best_head_CorLoc`` and ``mean_heads_CorLoc`` when every head is scored.
     """
-    from torchvision.transforms import functional as TF
     from tqdm import tqdm
-
-    from ..data.folders import load_rgb
-    from .features import IMAGENET_MEAN, IMAGENET_STD
 
     if not items:
         raise ValueError("no images to evaluate")
     device = next(model.parameters()).device
     p = patch_size_of(model)
-    boxes, gts = {}, []
+    every_head = method == "dino_seg" and resolve_source(model, source) in ("cls", "cls_head")
+    if every_head:
+        check_head(model, head)
+    boxes, candidates, gts = {}, [], []
     for name, path, gt in tqdm(items, desc=method, disable=not progress):
-        image = TF.normalize(TF.to_tensor(load_rgb(path)), IMAGENET_MEAN, IMAGENET_STD)  # (3, H, W)
-        H, W = image.shape[-2:]
-        padded = torch.zeros(3, math.ceil(H / p) * p, math.ceil(W / p) * p)  # zeros after normalisation
-        padded[:, :H, :W] = image
-        box = predict_box(
-            model, padded[None].to(device), (H, W), method, source, head, k_patches, threshold, reference_quirk
-        )
+        padded, image_hw = padded_image(path, p)
+        if every_head:
+            candidates.append(head_boxes(model, padded[None].to(device), image_hw, threshold, reference_quirk))
+            box = candidates[-1][head]
+        else:
+            options = (method, source, head, k_patches, threshold, reference_quirk)
+            box = predict_box(model, padded[None].to(device), image_hw, *options)
         boxes[name] = box.tolist()
         gts.append(gt)
     flags = corloc_flags(list(boxes.values()), gts)
-    score = float(100.0 * flags.sum() / len(flags))
-    return boxes, {"CorLoc": score, "correct": int(flags.sum()), "images": len(flags)}
+    score = {"CorLoc": float(100.0 * flags.sum() / len(flags)), "correct": int(flags.sum()), "images": len(flags)}
+    return boxes, {**score, **(head_corlocs(candidates, gts) if every_head else {})}

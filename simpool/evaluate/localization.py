@@ -326,27 +326,36 @@ def wsol_localization(
     cam_curve_interval: float = 0.01,
     multi_contour: bool = True,
     progress: bool = False,
+    masks=None,
 ) -> dict[str, float]:
     """:func:`max_box_acc_v2` of 224x224 maps in [0, 1], one per image of a split's ``metadata``
-    (:func:`simpool.data.wsol.read_wsol_metadata`), in the order of its ``image_ids``; evaluated as given.
+    (:func:`simpool.data.wsol.read_wsol_metadata`), in the order of its ``image_ids``; evaluated as given. With
+    ``masks`` (``(N, 224, 224)``, 0/1 and 255 on ignored pixels: :func:`simpool.data.wsol.load_masks`), also
+    ``"PxAP"`` (:func:`pxap`; its min-max leaves maps that reach 0 and 1, as wsolevaluation asks of saved maps,
+    as they are). A split whose metadata has masks and no box at all (OpenImages) gets PxAP alone.
 
     Raises:
-        ValueError: an image has no box in the metadata's localization.txt.
+        ValueError: an image has no box in the metadata's localization.txt (when the box metrics are computed).
     """
     ids = metadata.image_ids
-    missing = [i for i in ids if i not in metadata.boxes]
-    if missing:
-        raise ValueError(f"{len(missing)} images have no box in localization.txt, e.g. {missing[0]!r}")
-    return max_box_acc_v2(
-        score_maps,
-        [metadata.boxes[i] for i in ids],
-        [metadata.image_sizes[i] for i in ids],
-        iou_thresholds=tuple(iou_thresholds),
-        cam_curve_interval=cam_curve_interval,
-        multi_contour=multi_contour,
-        normalize=False,
-        progress=progress,
-    )
+    result: dict[str, float] = {}
+    if metadata.boxes or masks is None:
+        missing = [i for i in ids if i not in metadata.boxes]
+        if missing:
+            raise ValueError(f"{len(missing)} images have no box in localization.txt, e.g. {missing[0]!r}")
+        result = max_box_acc_v2(
+            score_maps,
+            [metadata.boxes[i] for i in ids],
+            [metadata.image_sizes[i] for i in ids],
+            iou_thresholds=tuple(iou_thresholds),
+            cam_curve_interval=cam_curve_interval,
+            multi_contour=multi_contour,
+            normalize=False,
+            progress=progress,
+        )
+    if masks is not None:
+        result["PxAP"] = pxap(score_maps, masks, cam_curve_interval=cam_curve_interval)
+    return result
 
 
 __all__ = [

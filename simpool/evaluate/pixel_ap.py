@@ -30,7 +30,8 @@ def score_histograms(
 
     Args:
         scoremaps: one ``(h, w)`` map per image, any scale (torch or numpy).
-        masks: one ``(H, W)`` 0/1 mask per image; the map is resized to it.
+        masks: one ``(H, W)`` 0/1 mask per image; the map is resized to it. Pixels of value 255 (an ignore
+            region, as wsolevaluation's ``get_mask`` marks OpenImages') count neither as object nor background.
         cam_curve_interval: the threshold step ``w``.
     """
     if len(scoremaps) != len(masks):
@@ -40,8 +41,8 @@ def score_histograms(
     outside = np.zeros(len(edges) - 1)
     for index, (scoremap, mask) in enumerate(zip(scoremaps, masks, strict=True)):
         mask = np.asarray(mask)
-        if mask.ndim != 2 or not np.isin(mask, (0, 1)).all():
-            raise ValueError(f"mask {index} must be a 2-D array of 0 and 1, got shape {mask.shape}")
+        if mask.ndim != 2 or not np.isin(mask, (0, 1, 255)).all():  # 255: ignored (wsolevaluation's get_mask)
+            raise ValueError(f"mask {index} must be a 2-D array of 0 and 1 (255: ignored), got shape {mask.shape}")
         if hasattr(scoremap, "detach"):
             scoremap = scoremap.detach().cpu().double().numpy()
         scores = normalize_scoremap(resize_scoremap(scoremap, mask.shape))  # (H, W) in [0, 1]

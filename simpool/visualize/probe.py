@@ -42,13 +42,26 @@ def accuracy_figure(heads: list[dict], path: str | os.PathLike) -> Path:
         plt.close(figure)
 
 
-def attention_figure(images: list[np.ndarray], maps: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
-    """A grid: one row per image, the image then each head's attention ``(h, w)`` over it; written atomically."""
+def score_title(name: str, scores: dict | None) -> str:
+    """A column's title: its name, and its MaxBoxAccV2 and PxAP when it has them."""
+    parts = [f"{key} {scores[key]:.1f}" for key in ("MaxBoxAccV2", "PxAP") if scores and key in scores]
+    return "\n".join([name, *parts])
+
+
+def attention_figure(
+    images: list[np.ndarray],
+    maps: dict[str, np.ndarray],
+    path: str | os.PathLike,
+    titles: dict[str, str] | None = None,
+) -> Path:
+    """A grid: one row per image, the image then each column of ``maps`` (name -> ``(rows, h, w)``) over it, titled
+    ``titles[name]`` (else the name); written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    titles = titles or {}
     columns = 1 + len(maps)
     figure, axes = plt.subplots(len(images), columns, figsize=(1.6 * columns, 1.6 * len(images)), squeeze=False)
     for row, image in enumerate(images):
@@ -59,9 +72,9 @@ def attention_figure(images: list[np.ndarray], maps: dict[str, np.ndarray], path
                 attention = np.zeros_like(attention)  # uniform up to rounding (GAP): shown flat, not as noise
             axes[row, column].imshow(overlay(image, attention))
             if row == 0:
-                axes[row, column].set_title(name, fontsize=8)
+                axes[row, column].set_title(titles.get(name, name), fontsize=7)
         if row == 0:
-            axes[row, 0].set_title("image", fontsize=8)
+            axes[row, 0].set_title("image", fontsize=7)
         for axis in axes[row]:
             axis.axis("off")
     try:
@@ -71,16 +84,20 @@ def attention_figure(images: list[np.ndarray], maps: dict[str, np.ndarray], path
 
 
 def probe_figures(
-    heads: list[dict], pictures: list[np.ndarray], maps: dict[str, np.ndarray], folder: str | os.PathLike
+    result: dict, pictures: list[np.ndarray], maps: dict[str, np.ndarray], folder: str | os.PathLike
 ) -> dict[str, str]:
-    """``probe.png`` from each head's row (``test_top1``, ``gflops``) and, when there are attention ``maps``
-    (head -> ``(rows, h, w)`` over ``pictures``), ``attention.png``, in ``folder``; returns their paths as
-    ``{"figure", "attention_figure"}``."""
+    """``probe.png`` from each head's row of ``result["heads"]`` (``test_top1``, ``gflops``) and, when there are
+    ``maps`` (name -> ``(rows, h, w)`` over ``pictures``: the heads', then baselines'), ``attention.png``, each
+    column titled with its scores (a head's row, or ``result["baselines"][name]``), in ``folder``; returns their
+    paths as ``{"figure", "attention_figure"}``."""
     folder = Path(folder)
+    heads = result["heads"]
     paths = {"figure": str(accuracy_figure(heads, folder / "probe.png"))}
     if maps:
-        paths["attention_figure"] = str(attention_figure(pictures, maps, folder / "attention.png"))
+        scores = {**result.get("baselines", {}), **{head["head"]: head for head in heads}}
+        titles = {name: score_title(name, scores.get(name)) for name in maps}
+        paths["attention_figure"] = str(attention_figure(pictures, maps, folder / "attention.png", titles))
     return paths
 
 
-__all__ = ["accuracy_figure", "attention_figure", "probe_figures"]
+__all__ = ["accuracy_figure", "attention_figure", "probe_figures", "score_title"]

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from simpool.cli.main import main
-from simpool.train.probe.report import heads_table, selection_line
+from simpool.train.probe.report import attention_lines, baselines_table, heads_table, selection_line
 from tests.conftest import TINY_VIT_ARGS
 from tests.train.conftest import run_cli_killed_at
 from tests.train.probe.conftest import reported_scores, scores_by_hand
@@ -41,6 +41,8 @@ def test_probe_end_to_end_on_a_bench_export(bench, tmp_path, capsys):
     assert code == 0
     result = json.loads((out / "results.json").read_text())
     assert heads_table(result) in printed and selection_line(result) in printed
+    assert baselines_table(result) in printed and "\n".join(attention_lines(result)) in printed
+    assert list(result["baselines"]) == ["uniform", "centre", "box_prior", "mean_map/linear", "mean_map/simpool"]
     assert f"run folder: {out}" in printed
     assert [h["head"] for h in result["heads"]] == ["linear", "simpool"]
     entries = [(head, lr) for head in ("linear", "simpool") for lr in (1e-3, 1e-2)]

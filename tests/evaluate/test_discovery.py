@@ -1,10 +1,21 @@
-"""LOST, DINO-seg and CorLoc (valeoai/LOST): planted objects on key grids, the reference's quirks, IoU edge cases."""
+"""LOST, DINO-seg and CorLoc (valeoai/LOST): planted objects on key grids, the reference's quirks, IoU edge cases,
+and DINO-seg of every head, the best head and the mean over heads."""
 
 import numpy as np
 import pytest
 import torch
 
-from simpool.evaluate.discovery import box_iou_lost, cls_vit_keys, corloc, dino_seg, keep_mass, lost, lost_seed
+from simpool.evaluate.discovery import (
+    box_iou_lost,
+    cls_vit_keys,
+    corloc,
+    dino_seg,
+    head_boxes,
+    head_corlocs,
+    keep_mass,
+    lost,
+    lost_seed,
+)
 from simpool.models import pool_input
 
 BACKGROUND, OBJECT = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])  # b.b = 1, o.o = 2, b.o = -1
@@ -124,3 +135,73 @@ def test_keys_are_what_the_model_computes(tiny_vit):
     tokens = pool_input(simpool_vit, image)  # (1, 6, C): the normed patch tokens, no CLS token
     assert tokens.shape == (1, 6, C) and simpool_vit.num_prefix_tokens == 0
     torch.testing.assert_close(tokens, simpool_vit.forward_features(image))
+
+
+def blob(cells, value) -> torch.Tensor:
+    """A 4x4 map of ``value`` on ``cells`` (``(row, col)``), 0 elsewhere."""
+    grid = torch.zeros(4, 4)
+    for r, c in cells:
+        grid[r, c] = value
+    return grid
+
+
+TOP_LEFT = [(0, 0), (0, 1), (1, 0), (1, 1)]  # the 2x2 patches of the box (0, 0, 32, 32) at 16 px
+BOTTOM_RIGHT = [(2, 2), (2, 3), (3, 2), (3, 3)]  # those of (32, 32, 64, 64)
+
+
+def test_dino_seg_of_every_head_the_best_head_and_the_mean_over_heads(tiny_vit, tmp_path, monkeypatch):
+    # two 64x64 images (a 4x4 grid of 16-px patches); image 0's object is top-left, image 1's bottom-right.
+    # Head 0 looks at the object in both (CorLoc 100); head 1 at the other corner in both (0). The mean over heads:
+    # on image 0, head 1's blob (3.0) outweighs head 0's (1.0), so the 60% of the mass lies on the wrong corner
+    # (wrong); on image 1, head 0's (1.0) outweighs head 1's (0.2): right. CorLoc of the mean map: 50
+    from PIL import Image
+
+    import simpool.models.attention as attention
+    from simpool.evaluate.discovery import discover
+
+    maps = [
+        torch.stack([blob(TOP_LEFT, 1.0), blob(BOTTOM_RIGHT, 3.0)]),  # image 0: (heads, h, w)
+        torch.stack([blob(BOTTOM_RIGHT, 1.0), blob(TOP_LEFT, 0.2)]),  # image 1
+    ]
+    calls = iter(maps)
+    monkeypatch.setattr(attention, "cls_attention_all", lambda model, image: next(calls)[None, None])  # (1, 1, ...)
+    items = []
+    for index, box in enumerate(([0, 0, 32, 32], [32, 32, 64, 64])):
+        path = tmp_path / f"{index}.png"
+        Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(path)
+        items.append((path.name, path, np.array([box])))
+    vit = tiny_vit(pool="default", img_size=64, patch_size=16, num_heads=2).eval()
+    boxes, score = discover(vit, items, method="dino_seg", source="cls_head", head=1, progress=False)
+    assert boxes == {"0.png": [32, 32, 64, 64], "1.png": [0, 0, 32, 32]}  # head 1's boxes, as asked
+    assert score == {
+        "CorLoc": 0.0,
+        "correct": 0,
+        "images": 2,
+        "per_head_CorLoc": [100.0, 0.0],
+        "best_head": 0,
+        "best_head_CorLoc": 100.0,
+        "mean_heads_CorLoc": 50.0,
+    }
+
+
+def test_head_corlocs_picks_the_first_best_head():
+    gts = [np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10]])]
+    right, wrong = [0, 0, 10, 10], [20, 20, 30, 30]
+    boxes = [np.array([wrong, right, right, wrong]), np.array([right, right, right, right])]  # 3 heads, then mean
+    assert head_corlocs(boxes, gts) == {
+        "per_head_CorLoc": [50.0, 100.0, 100.0],
+        "best_head": 1,
+        "best_head_CorLoc": 100.0,
+        "mean_heads_CorLoc": 50.0,
+    }
+
+
+def test_head_boxes_are_each_heads_and_the_mean_maps(tiny_vit):
+    from simpool.models import attention_maps
+
+    torch.manual_seed(0)
+    vit = tiny_vit(pool="default", img_size=64, patch_size=16, num_heads=2).eval()
+    image = torch.randn(1, 3, 64, 64)
+    boxes = head_boxes(vit, image, (64, 64))
+    expected = [attention_maps(vit, image, "cls_head", head=h)[0] for h in (0, 1)] + [attention_maps(vit, image)[0]]
+    assert boxes.tolist() == [dino_seg(m, (4, 4), 16, (64, 64)).tolist() for m in expected]

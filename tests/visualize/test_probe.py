@@ -1,30 +1,48 @@
-"""``simpool probe``'s figures, drawn from its computed results: probe.png always, attention.png with maps."""
+"""``simpool probe``'s figures, drawn from its computed results: probe.png always, attention.png with maps, each
+column titled with its scores."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from simpool.visualize.probe import probe_figures
+from simpool.visualize import probe
+from simpool.visualize.probe import probe_figures, score_title
 
 HEADS = [
-    {"head": "linear", "gflops": 0.0, "test_top1": 50.0},
-    {"head": "simpool", "gflops": 2e-5, "test_top1": 75.0},
+    {"head": "linear", "gflops": 0.0, "test_top1": 50.0, "MaxBoxAccV2": 30.0, "PxAP": 20.25},
+    {"head": "simpool", "gflops": 2e-5, "test_top1": 75.0, "MaxBoxAccV2": 45.5, "PxAP": 33.0},
 ]
+RESULT = {"heads": HEADS, "baselines": {"centre": {"MaxBoxAccV2": 43.3, "PxAP": 25.0}, "box_prior": {}}}
 
 
 def test_probe_png_alone_without_attention_maps(tmp_path):
-    assert probe_figures(HEADS, [], {}, tmp_path) == {"figure": str(tmp_path / "probe.png")}
+    assert probe_figures({"heads": HEADS}, [], {}, tmp_path) == {"figure": str(tmp_path / "probe.png")}
     assert Image.open(tmp_path / "probe.png").format == "PNG" and not (tmp_path / "attention.png").exists()
 
 
-def test_attention_png_has_a_row_per_picture_and_a_column_per_head(tmp_path):
+def test_attention_png_has_a_column_per_head_and_baseline_titled_with_its_scores(tmp_path, monkeypatch):
     pictures = [np.full((32, 32, 3), 120, np.uint8)] * 3
-    maps = {"linear": np.ones((3, 4, 4)), "simpool": np.random.default_rng(0).random((3, 4, 4))}
-    paths = probe_figures(HEADS, pictures, maps, tmp_path)
+    rng = np.random.default_rng(0)
+    maps = {name: rng.random((3, 4, 4)) for name in ("linear", "simpool", "centre", "box_prior")}
+    paths = probe_figures(RESULT, pictures, maps, tmp_path)
     assert paths == {"figure": str(tmp_path / "probe.png"), "attention_figure": str(tmp_path / "attention.png")}
-    width, height = Image.open(tmp_path / "attention.png").size
-    assert abs(width / height - 3 / 3) < 0.2  # 3 columns (image, 2 heads) x 3 rows of square panels
-    probe_figures(HEADS, pictures[:1], maps, tmp_path)
-    width, height = Image.open(tmp_path / "attention.png").size
-    assert abs(width / height - 3 / 1) < 0.5  # one row
+    with_baselines = Image.open(tmp_path / "attention.png").size
+    probe_figures(RESULT, pictures, {k: maps[k] for k in ("linear", "simpool")}, tmp_path)
+    assert Image.open(tmp_path / "attention.png").size[0] < 0.7 * with_baselines[0]  # 3 columns of 5
+    drawn = {}
+    monkeypatch.setattr(probe, "attention_figure", lambda *args: drawn.update(args=args) or args[2])
+    probe_figures(RESULT, pictures, maps, tmp_path)
+    assert drawn["args"][:3] == (pictures, maps, tmp_path / "attention.png")
+    assert drawn["args"][3] == {
+        "linear": "linear\nMaxBoxAccV2 30.0\nPxAP 20.2",
+        "simpool": "simpool\nMaxBoxAccV2 45.5\nPxAP 33.0",
+        "centre": "centre\nMaxBoxAccV2 43.3\nPxAP 25.0",
+        "box_prior": "box_prior",
+    }
+
+
+def test_titles_carry_the_scores():
+    assert score_title("simpool", HEADS[1]) == "simpool\nMaxBoxAccV2 45.5\nPxAP 33.0"
+    assert score_title("centre", RESULT["baselines"]["centre"]) == "centre\nMaxBoxAccV2 43.3\nPxAP 25.0"
+    assert score_title("box_prior", {}) == "box_prior" and score_title("x", None) == "x"

@@ -49,7 +49,7 @@ class ProbeSettings:
     holdout: float = 0.1  # share of the training split held out for the selection
     cache: bool = False  # tokens of the unaugmented training split kept in a float16 memmap
     head_kwargs: dict = field(default_factory=dict)  # {head: {key: value}}, e.g. {simpool: {gamma: 2.0}}
-    metadata: str = ""  # wsolevaluation folder of the test split's boxes; empty: looked for beside data.root
+    metadata: str = ""  # wsolevaluation folder of the test split (the training split's beside it); empty: found
     attention_images: int = 0  # test images whose attention is scored (0: all with a box)
     figure_images: int = 4  # rows of attention.png
 

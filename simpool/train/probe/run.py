@@ -8,12 +8,14 @@
    memmap written once: :func:`~.data.token_cache`).
 3. The head x lr of the best held-out top-1 is selected (and, per head, its best lr); then the test top-1/top-5
    of every entry is measured, with each head's parameters and GFLOPs (:mod:`.report`).
-4. When the test split has boxes (wsolevaluation metadata, e.g. ``simpool bench export --format wsol``) and
-   masks (the bench's own export, re-rendered from its ``bench.json``), each head's attention is scored
-   (MaxBoxAccV2, attention mass in the mask: :mod:`simpool.evaluate.attention_quality`).
+4. When the test split has boxes (wsolevaluation metadata, e.g. ``simpool bench export --format wsol``), and
+   masks (its ``masks.txt``), each head's attention is scored (MaxBoxAccV2; PxAP and the attention mass in the
+   mask: :mod:`simpool.evaluate.attention_quality`) beside the image-independent baselines (uniform, centre,
+   the training split's box prior, each head's mean map: :mod:`.attention`).
 
 The run folder (``train.output/train.name``) holds ``config.yaml``, ``log.csv``, ``last.pt`` (exact resume),
-``results.json`` (atomic), ``probe.png`` and ``attention.png``, and ``tokens.f16`` with ``probe.cache``.
+``results.json`` (atomic), ``probe.png`` and ``attention.png``, ``attention_maps.npz`` (each head's maps on the
+scored test images), and ``tokens.f16`` with ``probe.cache``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ..engine import Engine, configure_backends
 from ..launch import launch
 from ..recipe import Loop, Parts, Recipe
 from ..schedule import Schedule
+from .attention import save_attention
 from .config import ProbeConfig, check_config, resolved_lrs
 from .data import ProbeSplits, Rows, cached_batches, eval_loader, token_cache
 from .grid import FrozenBackbone, build_grid, grid_accuracy, grid_step
@@ -162,10 +165,11 @@ class ProbeRecipe(Recipe):
         result = {}
         if info.is_main:
             report = probe_report(self.config, self.grid, held, test, finished, info.device)
-            result = {
-                **report.result,
-                **probe_figures(report.result["heads"], report.pictures, report.maps, self.run_dir),
-            }
+            attention = report.attention
+            pictures, columns = (attention.pictures, attention.columns) if attention else ([], {})
+            result = {**report.result, **probe_figures(report.result, pictures, columns, self.run_dir)}
+            if attention:
+                result["attention_maps"] = str(save_attention(attention, self.run_dir / "attention_maps.npz"))
             result["wall_s"] = time.perf_counter() - self.started
             write_json(self.run_dir / "results.json", result)
         barrier()

@@ -46,7 +46,7 @@ def checkpoints(tmp_path_factory):
         ("dino_seg", "simpool", "pool"),
     ],
 )
-def test_voc_end_to_end(tmp_path, checkpoints, method, pool, source):
+def test_voc_end_to_end(tmp_path, checkpoints, method, pool, source, capsys):
     # sizes not multiples of 16: padded to 80x96 and 48x64; the GT box is the whole image
     make_voc(tmp_path / "voc", [(90, 70), (50, 40)])
     argv = ["eval", "discovery", "--method", method, "--dataset", "voc07", "--data", str(tmp_path / "voc")]
@@ -66,6 +66,13 @@ def test_voc_end_to_end(tmp_path, checkpoints, method, pool, source):
     by_hand = 100.0 * sum(iou(box, (0, 0, w, h)) >= 0.5 for (w, h), box in zip(sizes, boxes.values(), strict=True)) / 2
     assert result["images"] == 2 and result["CorLoc"] == pytest.approx(by_hand)
     assert result["CorLoc"] == pytest.approx(corloc(list(boxes.values()), [[[0, 0, w, h]] for w, h in sizes]))
+    if (method, source) == ("dino_seg", "cls_head"):  # every head of the 3, the boxes' head 2 among them
+        per_head = result["per_head_CorLoc"]
+        assert len(per_head) == 3 and per_head[2] == result["CorLoc"] and "mean_heads_CorLoc" in result
+        assert result["best_head_CorLoc"] == max(per_head) == per_head[result["best_head"]]
+        assert f"best head {result['best_head']}: {max(per_head):.2f}" in capsys.readouterr().out
+    else:
+        assert "per_head_CorLoc" not in result
 
 
 def iou(a, b) -> float:

@@ -1,7 +1,9 @@
-"""``simpool eval localization`` end to end on wsolevaluation-layout data made in tmp_path."""
+"""``simpool eval localization`` end to end on wsolevaluation-layout data made in tmp_path: boxes, masks (a bench
+export's, OpenImages' with their ignore regions), PxAP and the baselines."""
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -79,3 +81,88 @@ def test_model_maps(tmp_path, pool, source):
     expected = max_box_acc_v2(saved, [boxes[i] for i in ids], [(80, 60)] * 2, normalize=False)
     assert result["MaxBoxAccV2"] == pytest.approx(expected["MaxBoxAccV2"])
     assert {k: result[k] for k in expected} == pytest.approx(expected)
+
+
+SQUARE = np.zeros((224, 224))
+SQUARE[56:168, 56:168] = 1  # a centred 112-pixel square
+CORNER = np.zeros((224, 224))
+CORNER[:40, :40] = 1  # a 40-pixel square in the corner, disjoint from it
+
+
+def _masks(root, named):
+    for path, array in named.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / path), (255 * array).astype(np.uint8))
+
+
+def test_a_split_with_masks_gets_pxap_and_the_baselines(tmp_path, capsys):
+    # a bench-export layout: metadata/<split>/ with boxes and masks.txt, masks/ beside metadata/. Test image a holds
+    # the centred square, b the corner one; the training split's 3 objects are all the centred square
+    test_ids, train_ids = ["test/a.png", "test/b.png"], [f"train/{i}.png" for i in range(3)]
+    boxes = {test_ids[0]: np.array([[56, 56, 168, 168]]), test_ids[1]: np.array([[0, 0, 40, 40]])}
+    boxes.update({i: np.array([[56, 56, 168, 168]]) for i in train_ids})
+    for split, ids in (("test", test_ids), ("train", train_ids)):
+        metadata = WSOLMetadata(ids, dict.fromkeys(ids, 0), dict.fromkeys(ids, (224, 224)), boxes)
+        metadata.masks, metadata.ignore = {i: [i] for i in ids}, dict.fromkeys(ids, "")
+        write_wsol_metadata(tmp_path / "metadata" / split, metadata)
+    _masks(tmp_path / "masks", {test_ids[0]: SQUARE, test_ids[1]: CORNER, **dict.fromkeys(train_ids, SQUARE)})
+    for image_id in test_ids:  # the same map for both images: the centred square
+        scoremap_path(tmp_path / "maps", image_id).parent.mkdir(parents=True, exist_ok=True)
+        np.save(scoremap_path(tmp_path / "maps", image_id), SQUARE)
+    out = tmp_path / "result.json"
+    argv = [
+        "eval",
+        "localization",
+        "--scoremaps",
+        str(tmp_path / "maps"),
+        "--metadata",
+        str(tmp_path / "metadata/test"),
+    ]
+    argv += ["--prior-metadata", str(tmp_path / "metadata/train"), "--baseline-grid", "224", "--no-progress"]
+    assert main([*argv, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    # the square boxes a's object at every threshold (IoU 1) and misses b's: 50 at every IoU level. PxAP by hand:
+    # at threshold 1 the square in both images, right in a (12,544 pixels) and wrong in b: precision 1/2 at recall
+    # 12544 / (12544 + 1600); at threshold 0 every pixel: precision 14144 / (2 x 224^2) at recall 1
+    recall = 12544 / 14144
+    by_hand = 100 * (0.5 * recall + 14144 / (2 * 224 * 224) * (1 - recall))
+    assert result["MaxBoxAccV2"] == 50.0 and result["PxAP"] == pytest.approx(by_hand, rel=1e-12)
+    # the training objects' mean is the square: box_prior scores as the maps do; so does the maps' own mean
+    for name in ("box_prior", "mean_map/scoremaps"):
+        assert result["baselines"][name]["MaxBoxAccV2"] == 50.0
+        assert result["baselines"][name]["PxAP"] == pytest.approx(by_hand, rel=1e-12)
+    assert list(result["baselines"]) == ["uniform", "centre", "box_prior", "mean_map/scoremaps"]
+    assert result["settings"]["mask_root"] == str(tmp_path / "masks")
+    assert result["settings"]["box_prior_from"] == str(tmp_path / "metadata/train")
+    printed = capsys.readouterr().out
+    assert f"PxAP: scoremaps {by_hand:.2f}, the strongest image-independent baseline box_prior {by_hand:.2f}" in printed
+    assert printed.splitlines()[0].split() == ["maps", "MaxBoxAccV2", "BoxAcc@30", "BoxAcc@50", "BoxAcc@70", "PxAP"]
+
+
+def test_openimages_masks_alone_and_their_ignore_region(tmp_path):
+    # wsolevaluation's OpenImages layout: localization.txt lists masks; no box, so PxAP alone. The map is 1 on the
+    # 100x100 top-left square, half of which (rows 0-49) is the object: precision 5000 / 10000 at recall 1. The
+    # ignore region, rows 50-99 x cols 0-49, takes 2500 of the wrong pixels out: precision 5000 / 7500
+    mask, ignore, scoremap = np.zeros((224, 224)), np.zeros((224, 224)), np.zeros((224, 224))
+    mask[:50, :100], ignore[50:100, :50], scoremap[:100, :100] = 1, 1, 1
+    _masks(tmp_path / "data", {"test/c/x_m.png": mask, "test/c/x_ignore.png": ignore})
+    meta = tmp_path / "meta"
+    write_wsol_metadata(meta, WSOLMetadata(["test/c/x.jpg"], {"test/c/x.jpg": 0}, {"test/c/x.jpg": (224, 224)}))
+    scoremap_path(tmp_path / "maps", "test/c/x.jpg").parent.mkdir(parents=True)
+    np.save(scoremap_path(tmp_path / "maps", "test/c/x.jpg"), scoremap)
+    argv = ["eval", "localization", "--scoremaps", str(tmp_path / "maps"), "--metadata", str(meta), "--no-progress"]
+    argv += ["--mask-root", str(tmp_path / "data"), "--no-baselines", "--out", str(tmp_path / "r.json")]
+    for ignore_path, expected in (("", 50.0), ("test/c/x_ignore.png", 100 * 5000 / 7500)):
+        (meta / "localization.txt").write_text(f"test/c/x.jpg,test/c/x_m.png,{ignore_path}\n")
+        assert main(argv) == 0
+        result = json.loads((tmp_path / "r.json").read_text())
+        assert result["PxAP"] == pytest.approx(expected, rel=1e-12) and "MaxBoxAccV2" not in result
+
+
+def test_masks_without_a_root_are_a_clear_error(tmp_path, capsys):
+    metadata = WSOLMetadata(["x.jpg"], {"x.jpg": 0}, {"x.jpg": (10, 10)}, {"x.jpg": [[0, 0, 5, 5]]})
+    metadata.masks = {"x.jpg": ["x.png"]}
+    write_wsol_metadata(tmp_path / "meta", metadata)
+    assert main(["eval", "localization", "--scoremaps", str(tmp_path), "--metadata", str(tmp_path / "meta")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lists masks: give --mask-root" in err[0]

@@ -1,27 +1,31 @@
-"""The probe tests' bench export, their tiny config, and each head's attention scores recomputed from a run folder."""
+"""The probe tests' bench export, their tiny config, and each head's attention scores and the baselines'
+recomputed from a run folder."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torchvision import transforms
 
+from simpool.data.bench import BenchConfig, SimPoolBench
 from simpool.data.folders import load_rgb
 from simpool.data.wsol import read_wsol_metadata
 from simpool.evaluate.attention_quality import attention_quality
+from simpool.evaluate.baselines import box_prior, centre, mean_map, uniform
+from simpool.evaluate.pixel_ap import pxap
 from simpool.models.attention import attention_maps
 from simpool.train.config import from_dict, load_config
 from simpool.train.probe.config import ProbeConfig
 from simpool.train.probe.grid import FrozenBackbone, ProbeHead
-from simpool.train.probe.report import bench_masks
 from simpool.train.probe.run import frozen_backbone
 from tests.conftest import TINY_VIT
 
 HEADS = ["linear", "simpool", "gap"]
-SCORES = ("MaxBoxAccV2", "BoxAcc@50", "mask_mass", "uniform_mask_mass")
+SCORES = ("MaxBoxAccV2", "BoxAcc@50", "PxAP", "mask_mass", "uniform_mask_mass")
 
 
 @pytest.fixture(scope="session")
@@ -62,9 +66,21 @@ def tiny_backbone(tiny_vit, **kwargs) -> FrozenBackbone:
     return FrozenBackbone(tiny_vit(pool="default", **kwargs))
 
 
+def rendered_masks(root: Path, image_ids: list[str]) -> np.ndarray:
+    """The bench's own masks ``(N, S, S)`` of exported images ``<split>/<class>/<index>.png``, rendered again from
+    the export's ``bench.json`` (not read from the exported mask files)."""
+    settings = json.loads((root.parent / "bench.json").read_text())
+    parts = {part["split"]: part for part in settings["parts"]}
+    benches = {
+        split: SimPoolBench(split, part["variant"], BenchConfig(**settings["config"]), num_images=part["num_images"])
+        for split, part in parts.items()
+    }
+    return np.stack([benches[Path(i).parts[0]].render(int(Path(i).stem))[1] for i in image_ids])
+
+
 @torch.no_grad()
-def scores_by_hand(run_dir: Path) -> dict[str, dict]:
-    """Each head's attention scores recomputed from the run folder: the run's backbone (the same seed, so the same
+def maps_by_hand(run_dir: Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Each head's maps ``(N, h, w)`` recomputed from the run folder: the run's backbone (the same seed, so the same
     weights), each head at its selected lr with its trained weights from ``last.pt``, on the test images with a
     box resized whole to the input size; ``linear``'s map is the backbone's CLS attention."""
     config = load_config(ProbeConfig, run_dir / "config.yaml")
@@ -81,7 +97,7 @@ def scores_by_hand(run_dir: Path) -> dict[str, dict]:
     images = torch.stack([whole(load_rgb(root / i)) for i in ids])  # (N, 3, img, img)
     tokens = backbone(images)  # (N, 1 + h * w, C)
     h, w = backbone.grid
-    scores = {}
+    maps = {}
     for head in result["heads"]:
         index, name = head["index"], head["head"]
         state = {key.split(".", 1)[1]: value for key, value in trained.items() if key.split(".")[0] == str(index)}
@@ -90,12 +106,50 @@ def scores_by_hand(run_dir: Path) -> dict[str, dict]:
         )
         probe.load_state_dict(state)
         if name == "linear":
-            maps = attention_maps(backbone.model, images, source="cls")  # (N, h, w)
+            values = attention_maps(backbone.model, images, source="cls")  # (N, h, w)
         else:
-            maps = probe.eval().attention(tokens)  # (N, h * w)
-        maps = maps.reshape(len(ids), h, w).float().numpy()
-        boxes, sizes = [metadata.boxes[i] for i in ids], [metadata.image_sizes[i] for i in ids]
-        scores[name] = attention_quality(maps, boxes, sizes, bench_masks(root, ids))
+            values = probe.eval().attention(tokens)  # (N, h * w)
+        maps[name] = values.reshape(len(ids), h, w).float().numpy()
+    return ids, maps
+
+
+def scores_by_hand(run_dir: Path) -> dict[str, dict]:
+    """Each head's attention scores recomputed from its maps (:func:`maps_by_hand`), the test boxes and the bench's
+    own masks."""
+    config = load_config(ProbeConfig, run_dir / "config.yaml")
+    root = Path(config.data.root)
+    metadata = read_wsol_metadata(root.parent / "metadata" / config.data.val_split)
+    ids, maps = maps_by_hand(run_dir)
+    boxes, sizes, masks = (
+        [metadata.boxes[i] for i in ids],
+        [metadata.image_sizes[i] for i in ids],
+        rendered_masks(root, ids),
+    )
+    return {name: attention_quality(value, boxes, sizes, masks) for name, value in maps.items()}
+
+
+def baselines_by_hand(run_dir: Path) -> dict[str, dict]:
+    """The baselines' scores recomputed from the saved maps (``attention_maps.npz``): near-uniform noise of the
+    run's seed, the centred Gaussian, the mean of the training split's (rendered) masks on the token grid, each
+    head's mean map; each scored against the test boxes and the (rendered) masks, its PxAP by :func:`pxap`."""
+    config = load_config(ProbeConfig, run_dir / "config.yaml")
+    root = Path(config.data.root)
+    saved = np.load(run_dir / "attention_maps.npz")
+    ids = [str(i) for i in saved["image_ids"]]
+    test = read_wsol_metadata(root.parent / "metadata" / config.data.val_split)
+    train = read_wsol_metadata(root.parent / "metadata" / config.data.train_split)
+    boxes, sizes, masks = [test.boxes[i] for i in ids], [test.image_sizes[i] for i in ids], rendered_masks(root, ids)
+    heads = [name for name in saved.files if name != "image_ids"]
+    count, grid = len(ids), saved[heads[0]].shape[1:]
+    maps = {
+        "uniform": uniform(count, grid, config.train.seed),
+        "centre": centre(count, grid),
+        "box_prior": box_prior(count, grid, masks=rendered_masks(root, train.image_ids).mean(0)[None]),
+        **{f"mean_map/{name}": mean_map(saved[name]) for name in heads},
+    }
+    scores = {}
+    for name, value in maps.items():
+        scores[name] = {**attention_quality(value, boxes, sizes, masks), "PxAP": pxap(value, masks)}
     return scores
 
 

@@ -10,9 +10,18 @@ import numpy as np
 import pytest
 import torch
 
+from simpool.evaluate.pixel_ap import pxap
 from simpool.train.probe.run import probe
 
-from .conftest import HEADS, config_of, reported_scores, scores_by_hand
+from .conftest import (
+    HEADS,
+    baselines_by_hand,
+    config_of,
+    maps_by_hand,
+    rendered_masks,
+    reported_scores,
+    scores_by_hand,
+)
 
 TINY_DIM, CLASSES = 32, 10  # the tiny ViT's width; the bench's Fashion-MNIST classes
 
@@ -30,12 +39,26 @@ def test_end_to_end_selection_scores_and_figures(probe_bench, tmp_path):
     linear = TINY_DIM * CLASSES + CLASSES
     params = {"linear": linear, "gap": linear, "simpool": 2 * TINY_DIM + 2 * TINY_DIM * TINY_DIM + linear}
     assert {h["head"]: h["params"] for h in result["heads"]} == params
-    # each head's scores are those of its trained weights at its selected lr on the 12 test images
+    # each head's scores (PxAP among them) are those of its trained weights at its selected lr on the 12 test images
     by_hand = scores_by_hand(run)
     for name, scores in reported_scores(result).items():
         assert scores == pytest.approx(by_hand[name], rel=1e-6), name
     gap = reported_scores(result)["gap"]
     assert gap["mask_mass"] == pytest.approx(gap["uniform_mask_mass"], abs=1e-6)  # GAP's map is uniform
+    # the saved maps are those maps, and the baselines are scored from them, the test masks and the training masks
+    ids, maps = maps_by_hand(run)
+    saved = np.load(run / "attention_maps.npz")
+    assert [str(i) for i in saved["image_ids"]] == ids and sorted(saved.files) == sorted([*HEADS, "image_ids"])
+    for name in HEADS:
+        np.testing.assert_allclose(saved[name], maps[name], rtol=1e-5, atol=1e-7)
+    assert result["attention_maps"] == str(run / "attention_maps.npz")
+    masks = rendered_masks(probe_bench / "dataset", ids)
+    assert {h["head"]: h["PxAP"] for h in result["heads"]} == {name: pxap(saved[name], masks) for name in HEADS}
+    assert list(result["baselines"]) == ["uniform", "centre", "box_prior", *(f"mean_map/{h}" for h in HEADS)]
+    assert result["baselines"] == baselines_by_hand(run)  # exactly: the same maps, masks and prior
+    prior = {"split": "train", "metadata": str(probe_bench / "metadata" / "train"), "from": "masks"}
+    assert result["box_prior"] == prior
+    assert result["baselines"]["mean_map/gap"]["MaxBoxAccV2"] == 0.0  # a uniform mean map normalises to zeros
 
 
 def test_selection_never_reads_the_test_labels(probe_bench, tmp_path):

@@ -1,0 +1,325 @@
+"""The tables of docs/RESULTS.md, written from the outputs kept beside this file.
+
+Every table in RESULTS.md sits between ``<!-- table NAME -->`` and ``<!-- /table -->``; :data:`TABLES` maps NAME to
+the function that writes it from the JSON files under ``docs/results/``. Typed numbers drift; these cannot.
+
+    python docs/results/tables.py          # rewrite the tables of docs/RESULTS.md in place
+    python docs/results/tables.py --check  # exit 1, naming them, when a table differs from what the outputs give
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE.parent / "RESULTS.md"
+BLOCK = re.compile(r"(<!-- table (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
+
+
+def load(relative: str) -> dict | list:
+    return json.loads((HERE / relative).read_text())
+
+
+def markdown(header: list[str], rows: list[list]) -> str:
+    """A Markdown table; floats as given by the caller (format them first)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def source_line(output: dict, path: str) -> str:
+    """Where the numbers come from: the kept file, its command, machine and date (and the load, where kept)."""
+    return "\nFrom " + _source(output, path) + ".\n"
+
+
+def source_lines(outputs: list[tuple[dict, str]]) -> str:
+    """:func:`source_line` for a table made of several kept files, one line each."""
+    return "\nFrom:\n\n" + "".join(f"- {_source(output, path)}\n" for output, path in outputs)
+
+
+def _source(output: dict, path: str) -> str:
+    load = output.get("load")
+    busy = f", load average {load[0]:.2f} at the start and {output['load_end'][0]:.2f} at the end" if load else ""
+    return f"`docs/results/{path}`: `{output['command']}` on {output['machine']}, {output['date']}{busy}"
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% confidence interval (Student's t; 0 for one value)."""
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
+
+
+# ---------------------------------------------------------------------------------------------------- the tables
+def pxap_parity() -> str:
+    output = load("pxap_parity.json")
+    header = ["maps", "map side", "mask side", "interval", "wsolevaluation", "simpool", "difference"]
+    rows = [
+        [c["images"], c["map_side"], c["mask_side"], c["interval"]]
+        + [f"{c['wsolevaluation']:.10f}", f"{c['simpool']:.10f}", f"{c['difference']:.1e}"]
+        for c in output["cases"]
+    ]
+    return markdown(header, rows) + source_line(output, "pxap_parity.json")
+
+
+BASELINES = ("uniform", "centre", "box_prior")
+
+
+def _regime_rows(output: dict) -> list[list]:
+    """One row per regime: its scales and overhang, the objects' area, each baseline's MaxBoxAccV2 and PxAP."""
+    rows = []
+    for regime in output["regimes"]:
+        scores = regime["baselines"]
+        rows.append(
+            [f"{regime['min_scale']:g}-{regime['max_scale']:g}", f"{regime['overhang']:g}"]
+            + [f"{regime['object_area']:.3f}"]
+            + [f"{scores[name]['MaxBoxAccV2']:.1f}" for name in BASELINES]
+            + [f"{scores[name]['PxAP']:.1f}" for name in BASELINES]
+            + [f"{regime['margin_over_uniform']:+.1f}"]
+        )
+    return rows
+
+
+REGIME_HEADER = [
+    "object side",
+    "overhang",
+    "object area",
+    "MaxBoxAccV2 uniform",
+    "centre",
+    "box prior",
+    "PxAP uniform",
+    "centre",
+    "box prior",
+    "margin",
+]
+
+
+def bench_regime(path: str) -> Callable[[], str]:
+    def table() -> str:
+        output = load(path)
+        intro = f"{output['images']} `original` images of the `{output['split']}` split.\n\n"
+        return intro + markdown(REGIME_HEADER, _regime_rows(output)) + source_line(output, path)
+
+    return table
+
+
+def maxboxacc_parity() -> str:
+    outputs = [(load(path), path) for path in ("maxboxacc_parity_0.001.json", "maxboxacc_parity_0.01.json")]
+    header = ["interval", "maps", "identical correct counts", "wsolevaluation ms/map", "simpool ms/map", "ratio"]
+    rows = [
+        [o["interval"], o["num_maps"], "yes" if o["identical_counts"] else "**no**"]
+        + [f"{o['reference_ms_per_map']:.2f}", f"{o['simpool_ms_per_map']:.2f}"]
+        + [f"{o['reference_ms_per_map'] / o['simpool_ms_per_map']:.1f}x"]
+        for o, _ in outputs
+    ]
+    commit = outputs[0][0]["reference_commit"]
+    note = f"\nReference: clovaai/wsolevaluation at `{commit[:8]}`.\n"
+    return markdown(header, rows) + note + source_lines(outputs)
+
+
+def maxboxacc_speed() -> str:
+    header = ["interval", "thresholds", "maps", "loop ms/map", "C kernel ms/map", "speed-up"]
+    header += ["loop ms/map, second run", "without the kernel ms/map", "speed-up", "identical IoU curves"]
+    rows, outputs = [], []
+    for interval in ("0.001", "0.01"):
+        paths = (f"maxboxacc_speed_{interval}.json", f"maxboxacc_speed_{interval}_fallback.json")
+        kernel, fallback = (load(path) for path in paths)
+        outputs += [(kernel, paths[0]), (fallback, paths[1])]
+        rows.append(
+            [interval, kernel["thresholds"], kernel["num_maps"], f"{kernel['loop_ms_per_map']:.2f}"]
+            + [f"{kernel['fast_ms_per_map']:.2f}", f"{kernel['loop_ms_per_map'] / kernel['fast_ms_per_map']:.1f}x"]
+            + [f"{fallback['loop_ms_per_map']:.2f}", f"{fallback['fast_ms_per_map']:.2f}"]
+            + [f"{fallback['loop_ms_per_map'] / fallback['fast_ms_per_map']:.1f}x"]
+            + ["yes" if kernel["identical"] and fallback["identical"] else "**no**"]
+        )
+    return markdown(header, rows) + source_lines(outputs)
+
+
+def probe_heads_parity() -> str:
+    output = load("probe_heads_parity.json")
+    header = ["head", "mode", "max abs diff float32", "max abs diff float64", "max abs output"]
+    rows = [
+        [f"`{r['head']}`", r["mode"], f"{r['float32']:.2e}", f"{r['float64']:.2e}", f"{r['max_abs_output']:.3g}"]
+        if "error" not in r
+        else [f"`{r['head']}`", r["mode"], f"not run: {r['error']}", "", ""]
+        for r in output["rows"]
+    ]
+    setting = f"{output['channels']} channels, {output['tokens']} tokens, batch {output['batch']}"
+    note = f"\n{setting}; reference: {output['reference']} at `{output['reference_commit'][:8]}`.\n"
+    return markdown(header, rows) + note + source_line(output, "probe_heads_parity.json")
+
+
+def bench_speed() -> str:
+    output = load("bench_speed.json")
+    sizes = [str(size) for size in output["sizes"]]
+    header = ["variant"] + [f"{size}x{size} images/s" for size in sizes]
+    rows = [[r["variant"]] + [f"{r['images_per_second'][size]:,.0f}" for size in sizes] for r in output["rows"]]
+    return markdown(header, rows) + source_line(output, "bench_speed.json")
+
+
+def _pool_rows(bench: str) -> list[dict]:
+    return [row for row in load("pool_overhead.json")["rows"] if row["bench"] == bench]
+
+
+def _shape(row: dict) -> str:
+    return "(" + ", ".join(str(n) for n in row["shape"]) + ")"
+
+
+def pool_cost() -> str:
+    rows = _pool_rows("pool fwd+bwd")
+    header = ["features", "gamma", "method", "ms", "timm / this", "this / eager SimPool", "this / GAP"]
+    body = [
+        [_shape(r), f"{r['gamma']:g}", r["method"], f"{r['ms']:.1f}", f"{r['speedup_vs_timm']:.2f}x"]
+        + [f"{r['vs_eager_simpool']:.2f}x", f"{r['vs_gap']:.1f}x"]
+        for r in rows
+    ]
+    return markdown(header, body) + source_line(load("pool_overhead.json"), "pool_overhead.json")
+
+
+def value_path() -> str:
+    rows = _pool_rows("value path fwd+bwd")
+    header = ["tokens", "gamma", "method", "ms", "autograd / this"]
+    body = [
+        [_shape(r), f"{r['gamma']:g}", r["method"], f"{r['ms']:.1f}", f"{r['speedup_vs_autograd']:.2f}x"] for r in rows
+    ]
+    return markdown(header, body) + source_line(load("pool_overhead.json"), "pool_overhead.json")
+
+
+STEP_RUNS = ("pool_overhead.json", "train_step.json")
+
+
+def train_step() -> str:
+    """The whole training step in each run that timed it, side by side: how far two runs of one setting agree."""
+    outputs = [(load(path), path) for path in STEP_RUNS]
+    runs = [[row for row in output["rows"] if row["bench"] == "train step fwd+bwd"] for output, _ in outputs]
+    header = ["model", "batch", "pool"]
+    header += [column for k in range(len(runs)) for column in (f"run {k + 1} ms", f"run {k + 1} overhead")]
+    body = []
+    for rows in zip(*runs, strict=True):
+        cells = [cell for r in rows for cell in (f"{r['ms']:.1f}", f"{100 * r['overhead_vs_baseline']:+.1f}%")]
+        body.append([rows[0]["model"], rows[0]["batch"], rows[0]["method"], *cells])
+    sources = "".join(f"- run {k + 1}: {_source(output, path)}\n" for k, (output, path) in enumerate(outputs))
+    return markdown(header, body) + "\nFrom:\n\n" + sources
+
+
+def resources() -> str:
+    output, paper = load("resources.json"), load("paper_table8.json")
+    printed = {(r["model"], r["pool"]): r for r in paper["rows"]}
+    header = ["model", "pool", "params (M)", "paper params", "GMACs", "GMACs (paper conv.)", "paper GFLOPs"]
+    header += ["SimPool GMACs", "SimPool GMACs, direct formula"]
+    rows = []
+    for r in output["rows"]:
+        theirs = printed[(r["model"], r["pool"])]
+        pool = [f"{r['pool_gmacs']:.4f}", f"{r['pool_gmacs_direct']:.4f}"] if r["pool_gmacs"] is not None else ["", ""]
+        rows.append(
+            [r["model"], r["pool"], f"{r['params_m']:.2f}", f"{theirs['params_m']:.1f}", f"{r['gmacs']:.3f}"]
+            + [f"{r['gmacs_paper']:.3f}", f"{theirs['gflops']:.2f}"]
+            + pool
+        )
+    size = output["rows"][0]["image_size"]
+    note = f"\nAt {size}x{size}, batch 1. The paper's columns ({paper['units']}): {paper['source']}, kept in "
+    note += "`docs/results/paper_table8.json`.\n"
+    return markdown(header, rows) + note + source_line(output, "resources.json")
+
+
+CONVERGE_RUNS = ("demo_converge/test_s1", "demo_converge/test_s2", "demo_converge/test_s3")
+CONVERGE_METRICS = {
+    "top-1 `original`": ("acc_original", 3),
+    "top-1 `mixed_rand`": ("acc_mixed_rand", 3),
+    "MaxBoxAccV2": ("MaxBoxAccV2", 1),
+    "CorLoc": ("CorLoc", 1),
+    "mask mass": ("mask_mass", 3),
+}
+
+
+def old_bench_converge() -> str:
+    """The converge preset's final test numbers per seed, CLS / SimPool, and the paired difference's 95% interval."""
+    reports = [load(f"{run}/report.json") for run in CONVERGE_RUNS]
+    seeds = [str(report["config"]["seed"]) for report in reports]
+    header = ["final, CLS / SimPool"] + [f"seed {seed}" for seed in seeds] + ["SimPool - CLS, mean ± 95% CI"]
+    rows = []
+    for label, (key, digits) in CONVERGE_METRICS.items():
+        pairs = [(report["results"]["cls"][key], report["results"]["simpool"][key]) for report in reports]
+        mean, half = mean_ci([simpool - cls for cls, simpool in pairs])
+        cells = [f"{cls:.{digits}f} / {simpool:.{digits}f}" for cls, simpool in pairs]
+        rows.append([label, *cells, f"{mean:+.{digits}f} ± {half:.{digits}f}"])
+    threads = ", ".join(str(report["versions"]["threads"]) for report in reports)
+    files = ", ".join(f"`docs/results/{run}/report.json`" for run in CONVERGE_RUNS)
+    versions = reports[0]["versions"]
+    source = (
+        f"\nFrom {files}: `simpool demo --preset converge --seed S --set eval_split=test --out DIR` with simpool "
+        f"{versions['simpool']}, torch {versions['torch']}, timm {versions['timm']}, {threads} threads (seeds "
+        f"{', '.join(seeds)}).\n"
+    )
+    return markdown(header, rows) + source
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "bench-regime-val": bench_regime("bench_regime_val.json"),
+    "bench-regime-test": bench_regime("bench_regime_test.json"),
+    "old-bench-converge": old_bench_converge,
+    "pxap-parity": pxap_parity,
+    "maxboxacc-parity": maxboxacc_parity,
+    "probe-heads-parity": probe_heads_parity,
+    "maxboxacc-speed": maxboxacc_speed,
+    "bench-speed": bench_speed,
+    "pool-cost": pool_cost,
+    "value-path": value_path,
+    "train-step": train_step,
+    "resources": resources,
+}
+
+
+def render(text: str) -> tuple[str, list[str]]:
+    """``text`` with every table block rewritten, and the names of those that changed."""
+    changed, seen = [], set()
+
+    def replace(match: re.Match) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise SystemExit(f"RESULTS.md names table {name!r}; known tables: {', '.join(TABLES)}")
+        seen.add(name)
+        body = TABLES[name]()
+        if body != match["body"]:
+            changed.append(name)
+        return match.group(1) + body + match.group(4)
+
+    text = BLOCK.sub(replace, text)
+    missing = sorted(set(TABLES) - seen)
+    if missing:
+        raise SystemExit(f"RESULTS.md has no block for: {', '.join(missing)}")
+    return text, changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="exit 1 when a table differs from its outputs")
+    args = parser.parse_args(argv)
+    text, changed = render(RESULTS.read_text())
+    if args.check:
+        if changed:
+            print(
+                f"tables differ from docs/results/: {', '.join(changed)}; run python docs/results/tables.py",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{len(TABLES)} tables match their outputs")
+        return 0
+    RESULTS.write_text(text)
+    print(f"rewrote {len(changed)} of {len(TABLES)} tables" + (f": {', '.join(changed)}" if changed else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""RESULTS.md's tables are what docs/results/tables.py writes from the kept outputs; its rewriting, on made-up text."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+SCRIPT = ROOT / "docs" / "results" / "tables.py"
+
+
+@pytest.fixture
+def tables(monkeypatch, tmp_path):
+    """docs/results/tables.py as a module, with two made-up tables and RESULTS.md pointed at a file in tmp_path."""
+    spec = importlib.util.spec_from_file_location("results_tables", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "TABLES", {"one": lambda: "| a |\n|---|\n| 1 |\n", "two-b": lambda: "text 2\n"})
+    monkeypatch.setattr(module, "RESULTS", tmp_path / "RESULTS.md")
+    return module
+
+
+STALE = (
+    "# Results\n\nintro\n\n<!-- table one -->\n| a |\n|---|\n| 0 |\n<!-- /table -->\n\nmiddle\n"
+    "<!-- table two-b -->\n<!-- /table -->\nend\n"
+)
+FRESH = (
+    "# Results\n\nintro\n\n<!-- table one -->\n| a |\n|---|\n| 1 |\n<!-- /table -->\n\nmiddle\n"
+    "<!-- table two-b -->\ntext 2\n<!-- /table -->\nend\n"
+)
+
+
+def test_render_rewrites_only_the_blocks(tables):
+    assert tables.render(STALE) == (FRESH, ["one", "two-b"])
+    assert tables.render(FRESH) == (FRESH, [])
+
+
+def test_render_refuses_unknown_and_missing_tables(tables):
+    with pytest.raises(SystemExit, match="'three'; known tables: one, two-b"):
+        tables.render(FRESH + "<!-- table three -->\n<!-- /table -->\n")
+    with pytest.raises(SystemExit, match="no block for: two-b"):
+        tables.render("<!-- table one -->\n<!-- /table -->\n")
+
+
+def test_check_fails_on_a_stale_table_and_passes_once_rewritten(tables, capsys):
+    tables.RESULTS.write_text(STALE)
+    assert tables.main(["--check"]) == 1
+    assert "tables differ from docs/results/: one, two-b" in capsys.readouterr().err
+    assert tables.RESULTS.read_text() == STALE  # --check writes nothing
+    assert tables.main([]) == 0
+    assert tables.RESULTS.read_text() == FRESH
+    assert tables.main(["--check"]) == 0
+
+
+def test_results_md_matches_its_kept_outputs():
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--check"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,4 +1,5 @@
-"""``simpool demo``: the paper's supervised comparison, CLS token vs SimPool, on the SimPool bench."""
+"""``simpool demo``: the paper's supervised comparison, CLS token vs SimPool, on the SimPool bench; ``--pair``
+pairs finished runs of several seeds."""
 
 from __future__ import annotations
 
@@ -8,28 +9,56 @@ from pathlib import Path
 
 import torch
 
-from ..experiments.demo import PRESETS, DemoConfig, preset, run_demo
+from ..experiments.demo import PRESETS, DemoConfig, pair_runs, preset, run_demo
 from .common import add_no_progress, add_out, check_writable
 from .recipe import add_overrides, resolve_config
 
 EXAMPLE = """examples:
   simpool demo --quick --out outputs/demo_quick
-  simpool demo seed=1
+  simpool demo seed=1 --out outputs/demo_s1
   simpool demo --preset converge eval_split=val
   simpool demo --preset gpu
+  simpool demo --pair outputs/demo_s1 outputs/demo_s2 outputs/demo_s3 --out outputs/demo_paired
 """
+DEMO_OUT, PAIR_OUT = "outputs/demo", "outputs/demo_paired"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="a size of the job")
     parser.add_argument("--quick", action="store_true", help="the 'quick' preset: end to end in under 2 minutes")
     add_overrides(parser, example="seed=1 eval_split=val (DemoConfig fields, after the preset)")
-    add_out(parser, default="outputs/demo", help="folder for report.md, report.json, figure.png and curves.png")
+    parser.add_argument(
+        "--pair",
+        nargs="+",
+        metavar="RUN_DIR",
+        default=None,
+        help="pair finished runs of one setting, one per seed: SimPool - CLS with 95%% intervals (paired.json)",
+    )
+    add_out(
+        parser,
+        help=f"folder for report.md, report.json, figure.png and curves.png (default {DEMO_OUT}); with --pair, "
+        f"for paired.json (default {PAIR_OUT})",
+    )
     parser.add_argument("--fashion-mnist-dir", default=None, help="folder of the Fashion-MNIST IDX files")
     add_no_progress(parser)
 
 
+def pair(args: argparse.Namespace) -> int:
+    """``--pair``: the paired table of finished runs, printed and written to ``paired.json``."""
+    if args.overrides or args.quick:
+        raise ValueError("--pair reads finished runs: it takes no key=value overrides and no --quick")
+    out = args.out or PAIR_OUT
+    check_writable(out)
+    paired = pair_runs(args.pair, out)
+    print(paired["table"])
+    print(f"paired: {paired['paired_json']}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.pair is not None:
+        return pair(args)
+    args.out = args.out or DEMO_OUT
     check_writable(args.out)
     if args.fashion_mnist_dir:
         os.environ["SIMPOOL_FASHION_MNIST"] = str(args.fashion_mnist_dir)
@@ -40,11 +69,14 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device("cuda" if name == "gpu" and torch.cuda.is_available() else "cpu")
     report = run_demo(config, args.out, device, progress=not args.no_progress)
     print(report["table"])
-    for sentence in report["curve_summary"]:
+    for sentence in report["baseline_summary"] + report["curve_summary"]:
         print(sentence)
+    seconds = report["seconds"]
+    extra = seconds["baselines"] + seconds["matched"]
     print(
         f"report: {Path(args.out) / 'report.md'}  figures: {report['figure']}, {report['curves_figure']}  "
         f"weights: {', '.join(report['checkpoints'].values())}  "
-        f"({report['wall_seconds']:.0f} s; curves {100 * report['curve_fraction']:.1f}% of the training time)"
+        f"({report['wall_seconds']:.0f} s; curves {100 * report['curve_fraction']:.1f}% of the training time; "
+        f"baselines and matched checkpoints {extra:.0f} s)"
     )
     return 0

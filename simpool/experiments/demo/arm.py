@@ -5,33 +5,48 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from ...data.bench import SimPoolBench, normalize_images
+from ...models import save_checkpoint
 from ...train.engine import Engine
 from ...train.recipe import Loop, Parts, Recipe
 from ...train.schedule import Schedule
 from ...utils import warmup_cosine
-from .config import DemoConfig, bench_vit
-from .scoring import CURVE_VARIANTS, curve_point, curve_steps
+from .config import DemoConfig
+from .fairness import decay_groups, initial_vit
+from .scoring import CURVE_SPLIT, CURVE_VARIANTS, curve_point, curve_steps
 
 
 class BenchArm(Recipe):
     """Train one model (``kind``: ``cls`` or ``simpool``) on the bench's ``original`` train split.
 
-    One engine epoch of ``steps`` updates over a seeded order of the images (``config.epochs`` passes), AdamW
-    with a linear warm-up and a cosine decay, label-smoothed cross-entropy, random horizontal flips. The curve
-    points (:func:`~.scoring.curve_steps`) are measured once the model is built (update 0) and after the
-    updates they name (:meth:`after_update`); they use no random number, so the trained model is the same with
-    or without them. Images drawn more than once (more than one epoch; the curve subset) are rendered once and
-    kept in memory: the same uint8 images, so the same model, without rendering each again.
+    The model starts from :func:`~.fairness.initial_vit` (the parameters both kinds share are the same for a
+    seed; a copy of the initial state is kept in ``initial_state``). One engine epoch of ``steps`` updates over a
+    seeded order of the images (``config.epochs`` passes), AdamW (no weight decay on biases, norms, tokens and
+    position embeddings: :func:`~.fairness.decay_groups`) with a linear warm-up and a cosine decay,
+    label-smoothed cross-entropy, random horizontal flips. The curve points (:func:`~.scoring.curve_steps`, on
+    the validation split) are measured once the model is built (update 0) and after the updates they name
+    (:meth:`after_update`), and the model is saved there to ``checkpoint_dir/<kind>_<update>.safetensors`` when
+    ``checkpoint_dir`` is given; they use no random number, so the trained model is the same with or without
+    them. Images drawn more than once (more than one epoch; the curve subset) are rendered once and kept in
+    memory: the same uint8 images, so the same model, without rendering each again.
     """
 
-    def __init__(self, kind: str, config: DemoConfig, device: torch.device, progress: bool = True):
+    def __init__(
+        self,
+        kind: str,
+        config: DemoConfig,
+        device: torch.device,
+        progress: bool = True,
+        checkpoint_dir: str | Path | None = None,
+    ):
         self.kind, self.config, self.device, self.progress = kind, config, device, progress
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.name = f"train {kind}"
         self.loop = Loop(progress=progress, log_every=10)
         self.losses: list[torch.Tensor] = []  # on the device: read once at the end
@@ -40,16 +55,16 @@ class BenchArm(Recipe):
 
     def build(self, info) -> Parts:
         config = self.config
-        torch.manual_seed(config.seed)
-        self.model = bench_vit(self.kind, config).to(self.device)
+        self.model = initial_vit(self.kind, config).to(self.device)
+        self.initial_state = {name: value.detach().clone() for name, value in self.model.state_dict().items()}
         data = SimPoolBench("train", "original", config.bench(), num_images=config.train_images)
         self.data = data.rendered(self.progress) if config.epochs > 1 else data  # 614 MB for 50,000 images of 64 px
         self.curve_data = {
-            variant: SimPoolBench(config.eval_split, variant, config.bench(), num_images=config.curve_images).rendered()
+            variant: SimPoolBench(CURVE_SPLIT, variant, config.bench(), num_images=config.curve_images).rendered()
             for variant in (CURVE_VARIANTS if config.curve_points > 0 else ())
         }
         self.steps = max(1, int(config.epochs * len(self.data) / config.batch_size))
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(decay_groups(self.model, config.weight_decay), lr=config.lr)
         schedule = warmup_cosine(optimizer, self.steps, max(1, int(config.warmup * self.steps)))
         self.generator = torch.Generator().manual_seed(config.seed)
         passes = math.ceil(config.epochs) + 1
@@ -73,26 +88,32 @@ class BenchArm(Recipe):
         return loss, len(labels)
 
     def after_update(self, update: int) -> None:
-        """The curve point of ``update`` when it is one of ``measure_at``."""
+        """The curve point of ``update`` when it is one of ``measure_at`` (and its checkpoint)."""
         if update not in self.measure_at:
             return
         start = time.perf_counter()
         point = curve_point(self.kind, self.model, self.config, self.device, update, self.curve_data)
+        if self.checkpoint_dir is not None:
+            metadata = {"kind": self.kind, "seed": str(self.config.seed), "step": str(update)}
+            path = self.checkpoint_dir / f"{self.kind}_{update}.safetensors"
+            point["checkpoint"] = str(save_checkpoint(self.model, path, metadata))
         self.curves.append(point)
         self.model.train()
         if self.progress:  # a long run shows its curves as they grow
             tqdm.write(
                 f"{self.kind} update {update} (epoch {point['epoch']:.2f}): "
                 f"top-1 original {point['top1_original']:.3f}, mixed_rand {point['top1_mixed_rand']:.3f}; "
-                f"MaxBoxAccV2 {point['MaxBoxAccV2']:.1f}, mask mass {point['mask_mass']:.3f}"
+                f"MaxBoxAccV2 {point['MaxBoxAccV2']:.1f}, PxAP {point['PxAP']:.1f}, mask mass {point['mask_mass']:.3f}"
             )
         self.curve_seconds += time.perf_counter() - start
 
     def summary(self, row: dict) -> dict:
-        """``{"model", "seconds", "steps", "loss", "curves", "curve_seconds"}`` (``seconds``: training alone,
-        ``curve_seconds``: the curve evaluations; ``loss``: the mean of the last 20 updates')."""
+        """``{"model", "initial_state", "seconds", "steps", "loss", "curves", "curve_seconds"}`` (``seconds``:
+        training alone, ``curve_seconds``: the curve evaluations and checkpoints; ``loss``: the mean of the last 20
+        updates')."""
         return {
             "model": self.model,
+            "initial_state": self.initial_state,
             "seconds": time.perf_counter() - self.started - self.curve_seconds,
             "steps": self.steps,
             "loss": float(torch.stack(self.losses[-20:]).double().mean()),
@@ -101,7 +122,13 @@ class BenchArm(Recipe):
         }
 
 
-def train_model(kind: str, config: DemoConfig, device: torch.device, progress: bool = True) -> dict:
+def train_model(
+    kind: str,
+    config: DemoConfig,
+    device: torch.device,
+    progress: bool = True,
+    checkpoint_dir: str | Path | None = None,
+) -> dict:
     """Train one arm (:class:`BenchArm`) by :class:`~simpool.train.engine.Engine`; returns its summary."""
-    arm = BenchArm(kind, config, device, progress)
+    arm = BenchArm(kind, config, device, progress, checkpoint_dir)
     return Engine(arm, arm.loop).run()

@@ -1,5 +1,5 @@
-"""The demo as a study that :func:`~simpool.train.launch.launch` runs: both arms trained, evaluated, saved and
-reported in one locked output folder."""
+"""The demo as a study that :func:`~simpool.train.launch.launch` runs: both arms trained, evaluated beside the
+maps that ignore the image, compared at matched accuracy, saved and reported in one locked output folder."""
 
 from __future__ import annotations
 
@@ -10,18 +10,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...data.bench import SimPoolBench
 from ...models import save_checkpoint
 from ...train.launch import launch
 from ..bench_report import save_curves, save_figure, write_report
 from .arm import train_model
+from .baselines import demo_baselines, fixed_baselines, train_masks
 from .config import MODELS, DemoConfig
-from .scoring import CURVE_VARIANTS, GATE, evaluate_model
+from .fairness import parameter_count
+from .matched import matched_report
+from .scoring import CURVE_SPLIT, CURVE_VARIANTS, GATE, eval_datasets, score_model
+
+CHECKPOINTS = "curve_checkpoints"  # <out>/curve_checkpoints/<kind>_<update>.safetensors: a model at each curve point
 
 
 class DemoStudy:
-    """Train both arms (:class:`~.arm.BenchArm`), evaluate them (:func:`~.scoring.evaluate_model`), write
-    ``report.md``, ``report.json``, ``figure.png``, ``curves.png`` and the weights to ``run_dir``.
+    """Train both arms (:class:`~.arm.BenchArm`), evaluate them (:func:`~.scoring.score_model`) and the maps they
+    are compared with (:func:`~.baselines.demo_baselines`), score both at matched accuracy
+    (:func:`~.matched.matched_report`), and write ``report.md``, ``report.json``, ``figure.png``, ``curves.png``,
+    the weights and the curve checkpoints to ``run_dir``.
 
     Args:
         config: the demo's settings.
@@ -33,57 +39,100 @@ class DemoStudy:
     def __init__(self, config: DemoConfig, run_dir: str | Path, device: torch.device, progress: bool = True):
         self.config, self.run_dir, self.device, self.progress = config, Path(run_dir), device, progress
 
+    def train_arm(self, kind: str, datasets: dict) -> dict:
+        """One arm trained (:func:`~.arm.train_model`) and scored on the evaluation images: its summary, plus
+        ``result``, ``outputs`` (the maps on ``original``), ``parameters`` and ``evaluation_seconds``."""
+        trained = train_model(kind, self.config, self.device, self.progress, self.run_dir / CHECKPOINTS)
+        start = time.perf_counter()
+        result, outputs = score_model(kind, trained["model"], self.config, self.device, datasets, self.progress)
+        parameters = parameter_count(trained["model"])
+        seconds = time.perf_counter() - start
+        return {
+            **trained,
+            "result": result,
+            "outputs": outputs,
+            "parameters": parameters,
+            "evaluation_seconds": seconds,
+        }
+
     def run(self, info=None, folder=None) -> dict:
         """The report (what :func:`~simpool.experiments.bench_report.write_report` writes)."""
-        start = time.perf_counter()
-        results, models, curves = {}, {}, {}
-        for kind in MODELS:
-            trained = train_model(kind, self.config, self.device, self.progress)
-            models[kind], curves[kind] = trained.pop("model"), trained.pop("curves")
-            results[kind] = {**trained, **evaluate_model(kind, models[kind], self.config, self.device, self.progress)}
-        checkpoints = self.save_weights(models)
-        sources = {kind: MODELS[kind][1] for kind in models}
-        figure = save_figure(models, sources, self.config, self.run_dir / "figure.png", self.device)
-        curve_subset = self.curve_subset()
-        training, curve_seconds = (sum(r[key] for r in results.values()) for key in ("seconds", "curve_seconds"))
+        start, config = time.perf_counter(), self.config
+        datasets = eval_datasets(config, config.eval_split)
+        arms = {kind: self.train_arm(kind, datasets) for kind in MODELS}
+        seconds = {"evaluation": sum(arm["evaluation_seconds"] for arm in arms.values())}
+        clock = time.perf_counter()
+        prior = train_masks(config)
+        outputs = {kind: arm["outputs"] for kind, arm in arms.items()}
+        initial = {kind: arm["initial_state"] for kind, arm in arms.items()}
+        baselines = demo_baselines(config, self.device, datasets["original"], outputs, initial, prior)
+        seconds["baselines"], clock = time.perf_counter() - clock, time.perf_counter()
+        final = {
+            kind: {"result": arm["result"], "steps": arm["steps"], "mean_map": baselines["mean_map"][kind]}
+            for kind, arm in arms.items()
+        }
+        curves = {kind: arm["curves"] for kind, arm in arms.items()}
+        matched = matched_report(curves, config, self.device, datasets, final)
+        seconds["matched"] = time.perf_counter() - clock
+        models = {kind: arm["model"] for kind, arm in arms.items()}
+        subset = self.curve_subset(prior)
         report = {
-            "config": dataclasses.asdict(self.config),
-            "results": results,
-            "uniform_mask_mass": next(iter(results.values()))["uniform_mask_mass"],  # same images for every model
+            "config": dataclasses.asdict(config),
+            "results": {kind: self.result(arm) for kind, arm in arms.items()},
+            "uniform_mask_mass": next(iter(arms.values()))["result"]["uniform_mask_mass"],  # same images for all
+            "baselines": baselines,
             "gate": GATE,
             "curves": curves,
-            "curve_subset": curve_subset,
-            "curve_fraction": curve_seconds / max(training, 1e-9),  # curve evaluation time / training time
-            "wall_seconds": time.perf_counter() - start,
-            "figure": str(figure),
-            "checkpoints": checkpoints,
-            "curves_figure": str(
-                save_curves(curves, curve_subset["uniform_mask_mass"], GATE, self.run_dir / "curves.png")
-            ),
+            "curve_subset": subset,
+            "matched": matched,
+            "figure": str(save_figure(models, self.sources(), config, self.run_dir / "figure.png", self.device)),
+            "checkpoints": self.save_weights(models),
+            "curves_figure": str(save_curves(curves, subset["baselines"], GATE, self.run_dir / "curves.png")),
         }
+        report.update(self.timing(arms, seconds, time.perf_counter() - start))
         return write_report(report, self.run_dir)
+
+    @staticmethod
+    def result(arm: dict) -> dict:
+        """An arm's ``results`` entry: training summary, parameter count, final scores."""
+        keys = ("seconds", "steps", "loss", "curve_seconds", "parameters")
+        return {**{key: arm[key] for key in keys}, **arm["result"]}
+
+    @staticmethod
+    def sources() -> dict[str, str]:
+        return {kind: MODELS[kind][1] for kind in MODELS}
+
+    @staticmethod
+    def timing(arms: dict, seconds: dict, wall: float) -> dict:
+        """What the run's parts took: ``seconds`` (training, curves, the final evaluation, the baselines, the
+        matched checkpoints), ``curve_fraction`` (curves / training) and ``wall_seconds``."""
+        training = sum(arm["seconds"] for arm in arms.values())
+        curves = sum(arm["curve_seconds"] for arm in arms.values())
+        return {
+            "seconds": {"training": training, "curves": curves, **seconds},
+            "curve_fraction": curves / max(training, 1e-9),  # curve evaluation time / training time
+            "wall_seconds": wall,
+        }
 
     def save_weights(self, models: dict) -> dict[str, str]:
         """The trained weights, for questions the report does not answer (``bench_vit`` + ``load_checkpoint``)."""
+        seed = str(self.config.seed)
         return {
-            kind: str(
-                save_checkpoint(
-                    model, self.run_dir / f"{kind}.safetensors", {"kind": kind, "seed": str(self.config.seed)}
-                )
-            )
+            kind: str(save_checkpoint(model, self.run_dir / f"{kind}.safetensors", {"kind": kind, "seed": seed}))
             for kind, model in models.items()
         }
 
-    def curve_subset(self) -> dict:
-        """The images the curves score: split, count, variants and a uniform map's mask mass on them."""
-        config = self.config
-        subset = SimPoolBench(config.eval_split, "original", config.bench(), num_images=config.curve_images)
-        masks = subset.batch(np.arange(len(subset)))[3]  # (n, S, S)
+    def curve_subset(self, prior: np.ndarray) -> dict:
+        """The images the curves score (the first ``curve_images`` of the validation split): split, count,
+        variants, a uniform map's mask mass and the maps that ignore the image (``baselines``) on them."""
+        original = eval_datasets(self.config, CURVE_SPLIT, ("original",), self.config.curve_images)["original"]
+        boxes, masks = original.boxes.numpy(), original.masks.numpy()  # (n, 4), (n, S, S)
         return {
-            "split": config.eval_split,
-            "images": len(subset),
+            "split": CURVE_SPLIT,
+            "images": len(original),
             "variants": list(CURVE_VARIANTS),
-            "uniform_mask_mass": float(masks.double().mean()),  # a uniform map's mask mass on the subset
+            "uniform_mask_mass": float(masks.astype(np.float64).mean()),  # a uniform map's mask mass on the subset
+            "baselines": fixed_baselines(boxes, masks, self.config, prior),
         }
 
 

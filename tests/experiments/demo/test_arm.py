@@ -1,5 +1,5 @@
-"""One arm of the demo, a recipe run by the engine: its curves are evaluations of its checkpoints and leave the
-training unchanged."""
+"""One arm of the demo, a recipe run by the engine: its curves are evaluations of its checkpoints on the validation
+split and leave the training unchanged."""
 
 from __future__ import annotations
 
@@ -7,30 +7,54 @@ import dataclasses
 
 import torch
 
-from simpool.experiments.demo import CURVE_KEYS, CURVE_VARIANTS, bench_vit, demo_config, evaluate_model, train_model
+from simpool.experiments.demo import (
+    CURVE_KEYS,
+    CURVE_VARIANTS,
+    bench_vit,
+    demo_config,
+    evaluate_model,
+    initial_vit,
+    train_model,
+)
+from simpool.models import load_checkpoint
 from tests.experiments.conftest import needs_fmnist
 
 
 @needs_fmnist
-def test_curves_are_evaluations_and_leave_the_training_unchanged(capsys):
-    # 48 images in batches of 16: 3 updates, measured at initialisation and after each
+def test_curves_are_val_evaluations_with_checkpoints_and_leave_the_training_unchanged(tmp_path, capsys):
+    # 48 images in batches of 16: 3 updates, measured at initialisation and after each; eval_split test
     config = demo_config("quick", train_images=48, batch_size=16, depth=1, curve_points=3, curve_images=8)
+    assert config.eval_split == "test"
     device = torch.device("cpu")
-    trained = train_model("simpool", config, device, progress=True)
+    trained = train_model("simpool", config, device, progress=True, checkpoint_dir=tmp_path)
     points = trained["curves"]
     assert trained["steps"] == 3 and [p["step"] for p in points] == [0, 1, 2, 3]
     assert [p["epoch"] for p in points] == [0.0, 16 / 48, 32 / 48, 1.0]
-    assert all(set(p) == {"step", "epoch", *CURVE_KEYS} for p in points)
+    assert all(set(p) == {"step", "epoch", "checkpoint", *CURVE_KEYS} for p in points)
+    assert "PxAP" in CURVE_KEYS
     # with progress on, each point is printed as it is measured, with its numbers
     printed = capsys.readouterr().out
     assert printed.count("simpool update ") == 4
     assert f"simpool update 3 (epoch 1.00): top-1 original {points[-1]['top1_original']:.3f}," in printed
-    # the last point is the trained model scored on the curves' 8 images, the first the untrained one of the seed
-    last = evaluate_model("simpool", trained["model"], config, device, False, CURVE_VARIANTS, 8)
-    torch.manual_seed(config.seed)
-    first = evaluate_model("simpool", bench_vit("simpool", config), config, device, False, CURVE_VARIANTS, 8)
+    assert f"PxAP {points[-1]['PxAP']:.1f}, mask mass" in printed
+    # the last point is the trained model scored on the val split's first 8 images, the first the initial model
+    last = evaluate_model("simpool", trained["model"], config, device, False, CURVE_VARIANTS, 8, split="val")
+    first = evaluate_model(
+        "simpool", initial_vit("simpool", config), config, device, False, CURVE_VARIANTS, 8, split="val"
+    )
+    on_test = evaluate_model("simpool", trained["model"], config, device, False, CURVE_VARIANTS, 8)
     for key, name in CURVE_KEYS.items():
         assert (points[-1][key], points[0][key]) == (last[name], first[name])
+    assert any(points[-1][key] != on_test[name] for key, name in CURVE_KEYS.items())  # not the test images
+    # a checkpoint at each point: the first the initial state (kept by the arm), the last the trained model
+    assert [p["checkpoint"] for p in points] == [str(tmp_path / f"simpool_{step}.safetensors") for step in range(4)]
+    for point, state in ((points[0], trained["initial_state"]), (points[-1], trained["model"].state_dict())):
+        saved = bench_vit("simpool", config)
+        load_checkpoint(saved, point["checkpoint"])
+        for name, value in saved.state_dict().items():
+            assert torch.equal(value, state[name]), name
+    for name, value in initial_vit("simpool", config).state_dict().items():
+        assert torch.equal(value, trained["initial_state"][name]), name
     # the same weights and losses without the curves
     plain = train_model("simpool", dataclasses.replace(config, curve_points=0), device, progress=False)
     assert plain["curves"] == [] and plain["loss"] == trained["loss"] and plain["curve_seconds"] == 0.0

@@ -1,4 +1,4 @@
-"""The docs' examples that read ``simpool demo`` runs: ``converge_table.py`` and ``corloc_anatomy.py``."""
+"""The docs' example that reads a ``simpool demo`` run: ``corloc_anatomy.py``."""
 
 from __future__ import annotations
 
@@ -17,42 +17,6 @@ from simpool.models import save_checkpoint
 from tests.experiments.conftest import needs_fmnist
 
 EXAMPLES = Path(__file__).parents[3] / "docs" / "examples"
-
-
-def test_converge_table_pairs_runs_and_matches_accuracy(tmp_path, capsys):
-    table = runpy.run_path(str(EXAMPLES / "converge_table.py"))
-
-    def point(step, rand, box):
-        keys = ("step", "epoch", "top1_original", "top1_mixed_rand", "MaxBoxAccV2", "mask_mass")
-        return dict(zip(keys, (step, step / 10, 0.9, rand, box, box / 100), strict=True))
-
-    def report(seed, cls_box, sim_box):
-        final = {"acc_original": 0.9, "acc_mixed_rand": 0.7, "CorLoc": 50.0, "mask_mass": 0.5}
-        return {
-            "config": {"seed": seed, "eval_split": "test", "train_images": 100, "epochs": 2.0},
-            "gate": 0.6,
-            "wall_seconds": 1.0,
-            "results": {"cls": {**final, "MaxBoxAccV2": cls_box}, "simpool": {**final, "MaxBoxAccV2": sim_box}},
-            # both pass 0.6: CLS at update 8 (its box cls_box), SimPool at update 4 (sim_box), not their last points
-            "curves": {
-                "cls": [point(0, 0.1, 1.0), point(4, 0.5, 2.0), point(8, 0.65, cls_box), point(12, 0.8, 99.0)],
-                "simpool": [point(0, 0.1, 1.0), point(4, 0.61, sim_box), point(8, 0.7, 98.0)],
-            },
-        }
-
-    runs = []
-    for seed, (cls_box, sim_box) in enumerate([(40.0, 50.0), (44.0, 50.0)]):
-        run = tmp_path / f"s{seed}"
-        run.mkdir()
-        (run / "report.json").write_text(json.dumps(report(seed, cls_box, sim_box)))
-        runs.append(str(run))
-    assert table["main"](runs) == 0
-    out = capsys.readouterr().out
-    # MaxBoxAccV2 at the end and at matched accuracy: CLS 42 ± 2.8, SimPool 50 (std 0), paired gain 8 ± 2.8
-    assert out.count("| MaxBoxAccV2 | 42.0 ± 2.8 | 50.0 ± 0.0 | 8.0 ± 2.8 |") == 2
-    assert "| step | 8.0 ± 0.0 | 4.0 ± 0.0 | -4.0 ± 0.0 |" in out
-    assert "matched mixed_rand (level 0.600 ± 0.000)" in out
-    assert table["main"]([]) == 2
 
 
 def test_corloc_anatomy_on_hand_made_maps():

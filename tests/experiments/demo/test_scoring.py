@@ -9,7 +9,18 @@ import torch
 from simpool.data.bench import SimPoolBench
 from simpool.evaluate.discovery import corloc, dino_seg
 from simpool.evaluate.localization import max_box_acc_v2
-from simpool.experiments.demo import EVAL_VARIANTS, GATE, bench_vit, curve_steps, demo_config, evaluate_model, predict
+from simpool.evaluate.pixel_ap import pxap
+from simpool.experiments.demo import (
+    EVAL_VARIANTS,
+    GATE,
+    bench_vit,
+    curve_steps,
+    demo_config,
+    eval_datasets,
+    evaluate_model,
+    predict,
+    score_model,
+)
 from tests.experiments.conftest import needs_fmnist
 
 
@@ -46,5 +57,13 @@ def test_evaluate_model_by_hand():
     attention = upsampled.double().clamp(min=0).numpy()
     assert result["mask_mass"] == pytest.approx(((attention * masks).sum((1, 2)) / attention.sum((1, 2))).mean())
     assert result["uniform_mask_mass"] == masks.mean()
+    assert result["PxAP"] == pxap(maps, masks.astype(np.uint8))
+    # score_model: the same scores from images rendered once, and the maps it scored
+    datasets = eval_datasets(config, config.eval_split)
+    assert sorted(datasets) == sorted(EVAL_VARIANTS) and len(datasets["original"]) == 12
+    scored, outputs = score_model("simpool", model, config, device, datasets, progress=False)
+    assert scored == result and np.array_equal(outputs["maps"], maps) and np.array_equal(outputs["masks"], masks)
     with pytest.raises(ValueError, match="must include 'original'"):
         evaluate_model("simpool", model, config, device, False, ("mixed_rand",))
+    with pytest.raises(ValueError, match="must include 'original'"):
+        score_model("simpool", model, config, device, {"mixed_rand": datasets["mixed_rand"]})

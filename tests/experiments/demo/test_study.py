@@ -6,13 +6,23 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
 import pytest
 import torch
 
 from simpool.cli import main
-from simpool.data.bench import SimPoolBench
-from simpool.experiments.demo import CURVE_VARIANTS, GATE, DemoConfig, bench_vit, evaluate_model, train_model
+from simpool.experiments.demo import (
+    CHECKPOINTS,
+    CURVE_VARIANTS,
+    GATE,
+    DemoConfig,
+    bench_vit,
+    eval_datasets,
+    evaluate_model,
+    mean_map_scores,
+    parameter_count,
+    score_model,
+    train_model,
+)
 from simpool.models import load_checkpoint
 from simpool.train.run import RunFolder
 from tests.experiments.conftest import needs_fmnist
@@ -38,41 +48,68 @@ def test_demo_end_to_end_writes_report_figures_and_weights(tmp_path, capsys):
     printed = capsys.readouterr().out  # the command's summary
     report = json.loads((out / "report.json").read_text())
     assert sorted(os.listdir(out)) == sorted(
-        ["cls.safetensors", "curves.png", "figure.png", "report.json", "report.md", "simpool.safetensors"]
+        [CHECKPOINTS, "cls.safetensors", "curves.png", "figure.png", "report.json", "report.md", "simpool.safetensors"]
     )  # and no lock left
     config = DemoConfig(**report["config"])
-    assert (config.train_images, config.depth, report["gate"]) == (256, 1, GATE)
+    assert (config.train_images, config.depth, config.eval_split, report["gate"]) == (256, 1, "test", GATE)
     assert report["versions"]["torch"] == torch.__version__
     # each arm's numbers are its retrained model's (the same seed trains the same weights) evaluated here
     device = torch.device("cpu")
+    datasets = eval_datasets(config, "test")
     for kind in ("cls", "simpool"):
         trained = train_model(kind, config, device, progress=False)
         result = report["results"][kind]
         assert (result["steps"], result["loss"]) == (4, trained["loss"])
-        scored = evaluate_model(kind, trained["model"], config, device, progress=False)
+        assert result["parameters"] == parameter_count(trained["model"])
+        scored, outputs = score_model(kind, trained["model"], config, device, datasets, progress=False)
         assert {key: result[key] for key in scored} == scored
-        # the curves: at initialisation and after each of the 4 updates; the last one the final model on 24 images
+        assert report["baselines"]["mean_map"][kind] == mean_map_scores(outputs, config.patch_size)
+        # the curves: on the VALIDATION split's first 24 images, at initialisation and after each of the 4 updates,
+        # each with its checkpoint
         points = report["curves"][kind]
-        assert [p["step"] for p in points] == [0, 1, 2, 3, 4] and points == trained["curves"]
+        assert [p["step"] for p in points] == [0, 1, 2, 3, 4] and all("PxAP" in p for p in points)
+        assert [{k: v for k, v in p.items() if k != "checkpoint"} for p in points] == trained["curves"]
+        assert [p["checkpoint"] for p in points] == [
+            str(out / CHECKPOINTS / f"{kind}_{s}.safetensors") for s in range(5)
+        ]
         assert points[-1]["epoch"] == 4 * 64 / 256
-        last = evaluate_model(kind, trained["model"], config, device, False, CURVE_VARIANTS, 24)
-        assert points[-1]["MaxBoxAccV2"] == last["MaxBoxAccV2"]
+        last = evaluate_model(kind, trained["model"], config, device, False, CURVE_VARIANTS, 24, split="val")
+        assert (points[-1]["MaxBoxAccV2"], points[-1]["PxAP"]) == (last["MaxBoxAccV2"], last["PxAP"])
         # the saved weights are the trained model's
         saved = bench_vit(kind, config)
         load_checkpoint(saved, report["checkpoints"][kind])
         for name, value in saved.state_dict().items():
             assert torch.equal(value, trained["model"].state_dict()[name]), name
-    masks = SimPoolBench(config.eval_split, "original", config.bench(), num_images=40).batch(np.arange(40))[3]
-    assert report["uniform_mask_mass"] == float(np.asarray(masks).mean())
+    assert report["curve_subset"]["split"] == "val" and report["curve_subset"]["images"] == 24
+    assert report["curve_subset"]["variants"] == list(CURVE_VARIANTS)
+    assert set(report["curve_subset"]["baselines"]) == {"uniform", "centre", "box_prior"}
+    # the baselines, on the test images: every map with the four metrics (and BoxAcc@50)
+    baselines = report["baselines"]
+    assert set(baselines) == {"uniform", "centre", "box_prior", "init", "mean_map"}
+    for scores in [baselines[name] for name in ("uniform", "centre", "box_prior")] + [
+        baselines[group][kind] for group in ("init", "mean_map") for kind in ("cls", "simpool")
+    ]:
+        assert {"MaxBoxAccV2", "PxAP", "CorLoc", "mask_mass"} <= set(scores)
+    masks = datasets["original"].masks.numpy()
+    assert report["uniform_mask_mass"] == float(masks.mean())
     assert report["checkpoints"] == {kind: str(out / f"{kind}.safetensors") for kind in ("cls", "simpool")}
     assert f"weights: {out / 'cls.safetensors'}, {out / 'simpool.safetensors'}" in printed
-    assert report["curve_subset"]["images"] == 24 and report["curve_subset"]["variants"] == list(CURVE_VARIANTS)
-    assert report["curve_summary"] and all(sentence in printed for sentence in report["curve_summary"])
-    assert report["table"] in printed and report["table"] in (out / "report.md").read_text()
-    assert "## Curves" in (out / "report.md").read_text()
-    matched = report["matched"]  # both models at one mixed_rand level: the first point of each at or above it
-    assert matched["level"] <= GATE and set(matched["points"]) == {"cls", "simpool"}
+    for sentence in report["baseline_summary"] + report["curve_summary"]:
+        assert sentence in printed
+    assert "the strongest map that ignores the image" in report["baseline_summary"][0]
+    markdown = (out / "report.md").read_text()
+    assert report["table"] in printed and report["table"] in markdown and report["baseline_table"] in markdown
+    for section in ("## Curves", "## Against maps that ignore the image", "## At matched accuracy (chosen on val"):
+        assert section in markdown
+    # matched: the level and points chosen on the val curves, the checkpoints then scored on test
+    matched = report["matched"]
+    assert matched["level"] <= GATE and (matched["chosen_on"], matched["evaluated_on"]) == ("val", "test")
     for kind, point in matched["points"].items():
         assert point == next(p for p in report["curves"][kind] if p["top1_mixed_rand"] >= matched["level"])
+        model = bench_vit(kind, config)
+        load_checkpoint(model, point["checkpoint"])
+        scored = score_model(kind, model, config, device, datasets, progress=False)[0]
+        assert matched["results"][kind] == {"step": point["step"], **scored}
+    assert set(report["seconds"]) == {"training", "curves", "evaluation", "baselines", "matched"}
     for figure in ("figure.png", "curves.png"):
         assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,9 +1,9 @@
 """The package's layers, read from the source: every import goes to the same layer or one below it, no two
 files import each other (directly or around a cycle), and only ``simpool/cli/`` imports argparse.
 
-Layers, top to bottom (the architecture in README.md): cli > experiments > train > evaluate, visualize, analysis > data, models >
-pooling. ``train`` may use ``evaluate`` (its pure metrics, for the monitors); ``data`` and ``models`` know
-nothing of each other; the top-level helpers (``simpool/utils.py``) sit under everything.
+Layers, top to bottom (the architecture in README.md): cli > experiments > train > evaluate, visualize, analysis >
+data, models > pooling. ``train`` may use ``evaluate`` (its pure metrics, for the monitors); ``data`` and
+``models`` know nothing of each other; the top-level helpers (``simpool/utils.py``) sit under everything.
 """
 
 from __future__ import annotations

@@ -265,9 +265,52 @@ def old_bench_converge() -> str:
     return markdown(header, rows) + source
 
 
+DEMO_ROWS = {  # label: (key, digits)
+    "top-1 `original`": ("acc_original", 3),
+    "top-1 `mixed_rand`": ("acc_mixed_rand", 3),
+    "MaxBoxAccV2": ("MaxBoxAccV2", 1),
+    "PxAP": ("PxAP", 1),
+    "CorLoc": ("CorLoc", 1),
+    "mask mass": ("mask_mass", 3),
+}
+DEMO_MAPS = ("MaxBoxAccV2", "PxAP", "CorLoc", "mask_mass")
+
+
+def demo_run(path: str) -> Callable[[], str]:
+    """One ``simpool demo`` run: both models' final scores, then every map that ignores the image scored alike, the
+    models at initialisation and each model's own mean map, and the comparison at matched accuracy (chosen on
+    val)."""
+
+    def table() -> str:
+        report = load(path)
+        results, baselines, matched = report["results"], report["baselines"], report["matched"]
+        rows = [
+            [label, *(f"{results[k][key]:.{digits}f}" for k in ("cls", "simpool"))]
+            for label, (key, digits) in DEMO_ROWS.items()
+        ]
+        final = markdown(["final, on `test`", "CLS", "SimPool"], rows)
+        maps = [(name, baselines[name]) for name in ("uniform", "centre", "box_prior")]
+        maps += [(f"{k} at initialisation", baselines["init"][k]) for k in ("cls", "simpool")]
+        maps += [(f"{k}'s own mean map", baselines["mean_map"][k]) for k in ("cls", "simpool")]
+        level = f"matched `mixed_rand` {matched['level']:.3f}"
+        maps += [(f"{k} at {level} (update {matched['steps'][k]})", matched["results"][k]) for k in ("cls", "simpool")]
+        rows = [[name, *(f"{scores[m]:.{3 if m == 'mask_mass' else 1}f}" for m in DEMO_MAPS)] for name, scores in maps]
+        others = markdown(["map", *DEMO_MAPS], rows)
+        versions = report["versions"]
+        source = (
+            f"\nFrom `docs/results/{path}`: `simpool demo seed={report['config']['seed']} --out DIR` (the default "
+            f"settings), simpool {versions['simpool']}, torch {versions['torch']}, {versions['threads']} threads, "
+            f"{report['wall_seconds'] / 60:.1f} wall minutes on the shared machine.\n"
+        )
+        return final + "\n" + others + source
+
+    return table
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "bench-regime-val": bench_regime("bench_regime_val.json"),
     "bench-regime-test": bench_regime("bench_regime_test.json"),
+    "demo-seed-0": demo_run("demo_default/seed_0/report.json"),
     "old-bench-converge": old_bench_converge,
     "pxap-parity": pxap_parity,
     "maxboxacc-parity": maxboxacc_parity,

@@ -307,9 +307,32 @@ def demo_run(path: str) -> Callable[[], str]:
     return table
 
 
+def demo_seeds(folder: str) -> Callable[[], str]:
+    """The paired table of ``simpool demo --pair`` kept in ``folder/paired.json``, rebuilt from its numbers by the
+    library's own :func:`simpool.experiments.demo.seeds.paired_table`, then the runs' commands and machine."""
+
+    def table() -> str:
+        from simpool.experiments.demo.seeds import paired_table
+
+        paired = load(f"{folder}/paired.json")
+        reports = [load(f"{folder}/seed_{run['seed']}/report.json") for run in paired["runs"]]
+        versions = reports[0]["versions"]
+        walls = ", ".join(f"{report['wall_seconds'] / 60:.1f}" for report in reports)
+        source = (
+            f"\nFrom `docs/results/{folder}/paired.json` (`simpool demo --pair` of the three folders) and "
+            f"`seed_S/report.json` (`simpool demo seed=S --out DIR`, the default settings); simpool "
+            f"{versions['simpool']}, torch {versions['torch']}, timm {versions['timm']}; wall minutes per run on the "
+            f"shared machine: {walls}.\n"
+        )
+        return paired_table(paired) + "\n" + source
+
+    return table
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "bench-regime-val": bench_regime("bench_regime_val.json"),
     "bench-regime-test": bench_regime("bench_regime_test.json"),
+    "demo-seeds": demo_seeds("demo_default"),
     "demo-seed-0": demo_run("demo_default/seed_0/report.json"),
     "old-bench-converge": old_bench_converge,
     "pxap-parity": pxap_parity,

@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.simpool-installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
+# pytest-xdist: one worker per core, at most 4; worksteal evens out the long cases (docs blocks, torchrun).
+# `make test XDIST=` runs in one process.
+XDIST ?= -n auto --maxprocesses 4 --dist worksteal
 
 .PHONY: setup demo test test-fast lint bench clean fashion-mnist
 
@@ -30,11 +33,12 @@ demo: setup
 	$(VENV)/bin/simpool demo
 
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(XDIST) $(PYTEST_ARGS)
 
-# the edit-test loop: everything but @pytest.mark.slow (torchrun launches, 224-px models, end-to-end runs)
+# the edit-test loop: everything but @pytest.mark.slow (torchrun launches, 224-px models, end-to-end runs,
+# the docs' command-line blocks)
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check simpool tests benchmarks

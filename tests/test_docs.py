@@ -2,6 +2,8 @@
 
 - A Python block runs on its own (``python block.py``) in a temporary folder laid out like the repository root
   (``configs/``, ``docs/`` and ``benchmarks/`` are links): it must import what it uses and define what it reads.
+  It runs in a process forked from a server that has imported torch, timm and simpool (:func:`serve`): the same
+  as a fresh ``python block.py`` but for those imports' seconds.
 - A bash block runs as one ``bash -e`` script in that folder, ``simpool``, ``python`` and ``torchrun`` being this
   venv's, after the substitutions of :data:`SUBSTITUTIONS`: dataset paths of the docs become tiny exports of the
   bench made here (:func:`workspace`), and a training line on one of them stops after one update.
@@ -9,19 +11,35 @@
   block writes) is made first, with the model, pool and kwargs the line names (:func:`make_checkpoints`).
 - A block that cannot run here says so in the doc, on the line before its fence: ``<!-- not run: needs 8 GPUs -->``.
   Those, and only those, are skipped; ``test_not_run_blocks_are_listed`` names them.
-- Blocks that train (or take minutes) are marked slow (:data:`SLOW`).
+- Blocks that train (or take minutes) are marked slow (:data:`SLOW`), and so is every bash block: each of its
+  commands is a fresh process that imports torch (seconds each). ``make test-fast`` runs the Python blocks.
+- What several blocks need is made once a session, and once for all pytest-xdist workers (:func:`once`): the
+  workspace; each random checkpoint (one file per model, pool and kwargs, copied under the names the lines read);
+  and what a block's leading bench lines make (:data:`SHARED`: bench exports and trainings on the bench), kept per
+  beginning of a block (:func:`shared_outputs`), so that blocks beginning with the same lines share one bench
+  export and one tiny trained model instead of each making its own.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import os
 import re
+import runpy
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -34,8 +52,9 @@ FENCE = re.compile(r"^```(?P<lang>python|bash)\s*$")
 TIMEOUT = int(os.environ.get("SIMPOOL_DOCS_TIMEOUT", 900))  # seconds per block
 
 # Dataset paths of the docs -> folders of the workspace (regular expressions, applied in this order; a path is
-# matched whole: not followed by more of a path). A training line on ImageNet stops after one update of 8 images.
-SMOKE = "train.max_updates=1 train.batch_size=8 data.num_workers=0 train.num_threads=1 train.output=runs"
+# matched whole: not followed by more of a path). A training line on ImageNet stops after one update of 2 images in
+# float32 (bf16 autocast on a CPU without bf16 units is slow; the engine's tests cover it on a tiny model).
+SMOKE = "train.max_updates=1 train.batch_size=2 train.amp=none data.num_workers=0 train.num_threads=1 train.output=runs"
 SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"data\.root=/data/imagenet(?=\s|$)", "data.root={ws}/imagenet " + SMOKE),
     (r"/data/imagenet", "{ws}/imagenet"),  # ImageFolder train/ and val/
@@ -56,6 +75,9 @@ SLOW = re.compile(
     r"train_throughput|run_tournament|\btrain\(config\)|(image|img)-size 896"
 )
 PROGRAMS = {"simpool", "python", "torchrun"}  # what a bash line may run; anything else needs a `not run` marker
+# A line that writes only new files, from the bench alone or from what the lines before it wrote: what a block's
+# leading run of such lines makes is shared by the blocks that begin with the same lines (:func:`shared_outputs`).
+SHARED = re.compile(r"^simpool (bench export\b|train(-dino)? --config configs/(dino_)?bench_)")
 
 
 @dataclass
@@ -156,12 +178,10 @@ def _kwargs(pairs: list[str]) -> dict:
     return {key: yaml.safe_load(value) for key, _, value in (pair.partition("=") for pair in pairs)}
 
 
-def make_checkpoints(commands: list[list[str]], workspace: Path) -> None:
+def make_checkpoints(commands: list[list[str]], workspace: Path, store: Path) -> None:
     """Write the checkpoints the commands read (bare ``*.safetensors`` names after ``--checkpoint``) and no earlier
-    command writes: random weights of the model, pool and kwargs each line names, without a classifier."""
-    import simpool
-    from simpool.models import save_checkpoint
-
+    command writes: random weights of the model, pool and kwargs each line names, without a classifier. Each is made
+    once in ``store`` and copied."""
     written: set[str] = set()
     for words in commands:
         written.update(_option(words, "--out"))
@@ -170,39 +190,116 @@ def make_checkpoints(commands: list[list[str]], workspace: Path) -> None:
             name = spec.rpartition("=")[2]
             if "/" in name or not name.endswith(".safetensors") or name in written or (workspace / name).exists():
                 continue
-            model_name = (_option(words, "--model") or ["vit_small_patch16_224"])[0]
-            pool = (_option(words, "--pool") or ["simpool"])[0]
-            model = simpool.create_model(
-                model_name,
-                pool=pool,
-                pool_kwargs=_kwargs(_option(words, "--pool-kwargs")),
-                num_classes=0,
-                **_kwargs(_option(words, "--model-kwargs")),
-            )
-            save_checkpoint(model, workspace / name)
+            model = {
+                "model_name": (_option(words, "--model") or ["vit_small_patch16_224"])[0],
+                "pool": (_option(words, "--pool") or ["simpool"])[0],
+                "pool_kwargs": _kwargs(_option(words, "--pool-kwargs")),
+                "model_kwargs": _kwargs(_option(words, "--model-kwargs")),
+            }
+            made = once(store / _key(repr(sorted(model.items()))), partial(_save_random, **model))
+            shutil.copy(made / "model.safetensors", workspace / name)
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
+def _save_random(folder: Path, model_name: str, pool: str, pool_kwargs: dict, model_kwargs: dict) -> None:
+    import simpool
+    from simpool.models import save_checkpoint
+
+    model = simpool.create_model(model_name, pool=pool, pool_kwargs=pool_kwargs, num_classes=0, **model_kwargs)
+    save_checkpoint(model, folder / "model.safetensors")
+
+
+def _key(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def once(folder: Path, make: Callable[[Path], None]) -> Path:
+    """``folder``, filled by ``make(folder)`` unless this process or another pytest-xdist worker already did.
+
+    A lock beside the folder makes the others wait; a folder that ``make`` left unfinished is made again.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    done = folder.with_name(folder.name + ".done")
+    with open(folder.with_name(folder.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> Path:
+    """One folder for the whole run: pytest-xdist workers' temporary folders are siblings under one root."""
+    root = tmp_path_factory.getbasetemp()
+    return (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / "docs-shared"
+
+
+def leading_shared(code: str, workspace: Path) -> tuple[list[str], str]:
+    """``code`` (a bash block) split into its leading :data:`SHARED` commands and the script that follows them.
+
+    The commands come back as shell lines without comments (``shlex.join`` of their words); blank and comment lines
+    before the split go with them. A line that names the workspace is not shared: it differs from block to block.
+    """
+    lines = re.sub(r"\\\n", " ", code).splitlines()
+    shared: list[str] = []
+    for i, line in enumerate(lines):
+        words = command_lines(line)
+        if not words:
+            continue
+        if SHARED.match(" ".join(words[0])) is None or str(workspace) in line:
+            return shared, "\n".join(lines[i:]) + "\n"
+        shared.append(shlex.join(words[0]))
+    return shared, ""
+
+
+def shared_outputs(lines: list[str], store: Path, workspace: Path) -> Path:
+    """A folder of the files that ``lines`` write when run one after another in the workspace, made once.
+
+    ``lines[:-1]`` is looked up (or made) first, so blocks that begin alike share what their common beginning made.
+    """
+
+    def make(out: Path) -> None:
+        for entry in workspace.iterdir():  # read-only: the lines write new files only
+            (out / entry.name).symlink_to(entry)
+        if len(lines) > 1:
+            shutil.copytree(shared_outputs(lines[:-1], store, workspace), out, symlinks=True, dirs_exist_ok=True)
+        result = _run(["bash", "-e", "-x", "-c", lines[-1]], out, _environment(out.with_name(out.name + ".home")))
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr)[-3000:]
+            pytest.fail(f"{lines[-1]} (shared) exited {result.returncode}:\n{output}", pytrace=False)
+        for entry in workspace.iterdir():
+            (out / entry.name).unlink()
+
+    return once(store / "lines" / _key("\n".join(lines)), make)
+
+
+@pytest.fixture(scope="session")
+def workspace(store: Path) -> Path:
     """A folder laid out like the repository root, with tiny stand-ins of the datasets the docs name."""
+    return once(store / "workspace", make_workspace)
+
+
+def make_workspace(root: Path) -> None:
+    """Fill ``root`` like the repository root (links to ``configs/``, ``docs/``, ``benchmarks/``) and write the
+    tiny datasets: ImageFolder (the ImageNet stand-in), ImageNet-9, VOC07, wsolevaluation and a folder of photos."""
     from simpool.data.bench_export import export
 
-    root = tmp_path_factory.mktemp("docs")
     for name in ("configs", "docs", "benchmarks"):
         (root / name).symlink_to(REPO / name)
     data = root / "data"
-    export(data / "imagenet", "imagefolder", split="train", num_images=40, progress=False)
-    export(data / "imagenet", "imagefolder", split="val", num_images=20, progress=False)
+    export(data / "imagenet", "imagefolder", split="train", num_images=24, progress=False)  # all 10 classes
+    export(data / "imagenet", "imagefolder", split="val", num_images=10, progress=False)
     export(data / "in9", "in9", "all", split="test", num_images=10, progress=False)
     export(data / "voc", "voc", split="test", num_images=6, progress=False)
     main = data / "voc" / "VOCdevkit" / "VOC2007" / "ImageSets" / "Main"
     shutil.copy(main / "test.txt", main / "trainval.txt")  # the split discovery reads
     export(data / "wsol", "wsol", split="test", num_images=6, progress=False)
-    write_image_folder(data / "photos", classes=1, per_class=2, size=64)
-    return root
+    write_image_folder(data / "photos", classes=1, per_class=1, size=64)  # read at 896 px
 
 
-def _environment(workspace: Path) -> dict:
+def _environment(home: Path) -> dict:
     venv = Path(sys.executable).parent
     return {
         **os.environ,
@@ -211,40 +308,119 @@ def _environment(workspace: Path) -> dict:
         "OMP_NUM_THREADS": "1",
         "CUDA_VISIBLE_DEVICES": "",
         "MPLBACKEND": "Agg",
-        "HOME": str(workspace),  # caches and downloads stay in the workspace
+        "HOME": str(home),  # caches and downloads stay in the workspace
     }
+
+
+def _run(command: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    """``command`` in ``cwd``; fails the test, with the end of its output, when it runs past :data:`TIMEOUT`."""
+    try:
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired as timeout:
+        output = ((timeout.stdout or b"") + (timeout.stderr or b"")).decode(errors="replace")[-3000:]
+        pytest.fail(f"{' '.join(command)[:200]} still running after {TIMEOUT} s:\n{output}", pytrace=False)
+
+
+def serve() -> None:
+    """The Python-block server (``python tests/test_docs.py``): imports torch, timm and simpool once, then runs each
+    block that stdin names (a JSON line: ``cwd``, ``env``, ``log``) as ``python block.py`` would, in a child forked
+    from itself, and answers one line: the child's exit code, or ``timeout`` after :data:`TIMEOUT` seconds."""
+    import simpool  # noqa: F401  (and with it torch and timm: the imports that take a fresh process seconds)
+
+    for line in sys.stdin:
+        pid = os.fork()
+        if pid == 0:
+            _run_block(**json.loads(line))
+        deadline = time.monotonic() + TIMEOUT
+        while (status := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if status[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status[1]) if status[0] else "timeout", flush=True)
+
+
+def _run_block(cwd: str, env: dict, log: str) -> NoReturn:
+    """In the forked child: ``block.py`` as ``__main__`` in ``cwd`` with ``env``, stdout and stderr into ``log``."""
+    code = 1
+    try:
+        output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        sys.argv, sys.path[0] = ["block.py"], cwd
+        runpy.run_path("block.py", run_name="__main__")
+        code = 0
+    except SystemExit as exit:  # as the interpreter treats it: None is 0, a message is printed and is 1
+        code = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
+        if not isinstance(exit.code, int | None):
+            print(exit.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+@pytest.fixture(scope="session")
+def python_server(tmp_path_factory):
+    """One :func:`serve` process for this pytest process (each pytest-xdist worker has its own)."""
+    home = tmp_path_factory.mktemp("python-server")
+    server = subprocess.Popen(
+        [sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_environment(home)
+    )
+    yield server
+    server.stdin.close()
+    server.wait(timeout=60)
+
+
+def run_python_block(server: subprocess.Popen, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    """``python block.py`` in ``cwd`` with ``env``, through the server; fails the test when it runs past
+    :data:`TIMEOUT`."""
+    log = cwd / "block.log"
+    server.stdin.write(json.dumps({"cwd": str(cwd), "env": env, "log": str(log)}) + "\n")
+    server.stdin.flush()
+    answer = server.stdout.readline().strip()
+    output = log.read_text(errors="replace") if log.exists() else ""
+    if answer == "timeout":
+        pytest.fail(f"python block.py still running after {TIMEOUT} s:\n{output[-3000:]}", pytrace=False)
+    if not answer:
+        pytest.fail(f"the Python-block server exited ({server.poll()}):\n{output[-3000:]}", pytrace=False)
+    return subprocess.CompletedProcess(["python", "block.py"], int(answer), output, "")
 
 
 def _params():
     for block in BLOCKS:
-        marks = [pytest.mark.slow] if SLOW.search(block.code) else []
+        marks = [pytest.mark.slow] if block.lang == "bash" or SLOW.search(block.code) else []
         if block.not_run is not None:
             marks.append(pytest.mark.skip(reason=f"not run: {block.not_run}"))
         yield pytest.param(block, id=block.id, marks=marks)
 
 
 @pytest.mark.parametrize("block", list(_params()))
-def test_doc_block_runs(block: Block, workspace: Path, tmp_path: Path):
+def test_doc_block_runs(block: Block, workspace: Path, store: Path, request, tmp_path: Path):
     cwd = tmp_path / "cwd"
     shutil.copytree(workspace, cwd, symlinks=True)
     code = substitute(block.code, cwd / "data")
     env = _environment(cwd)
     if block.lang == "python":
         (cwd / "block.py").write_text(code)
-        command = [sys.executable, "block.py"]
+        result = run_python_block(request.getfixturevalue("python_server"), cwd, env)
     else:
         commands = command_lines(code)
         reason = refusal(commands)
         if reason is not None:
             pytest.fail(f"{block.id} {reason}")
-        make_checkpoints(commands, cwd)
+        make_checkpoints(commands, cwd, store / "checkpoints")
+        shared, code = leading_shared(code, cwd)
+        if shared:
+            shutil.copytree(shared_outputs(shared, store, workspace), cwd, symlinks=True, dirs_exist_ok=True)
         (cwd / "block.sh").write_text(code)
-        command = ["bash", "-e", "-x", "block.sh"]
-    try:
-        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    except subprocess.TimeoutExpired as timeout:
-        output = ((timeout.stdout or b"") + (timeout.stderr or b"")).decode(errors="replace")[-3000:]
-        pytest.fail(f"{block.id} ({block.lang}) still running after {TIMEOUT} s:\n{output}", pytrace=False)
+        result = _run(["bash", "-e", "-x", "block.sh"], cwd, env)
     if result.returncode != 0:
         output = (result.stdout + result.stderr)[-3000:]
         pytest.fail(f"{block.id} ({block.lang}) exited {result.returncode}:\n{output}", pytrace=False)
@@ -256,6 +432,33 @@ def test_not_run_blocks_are_listed():
     for block_id, reason in marked.items():
         print(f"not run: {block_id}: {reason}")
     assert all(reason.strip() for reason in marked.values())
+
+
+def list_pools_comments(blocks: list[Block]) -> dict[str, list[str]]:
+    """The pool names (quoted words) of the comment after each ``list_pools()`` of ``blocks``, by block id and line:
+    the comment on its line and the comment lines right after it."""
+    comments = {}
+    for block in blocks:
+        lines = block.code.splitlines()
+        for i, line in enumerate(lines):
+            if "list_pools()" not in line:
+                continue
+            comment = line.partition("#")[2]
+            for after in lines[i + 1 :]:
+                if not after.lstrip().startswith("#"):
+                    break
+                comment += after
+            comments[f"{block.id}+{i + 1}"] = re.findall(r"'([a-z0-9_]+)'", comment)
+    return comments
+
+
+def test_list_pools_comments_name_the_registry():
+    """Every ``list_pools()`` in the docs carries a comment naming the registered pools, all of them, in order."""
+    import simpool
+
+    comments = list_pools_comments(BLOCKS)
+    assert {"README.md", "docs/pooling.md"} <= {where.partition(":")[0] for where in comments}
+    assert comments == dict.fromkeys(comments, simpool.list_pools())
 
 
 def test_the_harness_finds_blocks_markers_and_substitutions(tmp_path):
@@ -279,3 +482,35 @@ def test_the_harness_finds_blocks_markers_and_substitutions(tmp_path):
     ]
     assert substitute("data.root=/data/imagenet x", Path("/w/data")) == f"data.root=/w/data/imagenet {SMOKE} x"
     assert substitute("data.root=/data/imagenet/train", Path("/w/data")) == "data.root=/w/data/imagenet/train"
+    code = "x = f()\nsimpool.list_pools()  # ['a', 'b',\n#  'c'] and more\nprint('d')  # 'e'\n"
+    assert list_pools_comments([Block(REPO / "doc.md", 1, "python", code, None)]) == {"doc.md:1+2": ["a", "b", "c"]}
+
+
+def test_the_python_server_runs_a_block_as_python_would(python_server, tmp_path):
+    (tmp_path / "block.py").write_text("import os, sys\nprint(os.getcwd(), os.environ['X'], sys.argv)\nsys.exit(3)\n")
+    result = run_python_block(python_server, tmp_path, {**os.environ, "X": "y"})
+    assert (result.returncode, result.stdout) == (3, f"{tmp_path} y ['block.py']\n")
+    (tmp_path / "block.py").write_text("torch.zeros(1)\n")  # the server imported torch, the block did not
+    result = run_python_block(python_server, tmp_path, dict(os.environ))
+    assert result.returncode == 1 and "NameError: name 'torch' is not defined" in result.stdout
+    (tmp_path / "block.py").write_text("raise SystemExit('no data')\n")
+    assert run_python_block(python_server, tmp_path, dict(os.environ)).stdout == "no data\n"
+
+
+def test_leading_bench_lines_are_shared_and_made_once(tmp_path):
+    code = (
+        "# a comment\nsimpool bench export --out 'a b'  # why\n"
+        "simpool train --config configs/bench_vit.yaml \\\n  train.epochs=1\n"
+        "simpool probe --data x\nsimpool bench export\n"
+    )
+    shared = ["simpool bench export --out 'a b'", "simpool train --config configs/bench_vit.yaml train.epochs=1"]
+    assert leading_shared(code, Path("/w")) == (shared, "simpool probe --data x\nsimpool bench export\n")
+    assert leading_shared("simpool bench export --out /w/x\n", Path("/w")) == ([], "simpool bench export --out /w/x\n")
+    assert leading_shared("simpool bench export\n", Path("/w")) == (["simpool bench export"], "")
+    made = []
+    assert [once(tmp_path / "f", made.append) for _ in range(2)] == [tmp_path / "f"] * 2
+    assert made == [tmp_path / "f"]
+
+
+if __name__ == "__main__":
+    serve()

@@ -44,10 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--single-contour", action="store_true", help="MaxBoxAcc v1: only the largest contour")
     parser.add_argument("--save-scoremaps", help="write the model's normalised maps here as <image_id>.npy")
     parser.add_argument(
-        "--mask-root", help="folder the metadata's mask paths start from (default: a bench export's masks/, or --data)"
+        "--mask-root", help="folder the metadata's mask paths start from; unset: a bench export's masks/, or --data"
     )
     parser.add_argument(
-        "--prior-metadata", help="split whose masks or boxes give box_prior (default: the evaluated split)"
+        "--prior-metadata", help="split whose masks or boxes give box_prior; unset: the evaluated split"
     )
     parser.add_argument("--baseline-grid", type=int, default=14, help="side of the baselines' maps (ViT-S/16: 14)")
     parser.add_argument("--no-baselines", action="store_true", help="score the maps alone")

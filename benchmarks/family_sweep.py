@@ -45,10 +45,9 @@ POOLS = ("simpool", "gem")
 IMAGE_SIZE = 64
 BATCH = 2
 # name parts that mark small variants, smallest first; the short list is counted on the meta device
-SMALL_WORDS = (
-    "test", "atto", "femto", "pico", "nano", "xxs", "xxsmall", "xx", "tiny", "ti", "xs", "xsmall",
-    "mini", "s0", "b0", "t0", "m0", "050", "small", "s", "t", "lite", "light",
-)  # fmt: skip
+SMALL_WORDS = tuple(
+    "test atto femto pico nano xxs xxsmall xx tiny ti xs xsmall mini s0 b0 t0 m0 050 small s t lite light".split()
+)
 LARGE_WORDS = ("base", "large", "huge", "giant", "gigantic", "enormous", "xl", "xxl", "1b", "3b", "7b")
 SHORT_LIST = 4
 PARAM_BUDGET = 50_000_000  # larger variants are built with one block when timm takes ``depth``

@@ -44,12 +44,18 @@ def run_once(args, data: Path, out: Path, heads: list[str], cache: bool) -> dict
             "model": {"name": args.model},
             "data": {"root": str(data), "val_split": "test", "img_size": args.img_size, "num_workers": args.workers},
             "train": {
-                "epochs": args.epochs, "batch_size": args.batch_size, "device": args.device, "seed": 0,
-                "output": str(out.parent), "name": out.name, "progress": False, "resume": False,
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "device": args.device,
+                "seed": 0,
+                "output": str(out.parent),
+                "name": out.name,
+                "progress": False,
+                "resume": False,
             },
             "probe": {"heads": heads, "lrs": [1e-3], "cache": cache, "figure_images": 0},
         },
-    )  # fmt: skip
+    )
     start = time.perf_counter()
     probe(config)
     wall = time.perf_counter() - start

@@ -1,4 +1,6 @@
-"""Why a demo model's CorLoc and MaxBoxAccV2 disagree (docs/RESULTS.md, "Demo curves and the converge preset").
+"""Why a demo model's CorLoc and MaxBoxAccV2 disagree.
+
+See docs/RESULTS.md, "Does SimPool localize better than the CLS token?".
 
 Usage: python docs/examples/corloc_anatomy.py RUN [--kind cls|simpool ...]
 RUN is a `simpool demo --out` folder holding `report.json` and the saved weights (`cls.safetensors`,

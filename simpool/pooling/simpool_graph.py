@@ -6,7 +6,7 @@ plain operations that inductor fuses (LayerNorm, scores, minimum, power and weig
 passes) and whose backward it derives, with two exceptions where autograd's own derivative costs
 whole passes over the features: the minimum's gradient goes to its argmin by a scatter
 (:class:`~simpool.pooling.min_over.ShiftByMin`, no full-size mask), and ``x^gamma`` is ``exp(gamma log x)`` so that its
-derivative reuses the result. Measured in ``benchmarks/pool_overhead.py`` (docs/RESULTS.md, issue 17).
+derivative reuses the result. Measured in ``benchmarks/pool_overhead.py`` (docs/RESULTS.md, "How fast?").
 
 Layout: a map ``(B, C, H, W)`` is processed as ``(B, C, N)`` and tokens ``(B, N, C)`` as they are,
 so that no transposed copy is made and the input's gradient comes out in the input's own layout

@@ -77,9 +77,9 @@ PRESETS: dict[str, dict] = {  # each a base that the key=value overrides then ch
     "cpu": {},  # the default: at most 10 minutes on a 2-core CPU
     # a smoke test of the whole job in under 2 minutes: 15 updates, 6 curve points (checkpoints) on 100 val images
     "quick": dict(train_images=2000, epochs=1.0, eval_images=200, figure_images=4, curve_points=6, curve_images=100),
-    # issue 18's "both models learn the object" regime on a CPU: 10x the default's updates (6,250, about 30 minutes
-    # per model on 2 idle cores at the default's speed), more distinct images; a candidate not yet validated on
-    # the val split (docs/RESULTS.md, "Demo curves and the converge preset")
+    # "both models learn the object" on a CPU: 10x the default's updates (6,250, about 30 minutes per model on
+    # 2 idle cores at the default's speed) on more distinct images (docs/RESULTS.md, "Does SimPool localize
+    # better than the CLS token?")
     "converge": dict(train_images=50000, epochs=16.0, curve_points=20, curve_images=1000),
     "gpu": dict(image_size=112, train_images=50000, epochs=30.0, embed_dim=192, num_heads=3, depth=6, eval_images=5000),
 }

@@ -145,3 +145,28 @@ def test_bad_inputs():
         max_box_acc_v2(np.full((1, 224, 224), 2.0), [np.zeros((1, 4))], [FULL], normalize=False)
     with pytest.raises(ValueError, match="box lists"):
         max_box_acc_v2(np.zeros((2, 224, 224)), [np.zeros((1, 4))], [FULL])
+
+
+@pytest.mark.parametrize("multi_contour", [True, False])
+def test_a_repeated_map_is_traced_once_and_scored_per_image(monkeypatch, multi_contour):
+    # a baseline map (the same for every image) against different boxes: the counts are the per-image loop's,
+    # and the map's boxes are computed once per run of identical maps
+    from simpool.evaluate import localization
+
+    rng = np.random.default_rng(3)
+    same = cv2.GaussianBlur(rng.random((224, 224)), (0, 0), 9)
+    same = (same - same.min()) / (same.max() - same.min())
+    other = np.roll(same, 50, axis=1)
+    maps = [same, same, same, other, same]
+    gts = [np.array([[x, 30, x + 90, 150]]) for x in (10, 60, 120, 40, 80)]
+    thresholds = cam_thresholds(0.01)
+    calls = []
+    traced = localization.candidate_boxes
+    monkeypatch.setattr(localization, "candidate_boxes", lambda *a: calls.append(1) or traced(*a))
+    counts = localization.box_accuracy_counts(maps, gts, thresholds, multi_contour=multi_contour)
+    levels = np.array([30, 50, 70])[:, None] / 100
+    expected = sum(
+        (iou_curve_loop(m, g, thresholds, multi_contour)[None] >= levels).astype(int) for m, g in zip(maps, gts)
+    )
+    np.testing.assert_array_equal(counts, expected)
+    assert counts.sum() > 0 and len(calls) == 3  # same x3, other, same

@@ -1,13 +1,25 @@
 """See simpool work on a GPU in at most 8 minutes: one command, one JSON, one table.
 
-Checks, in order (each one's failure is recorded and the next one runs):
+Checks, in order (each one's failure is recorded and the next one runs; the modules are in ``gpu_checks/``):
 
-1. ``tests``: the tests marked ``cuda`` (every pool forward and backward on CUDA, fp16 and bf16 training steps
-   through the engine, resume on CUDA, k-NN on CUDA), run by pytest in a subprocess.
-2. ``throughput``: training images/s and peak memory of ResNet-50 and ViT-S/16 at 224 with SimPool against
-   their baselines (GAP, the CLS token), bf16 AMP, through the engine's update; SimPool's overhead in percent.
+1. ``tests``: the tests marked ``cuda`` (every pool on CUDA against the CPU with TF32 off, AMP steps through the
+   engine, resume on CUDA, k-NN and the DINO loss on CUDA), run by pytest in a subprocess.
+2. ``throughput``: training images/s and peak memory through the engine with the training configuration
+   (``configure_backends``), eager (bf16 and fp16) and compiled (bf16; ViT-S/16 GAP eager only): ResNet-50
+   GAP/SimPool, ViT-S/16 CLS/GAP/SimPool at 224, 128 images per GPU.
 3. ``simpool_vs_timm``: our SimPool against timm's ``SimPool2d`` (forward + backward) on ResNet-50 features.
-4. ``demo``: the demo's ``gpu`` preset cut to fit (CLS vs SimPool on the SimPool bench; needs Fashion-MNIST).
+4. ``ddp``: two processes (gloo where there is one GPU) equal one process with the same global batch, through
+   ``torch.compile``, ``no_sync`` and a resume.
+5. ``dino_step``: multi-crop DINO updates of ViT-S/16 SimPool with the 65,536-wide head: time, memory, and the
+   head's and loss's float32.
+6. ``resume``: ResNet-50 SimPool stopped and resumed on the device, equal to the uninterrupted run.
+7. ``loader``: the training loaders alone (ResNet-50 recipe, DINO), images/s per process.
+8. ``knn``: k-NN of 50,000 queries over 1.28M x 384 features.
+9. ``probe_cache``: filling the token cache with ViT-S/16 tokens and reading it through the probe's loader.
+10. ``demo``: the demo's ``gpu`` preset cut to fit (CLS vs SimPool on the SimPool bench; needs Fashion-MNIST).
+
+The table gives each check's figures and what they mean for an 8-GPU ImageNet run. ``--smoke`` runs every
+check at toy size (on a CPU: dynamo's eager backend stands in for inductor) in under 3 minutes.
 
 Usage:
     python benchmarks/gpu_check.py                    # the full check on the GPU
@@ -30,32 +42,16 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from simpool import SimPool, create_model  # noqa: E402
-from simpool.train.engine import Engine, single_process  # noqa: E402
-from simpool.train.recipe import CrossEntropyRecipe, Loop  # noqa: E402
+from gpu_checks.data import check_loader, check_probe_cache  # noqa: E402
+from gpu_checks.ddp import check_ddp  # noqa: E402
+from gpu_checks.dino import check_dino_step  # noqa: E402
+from gpu_checks.knn import check_knn  # noqa: E402
+from gpu_checks.resume import check_resume  # noqa: E402
+from gpu_checks.throughput import check_simpool_vs_timm, check_throughput  # noqa: E402
+
 from simpool.utils import default_device, write_json  # noqa: E402
-
-# model, its baseline pool, the SimPool gamma (paper: 2.0 for CNNs, 1.25 for ViTs)
-MODELS = {"resnet50": ("default", 2.0), "vit_small_patch16_224": ("default", 1.25)}
-SMOKE_MODELS = {"resnet10t": ("default", 2.0), "vit_tiny_patch16_224": ("default", 1.25)}
-SMOKE_VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn: Callable[[], None], steps: int, device: torch.device) -> float:
-    """Seconds per call of ``fn`` over ``steps`` calls, after one warm-up call."""
-    fn()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) / steps
 
 
 def check_tests(smoke: bool, device: torch.device) -> dict:
@@ -66,55 +62,10 @@ def check_tests(smoke: bool, device: torch.device) -> dict:
     summary = (result.stdout.strip().splitlines() or [""])[-1]
     if result.returncode not in (0, 5):
         raise RuntimeError(f"cuda tests failed: {summary}\n{result.stdout[-2000:]}")
-    return {"summary": summary, "cuda": torch.cuda.is_available()}
-
-
-def train_rate(name: str, pool: str, gamma: float | None, batch: int, image_size: int, steps: int, device, **kwargs):
-    """Images/s and peak memory (MiB, CUDA only) of training ``name`` with ``pool`` through the engine, bf16."""
-    pool_kwargs = {"gamma": gamma} if pool == "simpool" else None
-    model = create_model(name, pool=pool, pool_kwargs=pool_kwargs, num_classes=1000, **kwargs).to(device)
-    model = model.to(memory_format=torch.channels_last) if device.type == "cuda" and "vit" not in name else model
-    images = torch.randn(batch, 3, image_size, image_size, device=device)  # (B, 3, S, S)
-    targets = torch.randint(0, 1000, (batch,), device=device)  # (B,)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loop = Loop(amp="bf16" if device.type == "cuda" else "none", progress=False)
-    engine = Engine(CrossEntropyRecipe(model, optimizer, []), loop, single_process(device))
-    engine.build()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    seconds = _timed(lambda: engine.run_update(iter([(images, targets, 1.0)])), steps, device)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return {"images_per_s": batch / seconds, "peak_mib": peak}
-
-
-def check_throughput(smoke: bool, device: torch.device) -> dict:
-    models = SMOKE_MODELS if smoke else MODELS
-    batch, img_size, steps = (2, 32, 1) if smoke else (128, 224, 20)
-    rows = {}
-    for name, (baseline, gamma) in models.items():
-        kwargs = SMOKE_VIT if smoke and "vit" in name else {}
-        base = train_rate(name, baseline, None, batch, img_size, steps, device, **kwargs)
-        ours = train_rate(name, "simpool", gamma, batch, img_size, steps, device, **kwargs)
-        overhead = 100.0 * (base["images_per_s"] / ours["images_per_s"] - 1.0)
-        rows[name] = {"baseline": base, "simpool": ours, "simpool_overhead_pct": overhead}
-    return {"batch": batch, "img_size": img_size, "amp": "bf16" if device.type == "cuda" else "none", **rows}
-
-
-def check_simpool_vs_timm(smoke: bool, device: torch.device) -> dict:
-    from timm.layers import SimPool2d
-
-    shape = (2, 16, 4, 4) if smoke else (64, 2048, 7, 7)  # (B, C, H, W): ResNet-50 features at 224
-    steps = 1 if smoke else 50
-    x = torch.randn(*shape, device=device, requires_grad=True)
-    pools = {"ours": SimPool(shape[1], gamma=2.0), "timm": SimPool2d(shape[1], gamma=2.0)}
-    seconds = {}
-    for name, pool in pools.items():
-        pool = pool.to(device)
-        seconds[name] = _timed(lambda pool=pool: pool(x).sum().backward(), steps, device)
     return {
-        "shape": list(shape),
-        "ms": {k: 1e3 * v for k, v in seconds.items()},
-        "speedup": seconds["timm"] / seconds["ours"],
+        "cuda": torch.cuda.is_available(),
+        "summary": summary,
+        "for_8_gpus": "pools, AMP steps, resume, k-NN and the DINO loss behave on CUDA as on the CPU",
     }
 
 
@@ -124,54 +75,65 @@ def check_demo(smoke: bool, device: torch.device) -> dict:
     from simpool.data.fashion_mnist import fashion_mnist_dir
     from simpool.experiments.demo import PRESETS, DemoConfig, run_demo
 
-    if not any(fashion_mnist_dir().glob("train-images-idx3-ubyte*")):
-        return {"skipped": f"no Fashion-MNIST at {fashion_mnist_dir()} (set SIMPOOL_FASHION_MNIST)"}
+    if not any(fashion_mnist_dir().glob("train-images-idx3-ubyte*")):  # `make` installs Debian's package there
+        skipped = f"no Fashion-MNIST at {fashion_mnist_dir()} (run `make fashion-mnist` or set SIMPOOL_FASHION_MNIST)"
+        return {"skipped": skipped, "summary": skipped, "for_8_gpus": "-"}
     if smoke:
         preset = dict(PRESETS["quick"], train_images=64, eval_images=32, figure_images=2, embed_dim=48, depth=1)
-    else:  # the gpu preset cut to about 3 minutes on one GPU
-        preset = dict(PRESETS["gpu"], train_images=20000, epochs=10.0, eval_images=2000)
+    else:  # the gpu preset cut to about 1.5 minutes on one GPU (the whole check: at most 8)
+        preset = dict(PRESETS["gpu"], train_images=10000, epochs=10.0, eval_images=2000)
     config = DemoConfig(**preset)
     report = run_demo(
         config, ROOT / "outputs" / ("gpu_check_demo_smoke" if smoke else "gpu_check_demo"), device, progress=False
     )
     keys = ("acc_original", "acc_mixed_rand", "bg_gap", "MaxBoxAccV2", "CorLoc", "mask_mass", "seconds")
     results = {kind: {k: r[k] for k in keys if k in r} for kind, r in report["results"].items()}
-    return {"config": dataclasses.asdict(config), "results": results, "wall_seconds": report["wall_seconds"]}
+    summary = "; ".join(f"{k}: MaxBoxAccV2 {r.get('MaxBoxAccV2', float('nan')):.1f}" for k, r in results.items())
+    return {
+        "config": dataclasses.asdict(config),
+        "results": results,
+        "wall_seconds": report["wall_seconds"],
+        "summary": f"{summary} ({report['wall_seconds']:.0f} s)",
+        "for_8_gpus": "the demo (CLS vs SimPool: accuracy, mixed_rand gap, MaxBoxAccV2) runs end to end on this device",
+    }
 
 
 CHECKS: dict[str, Callable[[bool, torch.device], dict]] = {
     "tests": check_tests,
     "throughput": check_throughput,
     "simpool_vs_timm": check_simpool_vs_timm,
+    "ddp": check_ddp,
+    "dino_step": check_dino_step,
+    "resume": check_resume,
+    "loader": check_loader,
+    "knn": check_knn,
+    "probe_cache": check_probe_cache,
     "demo": check_demo,
 }
 
 
 def table(results: dict) -> str:
-    """One line per check: status, seconds and its headline numbers."""
-    lines = [f"{'check':<16} {'status':<7} {'seconds':>8}  headline"]
-    for name, entry in results["checks"].items():
+    """Per check: status, seconds and what it measured; under it, what that means for an 8-GPU ImageNet run."""
+    lines = [f"{'check':<16} {'status':<7} {'seconds':>8}  measured / for an 8-GPU ImageNet run"]
+    checks = results["checks"]
+    for name, entry in checks.items():
         data = entry.get("result", {})
-        if name == "throughput" and "error" not in entry:
-            headline = "; ".join(
-                f"{m}: {r['baseline']['images_per_s']:.0f} -> {r['simpool']['images_per_s']:.0f} img/s "
-                f"({r['simpool_overhead_pct']:+.1f}%)"
-                for m, r in data.items()
-                if isinstance(r, dict) and "baseline" in r
-            )
-        elif name == "simpool_vs_timm" and "error" not in entry:
-            headline = f"ours {data['ms']['ours']:.2f} ms, timm {data['ms']['timm']:.2f} ms ({data['speedup']:.1f}x)"
-        elif name == "demo" and "results" in data:
-            headline = "; ".join(f"{k}: MaxBoxAccV2 {r['MaxBoxAccV2']:.1f}" for k, r in data["results"].items())
-        else:
-            headline = entry.get("error", "").splitlines()[0] if "error" in entry else str(data)[:90]
-        lines.append(f"{name:<16} {entry['status']:<7} {entry['seconds']:>8.1f}  {headline}")
+        if "error" in entry:
+            lines.append(f"{name:<16} {entry['status']:<7} {entry['seconds']:>8.1f}  {entry['error'].splitlines()[0]}")
+            continue
+        meaning = data.get("for_8_gpus", "")
+        if name == "loader" and "result" in checks.get("throughput", {}):  # what the model would consume
+            rows = checks["throughput"]["result"]["rows"]
+            consumed = max(r["images_per_s"] for r in rows if r["arm"] == "ResNet-50 SimPool")
+            meaning += f"; the ResNet-50 SimPool model consumes {consumed:.0f} img/s/GPU"
+        lines.append(f"{name:<16} {entry['status']:<7} {entry['seconds']:>8.1f}  {data.get('summary', '')}")
+        lines.append(f"{'':<34}-> {meaning}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="every check at toy size (the CPU here: under 2 min)")
+    parser.add_argument("--smoke", action="store_true", help="every check at toy size (a CPU: under 3 min)")
     parser.add_argument("--only", nargs="+", choices=list(CHECKS), default=list(CHECKS), help="checks to run")
     parser.add_argument("--out", default="gpu_check.json", help="JSON file for every figure")
     args = parser.parse_args(argv)

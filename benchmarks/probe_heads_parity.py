@@ -2,7 +2,8 @@
 
 Run: ``python benchmarks/probe_heads_parity.py --reference /path/to/efficient-probing [--extra-path DIR] [--out FILE]``.
 
-For each head of efficient-probing's ``probe_heads.py`` that simpool has, the script builds the reference module
+For each of the 14 heads of efficient-probing's ``probe_heads.py`` (``siglip`` is our ``map``; ``cbam`` is ours
+with the arguments of its reference), the script builds the reference module
 (imported from the given checkout at run time; nothing of it is copied here), fills every parameter and
 buffer with random values (many are zero-initialised), loads its state dict into our pool through
 ``load_reference_state_dict`` and prints the largest absolute difference of the outputs on the same random
@@ -99,9 +100,9 @@ CASES: dict[str, tuple[Callable[[], nn.Module], dict, Callable]] = {
         {},
         lambda ref, x: ref(x),
     ),
-    "map (siglip)": (
+    "siglip": (  # an alias: our map with norm=False
         lambda: _reference("poolings.clip.attention_pool", "AttentionPoolLatent")(in_features=DIM),
-        dict(norm=False),
+        {},
         lambda ref, x: ref(x),
     ),
     "clip": (
@@ -109,7 +110,49 @@ CASES: dict[str, tuple[Callable[[], nn.Module], dict, Callable]] = {
         dict(feat_size=GRID, num_heads=4, norm=True),
         lambda ref, x: ref(x),
     ),
+    "simpool": (
+        lambda: _on_cpu(lambda: _reference("poolings.simpool", "SimPool")(dim=DIM, num_heads=1, gamma=None)),
+        {},
+        lambda ref, x: ref(x),
+    ),
+    "esimpool": (
+        lambda: _on_cpu(lambda: _reference("poolings.simpool", "SimPool_nolinears")(dim=DIM, num_heads=12)),
+        {},
+        lambda ref, x: ref(x),
+    ),
+    "cbam": (
+        lambda: _reference("poolings.cbam", "CbamPooling")(channels=DIM, spatial_kernel_size=7),
+        dict(mlp_bias=False, rd_divisor=1, spatial_norm=True, residual=True),
+        lambda ref, x: ref(x.clone()),  # the reference adds its residual in place
+    ),
+    "cait": (
+        lambda: _reference("poolings.other_pool", "CAPooling")(embed_dim=DIM),
+        {},
+        lambda ref, x: ref(x),
+    ),
+    "dinovit": (
+        lambda: _reference("poolings.other_pool", "DinoViTBlockPooling")(d_model=DIM),
+        {},
+        lambda ref, x: ref(x),
+    ),
 }
+
+
+def _on_cpu(build: Callable[[], nn.Module]) -> nn.Module:
+    """Build a reference whose constructor puts a constant on ``device='cuda'`` (efficient-probing's SimPool's
+    ``eps``, unused without gamma) on a machine without CUDA: such constants go to the CPU instead."""
+    original = torch.tensor
+
+    def tensor(*args, **kwargs):
+        if kwargs.get("device") == "cuda" and not torch.cuda.is_available():
+            kwargs["device"] = "cpu"
+        return original(*args, **kwargs)
+
+    torch.tensor = tensor
+    try:
+        return build()
+    finally:
+        torch.tensor = original
 
 
 def compare(head: str, mode: str, dtype: torch.dtype, seed: int = 0) -> tuple[float, float]:
@@ -147,7 +190,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     rows = []
     for head in args.heads:
-        modes = ("eval", "train") if head in ("aim", "dolg") else ("eval",)  # BatchNorm: statistics and batch
+        modes = ("eval", "train") if head in ("aim", "dolg", "cbam") else ("eval",)  # BatchNorm: statistics, batch
         for mode in modes:
             try:
                 diff32, scale = compare(head, mode, torch.float32)

@@ -22,9 +22,18 @@ from tests.pooling.pool_kwargs import tiny_kwargs
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
+@pytest.fixture
+def no_tf32():
+    """Full float32 on CUDA (matmuls and cuDNN convolutions) while a test compares CUDA with the CPU."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 @pytest.mark.parametrize("name", list_pools())
 @pytest.mark.parametrize("layout", ["map", "tokens"])
-def test_every_pool_forward_and_backward_on_cuda_match_the_cpu(name, layout):
+def test_every_pool_forward_and_backward_on_cuda_match_the_cpu(name, layout, no_tf32):
     torch.manual_seed(0)
     pool = create_pool(name, 16, **tiny_kwargs(name)).eval()  # probing heads: heads and queries that divide 16
     x = torch.randn(2, 16, 5, 5) if layout == "map" else torch.randn(2, 25, 16)
@@ -91,3 +100,24 @@ def test_knn_on_cuda_equals_the_cpu():
     cpu = knn_classify(train, train_labels, test, test_labels, k=20)
     gpu = knn_classify(train.cuda(), train_labels.cuda(), test.cuda(), test_labels.cuda(), k=20)
     assert gpu == pytest.approx(cpu)
+
+
+def test_the_dino_loss_on_cuda_under_bf16_autocast_and_tf32_equals_the_cpu_in_float32():
+    """The training configuration (TF32 on, bf16 autocast) does not reach the loss (elementwise, float32)."""
+    from simpool.train.dino.loss import DINOLoss
+
+    torch.manual_seed(0)
+    student, teacher = torch.randn(8 * 16, 65536), torch.randn(2 * 16, 65536)  # (V * B, K), (G * B, K)
+    results = {}
+    for device in ("cpu", "cuda"):
+        inputs = student.to(device).requires_grad_(True)
+        saved = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = True
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            loss = DINOLoss(65536, 8).to(device)(inputs, teacher.to(device), epoch=0)
+        torch.backends.cuda.matmul.allow_tf32 = saved
+        loss.backward()
+        results[device] = (loss.item(), inputs.grad.cpu())
+    assert abs(results["cuda"][0] - results["cpu"][0]) / abs(results["cpu"][0]) < 1e-5
+    grad_error = (results["cuda"][1] - results["cpu"][1]).abs().max() / results["cpu"][1].abs().max()
+    assert grad_error.item() < 1e-4

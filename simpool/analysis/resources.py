@@ -17,6 +17,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from ..models import create_model, pool_input, pool_slot
+from ..models.loading import set_image_size
 from ..pooling import SimPool, simpool_direct
 
 aten = torch.ops.aten
@@ -76,6 +77,7 @@ def resources(
         (SimPool only; None otherwise).
     """
     model = create_model(model_name, pool=pool, pool_kwargs=pool_kwargs, num_classes=num_classes).eval()
+    set_image_size(model, image_size)  # a ViT's position embedding for image_size; a CNN takes any size
     _use_fused_attention(model)
     images = torch.zeros(1, 3, image_size, image_size)
     flops = count_flops(model, images, count_attention=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..utils import parse_kv
 from ..visualize.boxes import read_boxes
 from ..visualize.report import ReportConfig, attention_report, parse_checkpoints
-from .common import add_img_size, add_model, add_out, add_runtime, check_writable, device_of
+from .common import add_img_size, add_model, add_out, add_runtime, check_option, check_writable, device_of
 
 EXAMPLE = """example:
   simpool attention --model vit_small_patch16_224 --checkpoint cls=vits_cls.safetensors \\
@@ -19,7 +19,7 @@ More in docs/visualization.md.
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders of images")
-    add_model(parser, pool="auto", checkpoint=False)
+    add_model(parser, checkpoint=False)
     parser.add_argument(
         "--checkpoint",
         action="append",
@@ -48,7 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(args.out)
+    check_option("--mass", args.mass, "(0, 1]")
+    check_option("--box-threshold", args.box_threshold, "[0, 1]")
+    check_option("--display", args.display, "[1, inf)")
+    check_option("--grid-rows", args.grid_rows, "[1, inf)")
+    check_option("--std", args.std, "(0, inf)")
+    check_writable(args.out, kind="folder")
     gammas = args.gammas.split(",") if args.gammas else None
     config = ReportConfig(
         image_size=args.img_size,

@@ -6,7 +6,7 @@ import argparse
 
 from ..data.bench import SPLITS, VARIANTS, BenchConfig
 from ..data.bench_export import FORMATS, export
-from .common import add_img_size, add_no_progress, add_out, add_seed
+from .common import add_img_size, add_no_progress, add_out, add_seed, check_writable
 
 EXAMPLE = (
     "example: simpool bench export --variant mixed_rand --format wsol --split test --num-images 500 --out out/wsol"
@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_writable(args.out, kind="folder")
     config = BenchConfig(image_size=args.img_size, bg_correlation=args.bg_correlation, seed=args.seed)
     written = export(
         args.out,

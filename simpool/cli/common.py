@@ -28,18 +28,34 @@ def add_out(
     parser.add_argument("--out", required=required, default=default, help=help or "output folder or file")
 
 
+POOL_AUTO = "auto"
+POOL_HELP = (
+    "'auto': the checkpoint's own pool when it has one (simpool or timm's), else 'default'; 'default': timm's own "
+    "(CLS token / GAP); or a simpool pool name (simpool.list_pools())"
+)
+
+
+def resolve_pool(pool: str, checkpoint: str | os.PathLike | None) -> str:
+    """The one ``--pool`` rule of every command: ``auto`` is the checkpoint's own pool (``load_model``'s
+    ``pool="auto"`` reads it from the parameter names), or ``default`` (timm's own) without a checkpoint."""
+    if pool != POOL_AUTO:
+        return pool
+    return POOL_AUTO if checkpoint else "default"
+
+
 def add_model(
     parser: argparse.ArgumentParser,
     required: bool = True,
-    pool: str = "simpool",
+    pool: str = POOL_AUTO,
     num_classes: int | None = None,
     checkpoint: bool = True,
 ) -> None:
-    """``--model``, ``--pool``, ``--pool-kwargs``, ``--model-kwargs``, ``--checkpoint``, ``--checkpoint-key``,
-    ``--num-classes``: what :func:`model_from_args` builds."""
+    """``--model``, ``--pool`` (:data:`POOL_HELP`, one default in every command: ``auto``), ``--pool-kwargs``,
+    ``--model-kwargs``, ``--checkpoint``, ``--checkpoint-key``, ``--num-classes``: what :func:`model_from_args`
+    builds. ``pool`` is kept for callers that still pass it; the default is ``auto`` whatever they pass."""
     group = parser.add_argument_group("model")
     group.add_argument("--model", required=required, help="timm model name, e.g. vit_small_patch16_224, resnet50")
-    group.add_argument("--pool", default=pool, help="'default' (timm's own: CLS token / GAP) or a simpool pool name")
+    group.add_argument("--pool", default=POOL_AUTO, help=POOL_HELP)
     group.add_argument("--pool-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="pool arguments, e.g. gamma=2")
     group.add_argument(
         "--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="timm arguments, e.g. drop_path_rate=0.1"
@@ -81,15 +97,30 @@ def add_img_size(parser: argparse.ArgumentParser, default: int | None = 224, hel
 
 
 def device_of(args: argparse.Namespace) -> torch.device:
-    """The device named by ``--device``, else CUDA when available: chosen once per command."""
-    return torch.device(args.device) if getattr(args, "device", None) else default_device()
+    """The device named by ``--device``, else CUDA when available: chosen once per command.
+
+    Raises:
+        ValueError: a name torch does not know, or a CUDA device on a machine without one (before any work).
+    """
+    name = getattr(args, "device", None)
+    if not name:
+        return default_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device; valid: cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine; valid: cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def model_from_args(args: argparse.Namespace, device: torch.device | None = None) -> nn.Module:
     """The model of :func:`add_model`'s options, its checkpoint loaded strictly, in eval mode on the device."""
     model = load_model(
         args.model,
-        pool=args.pool,
+        pool=resolve_pool(args.pool, getattr(args, "checkpoint", None)),
         pool_kwargs=parse_kv(args.pool_kwargs),
         model_kwargs=parse_kv(args.model_kwargs),
         checkpoint=getattr(args, "checkpoint", None),
@@ -99,10 +130,15 @@ def model_from_args(args: argparse.Namespace, device: torch.device | None = None
     return model.eval().to(device or device_of(args))
 
 
-def check_writable(path: str | os.PathLike | None, option: str = "--out") -> None:
-    """Refuse before any work an ``option`` path that cannot be written (its first existing parent is read-only)."""
+def check_writable(path: str | os.PathLike | None, option: str = "--out", kind: str | None = None) -> None:
+    """Refuse before any work an ``option`` path that cannot be written (its first existing parent is read-only),
+    or, with ``kind`` ``"folder"`` or ``"file"``, one that exists as the other kind."""
     if path is None:
         return
+    if kind == "folder" and os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(f"{option} {path} is a file: give a folder to write into")
+    if kind == "file" and os.path.isdir(path):
+        raise IsADirectoryError(f"{option} {path} is a folder: give a file name")
     parent = os.path.abspath(path)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
@@ -118,3 +154,54 @@ def add_seed(parser: argparse.ArgumentParser, default: int = 0, help: str = "") 
 def add_no_progress(parser: argparse.ArgumentParser) -> None:
     """``--no-progress`` alone, for a command without a device or a loader (``add_runtime`` has it too)."""
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def check_option(option: str, value, interval: str | None = None, unique: bool = False) -> None:
+    """Refuse before any work an option's value outside ``interval`` (``"[1, inf)"``, ``"(0, 1]"``; for a list,
+    each item), or, with ``unique``, a list that gives a value twice; ``None`` (unset) passes.
+
+    Raises:
+        ValueError: ``"--threshold 1.5 is outside (0, 1]"``, ``"--lr gives 0.001 twice; give each value once"``.
+    """
+    from ..train.config import in_interval
+
+    if value is None:
+        return
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if interval is not None:
+        for item in values:
+            if not in_interval(item, interval):
+                raise ValueError(f"{option} {item} is outside {interval}")
+    if unique:
+        repeated = sorted({item for item in values if values.count(item) > 1}, key=str)
+        if repeated:
+            raise ValueError(f"{option} gives {', '.join(map(str, repeated))} twice; give each value once")
+
+
+# The options several commands share and their ranges, checked for every command before it runs (``dispatch``).
+SHARED_BOUNDS = {"img_size": "[1, inf)", "batch_size": "[1, inf)", "workers": "[0, inf)", "num_classes": "[0, inf)"}
+
+
+def check_shared_options(args: argparse.Namespace) -> None:
+    """Refuse a value of a shared option (:data:`SHARED_BOUNDS`) outside its range: ``--img-size 0`` is a mistake,
+    not "unset"."""
+    for name, interval in SHARED_BOUNDS.items():
+        check_option("--" + name.replace("_", "-"), getattr(args, name, None), interval)
+
+
+def check_blocks(model: nn.Module, blocks: list[int] | int, option: str = "--blocks", last: bool = False) -> None:
+    """Refuse block indices (0-based; ``last``: a count of last blocks) that the model's depth does not have, or
+    given twice.
+
+    Raises:
+        ValueError: ``"--blocks 11 is outside [0, 3]: VisionTransformer has 4 blocks"``.
+    """
+    depth = len(getattr(model, "blocks", ()))
+    if depth == 0:
+        raise ValueError(f"{option}: {type(model).__name__} has no transformer blocks to read")
+    check_option(option, blocks, unique=True)
+    interval = f"[1, {depth}]" if last else f"[0, {depth - 1}]"
+    try:
+        check_option(option, blocks, interval)
+    except ValueError as error:
+        raise ValueError(f"{error}: {type(model).__name__} has {depth} block{'s' if depth != 1 else ''}") from None

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(args.out)
+    check_writable(args.out, kind="file")
     summary = convert(args.checkpoint, args.out, key=args.checkpoint_key, layout=args.layout, preset=args.preset)
     print(json.dumps(summary, indent=2))
     return 0

@@ -48,7 +48,7 @@ def pair(args: argparse.Namespace) -> int:
     if args.overrides or args.quick:
         raise ValueError("--pair reads finished runs: it takes no key=value overrides and no --quick")
     out = args.out or PAIR_OUT
-    check_writable(out)
+    check_writable(out, kind="folder")
     paired = pair_runs(args.pair, out)
     print(paired["table"])
     print(f"paired: {paired['paired_json']}")
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pair is not None:
         return pair(args)
     args.out = args.out or DEMO_OUT
-    check_writable(args.out)
+    check_writable(args.out, kind="folder")
     if args.fashion_mnist_dir:
         os.environ["SIMPOOL_FASHION_MNIST"] = str(args.fashion_mnist_dir)
     name = "quick" if args.quick else args.preset

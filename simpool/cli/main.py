@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 # name: (module, one-line help)
@@ -32,6 +33,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("simpool.cli.bench", "the SimPool bench: `simpool bench export --help`"),
     "convert": ("simpool.cli.convert", "convert a checkpoint (ours or official) to a clean safetensors file"),
     "export": ("simpool.cli.export", "a model and its attention map as ONNX or a torch.export program"),
+    "families": ("simpool.cli.families", "the timm families and model names that take a simpool pool"),
+    "probe-predict": ("simpool.cli.probe_predict", "a saved probe head on its backbone: predictions and attention"),
+    "board": ("simpool.cli.board", "several probe runs in one board: board.md, board.csv, accuracy vs attention"),
 }
 
 
@@ -60,6 +64,9 @@ def dispatch(prog: str, description: str, registry: dict[str, tuple[str, str]], 
             return dispatch(f"{prog} {name}", module.__doc__.strip().splitlines()[0], module.COMMANDS, rest)
         add_command(subparsers, name, help_text, module)
     args = parser.parse_args(argv)
+    from .common import check_shared_options  # torch: not for --help
+
+    check_shared_options(args)
     return int(args.run(args) or 0)
 
 
@@ -68,9 +75,15 @@ def add_command(subparsers, name: str, help_text: str, module) -> argparse.Argum
     sub = subparsers.add_parser(
         name, help=help_text, description=help_text, epilog=getattr(module, "EXAMPLE", None), formatter_class=_Formatter
     )
+    sub._negative_number_matcher = NEGATIVE_NUMBER
     module.add_arguments(sub)
     sub.set_defaults(run=module.run)
     return sub
+
+
+# Python 3.13's rule for a word after an option: '-1e-3' or '-.5' is a value (a command then refuses it in one line
+# naming the option), not an unknown option that makes argparse print its usage. No option of ours looks like one.
+NEGATIVE_NUMBER = re.compile(r"-\.?\d")
 
 
 def walk(registry: dict[str, tuple[str, str]] | None = None, prog: str = "simpool"):

@@ -6,7 +6,7 @@ import argparse
 
 from ..analysis.resources import format_table, resources_table
 from ..utils import write_json
-from .common import add_img_size, add_out, check_writable
+from .common import add_img_size, add_out, check_option, check_writable
 
 EXAMPLE = "example: simpool resources --model resnet50 vit_small_patch16_224 --pool default simpool --out table8.json"
 
@@ -21,8 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(args.out)
-    rows = resources_table(args.model, args.pool, args.img_size, args.num_classes, args.gamma)
+    check_option("--model", args.model, unique=True)
+    check_option("--pool", args.pool, unique=True)
+    check_option("--num-classes", args.num_classes, "[0, inf)")
+    check_writable(args.out, kind="file")
+    try:
+        rows = resources_table(args.model, args.pool, args.img_size, args.num_classes, args.gamma)
+    except (RuntimeError, AssertionError) as error:  # a convolution or patch larger than the image
+        reason = str(error).strip().splitlines()[0]
+        raise ValueError(f"--img-size {args.img_size} is too small for {', '.join(args.model)}: {reason}") from None
     print(format_table(rows))
     if args.out:
         write_json(args.out, rows)

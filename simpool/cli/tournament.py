@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(args.out)
+    check_writable(args.out, kind="folder")
     misplaced = [spec for spec in args.pools if "=" in spec.partition(":")[0]]
     if misplaced:
         raise ValueError(

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(args.out)
+    check_writable(args.out, kind="file")
     result = validate_checkpoint(
         args.checkpoint,
         args.data,

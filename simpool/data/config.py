@@ -3,10 +3,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+
+def default_workers(cap: int = 16) -> int:
+    """Loader workers per training process: the CPUs this process may run on (``os.sched_getaffinity``) shared
+    by the node's processes (torchrun's ``LOCAL_WORLD_SIZE``), less one for the training process, at most ``cap``.
+    The CPUs counted are hardware threads: a DGX H100 node (2 x 56-core CPUs: 112 cores, 224 threads, 8 GPUs) gives
+    ``min(16, 224 // 8 - 1) = 16`` per process (128 in all, on 112 cores); with 112 visible CPUs (SMT off), 13;
+    a 2-core machine, 1. The recipes set no ``num_workers``: each node gets what it has."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(cap, cpus // local - 1))
 
 
 @dataclass
@@ -20,7 +32,7 @@ class DataConfig:
     fraction: float = 1.0  # the first `fraction` of each class's training images (ImageNet-20%: 0.2)
     bench_variant: str = "original"  # the rendered bench (dataset: bench without folders): variant,
     bench_images: int = 0  # images per split (0: all), rendered at img_size
-    num_workers: int = 4
+    num_workers: int = field(default_factory=default_workers)  # per process; default: the CPUs per local process
     img_size: int = 224
     in_chans: int = 3
     interpolation: str = "bicubic"

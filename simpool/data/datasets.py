@@ -26,6 +26,8 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 from torchvision.datasets import ImageFolder
 
+from .folders import load_rgb
+
 UNREADABLE = (OSError, ValueError, SyntaxError)  # what PIL raises on truncated or corrupted files
 
 
@@ -38,7 +40,7 @@ class SafeImageFolder(ImageFolder):
     """
 
     def __init__(self, root: str | Path, transform: Callable | None = None, fraction: float = 1.0, seed: int = 0):
-        super().__init__(str(root), transform=transform)
+        super().__init__(str(root), transform=transform, loader=load_rgb)  # 16-bit and float images: real range
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
         if fraction < 1.0:
@@ -52,9 +54,8 @@ class SafeImageFolder(ImageFolder):
         path, target = self.samples[index]
         try:
             image = self.loader(path)
-            image.load()
         except UNREADABLE as error:
-            warnings.warn(f"skipping unreadable image {path}: {type(error).__name__}: {error}", stacklevel=2)
+            warnings.warn(f"skipping {error}", stacklevel=2)
             return None
         if self.transform is not None:
             with seeded(hash((self.seed, epoch, index)) % 2**31):
@@ -96,6 +97,23 @@ class seeded:
         np.random.set_state(self._states[0])
         random.setstate(self._states[1])
         return self._fork.__exit__(*exc)
+
+
+MAX_SKIPPED = 0.5  # the share of its images a training epoch or an evaluation may skip as unreadable
+
+
+def check_skipped(skipped: int, total: int, what: str = "images") -> None:
+    """Refuse a pass over ``total`` images of which more than :data:`MAX_SKIPPED` (half) were unreadable: its
+    loss, accuracy or probe table would describe the few images left (or none), not the data named.
+
+    Raises:
+        ValueError: ``"12 of 16 training images were unreadable (more than half): ..."``.
+    """
+    if total > 0 and skipped > MAX_SKIPPED * total:
+        raise ValueError(
+            f"{skipped} of {total} {what} were unreadable (more than {MAX_SKIPPED:.0%} may not be): "
+            "the warnings above name each file; repair or remove them"
+        )
 
 
 def collate_skip(batch: list) -> tuple[torch.Tensor, torch.Tensor, int]:

@@ -16,6 +16,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.datasets import ImageFolder
@@ -28,20 +29,51 @@ class UnreadableImageError(ValueError):
     """An image file that exists but cannot be decoded; the message names it."""
 
 
+# PIL modes of one channel wider than 8 bits, and the value each reads as full white. 16-bit PNGs and TIFFs open
+# as "I;16*" (0..65535). A 32-bit float image ("F", e.g. a float TIFF) is taken to hold intensities in [0, 1]:
+# values outside are refused rather than guessed. PIL's own convert("RGB") clips instead (a 16-bit image comes
+# out nearly white, a [0, 1] float one black).
+WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "F": 1.0}
+
+
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """An image file as RGB, decoded in full.
+    """An image file as 8-bit RGB, decoded in full; 16-bit and float images scaled from their real range.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        UnreadableImageError: the file is truncated or not an image (naming it and PIL's reason).
+        UnreadableImageError: the file is truncated or not an image, a float image has values outside [0, 1],
+            or a 32-bit integer image has no range to read it with (naming the file and the reason).
     """
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return to_rgb(image, path)
     except FileNotFoundError:
+        raise
+    except UnreadableImageError:
         raise
     except UNREADABLE as error:
         raise UnreadableImageError(f"unreadable image {path}: {type(error).__name__}: {error}") from error
+
+
+def to_rgb(image: Image.Image, path: str | os.PathLike = "image") -> Image.Image:
+    """``image`` as 8-bit RGB: PIL's ``convert`` for 8-bit modes; a 16-bit or float one (:data:`WIDE_MODES`)
+    scaled to 0..255 from its full range first."""
+    if image.mode == "I":
+        raise UnreadableImageError(
+            f"unreadable image {path}: 32-bit integer pixels have no range to read them with; save it as 8- or "
+            "16-bit, or as float in [0, 1]"
+        )
+    if image.mode not in WIDE_MODES:
+        return image.convert("RGB")
+    pixels = np.asarray(image, dtype=np.float64)  # (H, W)
+    white = WIDE_MODES[image.mode]
+    if image.mode == "F" and (not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 1):
+        raise UnreadableImageError(
+            f"unreadable image {path}: float pixels span [{np.nanmin(pixels):.4g}, {np.nanmax(pixels):.4g}], "
+            "expected [0, 1]"
+        )
+    grey = np.rint(pixels / white * 255).astype(np.uint8)  # (H, W)
+    return Image.fromarray(grey).convert("RGB")
 
 
 def collate_readable(batch: list) -> tuple[torch.Tensor, torch.Tensor]:

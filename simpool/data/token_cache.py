@@ -40,6 +40,14 @@ class TokenCache:
         self.key = header.get("key", {})
         self.tokens = np.memmap(self.path, dtype=np.float16, mode="r", shape=self.shape)
 
+    def __getstate__(self) -> dict:
+        """Pickled without the memmap (a loader worker started by spawn reopens the file instead of a copy)."""
+        return {key: value for key, value in self.__dict__.items() if key != "tokens"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.tokens = np.memmap(self.path, dtype=np.float16, mode="r", shape=self.shape)
+
     def __len__(self) -> int:
         return self.shape[0]
 

@@ -92,6 +92,21 @@ def attention_quality(
     return result
 
 
+def baseline_maps(
+    count: int,
+    grid: tuple[int, int],
+    train_masks: np.ndarray,
+    seed: int = 0,
+    model_maps: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """The maps :func:`baseline_scores` scores, each ``(count, h, w)``: ``uniform``, ``centre``, ``box_prior``
+    (:func:`~.baselines.image_independent`) and ``mean_map/<name>`` of each of ``model_maps``."""
+    maps = image_independent(count, grid, train_masks, seed=seed)
+    for name, model in (model_maps or {}).items():
+        maps[f"mean_map/{name}"] = mean_map(model)
+    return maps
+
+
 def baseline_scores(
     grid: tuple[int, int],
     train_masks: np.ndarray,
@@ -109,9 +124,7 @@ def baseline_scores(
     maps averaged over the evaluated images and used for every image (what its position alone explains).
     """
     count = len(boxes) if boxes is not None else len(masks)
-    maps = image_independent(count, grid, train_masks, seed=seed)
-    for name, model in (model_maps or {}).items():
-        maps[f"mean_map/{name}"] = mean_map(model)
+    maps = baseline_maps(count, grid, train_masks, seed, model_maps)
     return {
         name: attention_quality(value, boxes, image_sizes, masks, patch_size=patch_size) for name, value in maps.items()
     }
@@ -128,6 +141,7 @@ def strongest_baseline(baselines: dict[str, dict[str, float]], metric: str = "Ma
 
 __all__ = [
     "attention_quality",
+    "baseline_maps",
     "baseline_scores",
     "dino_seg_corloc",
     "mask_mass",

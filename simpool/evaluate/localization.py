@@ -309,10 +309,11 @@ def model_scoremaps(
     source: str = "auto",
     batch_size: int = 32,
     progress: bool = True,
+    image_size: int = RESIZE_LENGTH,
 ) -> np.ndarray:
     """``(N, 224, 224)`` normalised maps of ``model`` for the images ``<data>/<image_id>``.
 
-    Images are resized to 224x224 without a crop (the reference); the maps are the model's attention
+    Images are resized to ``image_size`` squared without a crop (the reference: 224); the maps are the model's attention
     (:func:`simpool.models.attention_maps` with ``source``), or with ``source="cam"`` the class activation map
     of each image's class in ``class_labels``; then bicubic to 224 and min-max (:func:`prepare_scoremaps`).
     The model runs on the device of its parameters.
@@ -327,13 +328,12 @@ def model_scoremaps(
     from .features import IMAGENET_MEAN, IMAGENET_STD
 
     device = next(model.parameters()).device
-    transform = transforms.Compose(
-        [transforms.Resize((224, 224)), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    )
+    resize = transforms.Resize((image_size, image_size))
+    transform = transforms.Compose([resize, transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     maps = []
     for start in tqdm(range(0, len(image_ids), batch_size), desc="score maps", disable=not progress):
         batch_ids = image_ids[start : start + batch_size]
-        images = torch.stack([transform(load_rgb(Path(data) / i)) for i in batch_ids]).to(device)  # (B, 3, 224, 224)
+        images = torch.stack([transform(load_rgb(Path(data) / i)) for i in batch_ids]).to(device)  # (B, 3, S, S)
         with torch.no_grad():
             if source == "cam":
                 targets = torch.tensor([class_labels[i] for i in batch_ids])

@@ -396,6 +396,7 @@ def save_figure(models: dict, sources: dict[str, str], config, path: Path, devic
 
     from ..models import attention_maps
     from ..visualize import overlay
+    from ..visualize.overlay import add_colorbar
 
     data = SimPoolBench(config.eval_split, "original", config.bench(), num_images=config.figure_images)
     images, labels, boxes, _ = data.batch(np.arange(len(data)))
@@ -423,6 +424,7 @@ def save_figure(models: dict, sources: dict[str, str], config, path: Path, devic
             if i == 0:
                 ax.set_title(title, fontsize=8)
     fig.tight_layout()
+    add_colorbar(fig, axes[:, 1:])  # each map's scale; a uniform map is drawn uniform (overlay)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)

@@ -73,7 +73,7 @@ def read_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str
         raise ValueError(f"{path} holds a {type(checkpoint).__name__}, not a dict of tensors")
     if key is not None:
         if key not in checkpoint:
-            raise KeyError(f"{path} has no entry {key!r}; entries: {sorted(checkpoint)}")
+            raise ValueError(f"{path} has no entry {key!r} (--checkpoint-key); entries: {sorted(checkpoint)}")
         checkpoint = checkpoint[key]
     else:
         checkpoint = next((checkpoint[k] for k in STATE_KEYS if isinstance(checkpoint.get(k), dict)), checkpoint)
@@ -159,6 +159,18 @@ def load_checkpoint(
     return {**report, "layout": layout}
 
 
+def _shape_hint(model: nn.Module, name: str) -> str:
+    """Why tensor ``name`` of a checkpoint may differ in shape from ``model``'s: its likely cause, by where it is."""
+    if name in classifier_keys(model):
+        return "another class count? set num_classes (--num-classes) to the checkpoint's, or leave it unset"
+    if name.endswith("pos_embed"):
+        token = "without" if "cls_token" in model.state_dict() else "with"
+        return f"a checkpoint {token} a CLS token, or of another image size? --pool auto reads its own pool"
+    if ".pool." in f".{name}":
+        return "another pool or pool arguments? --pool auto reads the checkpoint's own"
+    return "another width or depth? the model is the one named, with its model kwargs"
+
+
 def classifier_keys(model: nn.Module) -> list[str]:
     """The state-dict names of ``model``'s classifier tensors (``head.weight``, ``fc.bias``...)."""
     classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
@@ -208,7 +220,7 @@ def load_state(
         raise ValueError(
             f"checkpoint {source} does not fit the model: {len(differ)} tensor(s) differ in shape, first "
             f"{first}: checkpoint has shape {tuple(state[first].shape)}, model has {tuple(own[first].shape)} "
-            "(another width or depth? the model is the one named, with its model kwargs)"
+            f"({_shape_hint(model, first)})"
         )
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

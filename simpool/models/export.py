@@ -3,7 +3,8 @@
 A deployed SimPool classifier also shows where it looked: with ``attention=True`` the exported graph has
 two named outputs, ``logits`` ``(B, num_classes)`` and ``attention`` ``(B, h, w)``, the same map as
 :func:`simpool.attention_maps` (the pool's attention, or the CLS token's for a ViT with timm's own
-pooling), computed in the same forward pass as the logits. The batch size is dynamic.
+pooling), computed in the same forward pass as the logits. The batch size is dynamic; the spatial size is
+fixed: the graph takes images of the size it was exported for only.
 """
 
 from __future__ import annotations
@@ -14,10 +15,39 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .factory import pool_slot
+from .factory import input_size_of, pool_slot
 
 FORMATS = ("onnx", "pt2")
+SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2"}  # the file suffix of each format
+MIN_OPSET = 13  # the oldest opset torch's dynamo exporter converts its graphs (opset 18) down to
 INPUT_NAME = "images"
+
+
+def max_opset() -> int:
+    """The newest ONNX opset the installed ``onnx`` package knows."""
+    import onnx
+
+    return onnx.defs.onnx_opset_version()
+
+
+def check_export_target(path: str | os.PathLike, format: str, opset: int | None = None) -> None:
+    """Refuse before any work an unknown format, a file suffix that is not the format's, or an opset outside
+    ``[MIN_OPSET, max_opset()]`` (or any opset for ``pt2``).
+
+    Raises:
+        ValueError: one line naming the bad input and what is valid.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format {format!r}; valid formats: {', '.join(FORMATS)}")
+    suffix = Path(path).suffix
+    if suffix != SUFFIXES[format]:
+        raise ValueError(
+            f"{path}: the {format} format writes a {SUFFIXES[format]} file, not {suffix or 'one without a suffix'}"
+        )
+    if opset is not None and format != "onnx":
+        raise ValueError(f"an opset is an ONNX setting; format {format!r} takes none")
+    if opset is not None and not MIN_OPSET <= opset <= max_opset():
+        raise ValueError(f"opset {opset} is outside [{MIN_OPSET}, {max_opset()}], the opsets the ONNX exporter writes")
 
 
 class AttentionOutputs(nn.Module):
@@ -90,28 +120,29 @@ def export_model(
 
     Args:
         model: a model from ``create_model`` (any pool) or a timm ViT with its CLS token.
-        path: the file to write (``.onnx`` or ``.pt2``).
+        path: the file to write (``.onnx`` or ``.pt2``: the format's suffix).
         format: ``"onnx"`` (torch's dynamo-based exporter, ``torch.onnx.export(dynamo=True)``; run it with
             onnxruntime) or ``"pt2"`` (a ``torch.export`` program: ``torch.export.load(path).module()``).
         attention: outputs ``logits`` and ``attention`` ``(B, h, w)``; else ``logits`` only.
-        example_input: images ``(B, 3, H, W)`` of the size the graph is for; by default two of the model's
-            ``pretrained_cfg`` input size. Its batch size is not fixed in the graph.
-        opset: ONNX opset version; None: the exporter's default. The one written is returned.
+        example_input: images ``(B, 3, H, W)`` of the size the graph is for; by default two of the size the
+            model was built for (:func:`input_size_of`). Its batch size is not fixed in the graph; its spatial
+            size is: the graph takes images of that size only.
+        opset: ONNX opset version in ``[MIN_OPSET, max_opset()]``; None: the exporter's default (18). The one
+            written is returned.
 
     Returns:
         ``{"path", "format", "outputs", "input_shape", "opset"}`` (``opset`` None for ``pt2``).
 
     Raises:
-        ValueError: an unknown format, ``attention=True`` for a model whose pooling has no attention map,
-            or an input the model cannot take (each named in one line).
+        ValueError: an unknown format, a suffix not the format's, an opset outside the range,
+            ``attention=True`` for a model whose pooling has no attention map, or an input the model cannot
+            take (each named in one line).
     """
-    if format not in FORMATS:
-        raise ValueError(f"unknown export format {format!r}; valid formats: {', '.join(FORMATS)}")
+    check_export_target(path, format, opset)
     model = model.eval().cpu()
     wrapped = AttentionOutputs(model, attention_source(model)).eval() if attention else model
     if example_input is None:
-        size = tuple(getattr(model, "pretrained_cfg", {}).get("input_size", (3, 224, 224)))
-        example_input = torch.randn(2, *size)
+        example_input = torch.randn(2, *input_size_of(model))
     example_input = example_input.detach().cpu()
     if example_input.shape[0] < 2:  # an example of one would fix the batch size at 1
         example_input = example_input.expand(2, *example_input.shape[1:]).clone()
@@ -144,8 +175,10 @@ def export_model(
             opset_version=opset,
             verbose=False,
         )
-        program.save(str(path))
         opset_written = next(o.version for o in program.model_proto.opset_import if o.domain in ("", "ai.onnx"))
+        if opset is not None and opset_written != opset:  # the exporter's down-conversion failed for this graph
+            raise ValueError(f"the ONNX exporter could not write this model at opset {opset}; try 18 or newer")
+        program.save(str(path))
     return {
         "path": str(path),
         "format": format,

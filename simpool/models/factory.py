@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+import sys
 import types
+import warnings
 
 import timm
 import torch
@@ -41,12 +45,54 @@ def create_model(
         **timm_kwargs: passed to ``timm.create_model`` (``pretrained``, ``img_size``, ``drop_path_rate``...).
 
     Raises:
-        ValueError: an unknown pool, or a model of an unsupported family (the reason in the message).
+        ValueError: an unknown pool, ``pool_kwargs`` with ``pool="default"`` (timm's pooling takes none), or a
+            model of an unsupported family (the reason in the message).
 
     Example:
         >>> model = create_model("resnet18", pool="simpool", num_classes=10)
     """
+    try:
+        return _create_model(model_name, pool, pool_kwargs, num_classes, timm_kwargs)
+    except TypeError as error:
+        misspelt = misspelt_keyword(error)
+        if misspelt is None:
+            raise
+        raise misspelt from None
+
+
+_UNEXPECTED = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
+
+
+def misspelt_keyword(error: TypeError) -> ValueError | None:
+    """A one-line ``ValueError`` for a timm model's unexpected keyword (its keyword arguments), naming the word
+    and the valid ones; None for another ``TypeError``. A pool's misspelt keyword is the pool registry's
+    (:func:`simpool.pooling.create_pool`)."""
+    match = _UNEXPECTED.search(str(error))
+    if match is None:
+        return None
+    class_name, word = match.groups()
+    owner = next(
+        (
+            getattr(module, class_name)
+            for name, module in list(sys.modules.items())
+            if name.startswith("timm.models") and isinstance(getattr(module, class_name, None), type)
+        ),
+        None,
+    )
+    if owner is None:
+        return None
+    valid = [name for name in inspect.signature(owner).parameters if name not in ("self", "args", "kwargs")]
+    return ValueError(f"timm's {class_name} (model kwargs) takes no argument {word!r}; valid: {', '.join(valid)}")
+
+
+def _create_model(model_name: str, pool: str, pool_kwargs: dict | None, num_classes: int, timm_kwargs: dict):
+    """:func:`create_model`'s body."""
     if pool in DEFAULT_POOLS:  # timm's own pooling: any timm model, supported family or not
+        if pool_kwargs:
+            raise ValueError(
+                f"pool={pool!r} (timm's own pooling) takes no pool_kwargs, got {sorted(pool_kwargs)}: "
+                "name a simpool pool, or leave them out"
+            )
         if not timm.is_model(model_name):
             raise ValueError(f"unknown timm model {model_name!r}")
         return timm.create_model(model_name, num_classes=num_classes, **timm_kwargs)
@@ -68,7 +114,7 @@ def create_model(
     elif family.generic:
         init_generic_pool(model, pool_module)
     like = next(model.parameters())
-    return replace_pool(model, pool_module.to(device=like.device, dtype=like.dtype))
+    return _install_pool(model, pool_module.to(device=like.device, dtype=like.dtype))
 
 
 def _build_generic(model_name: str, family: Family, num_classes: int, timm_kwargs: dict) -> nn.Module:
@@ -89,12 +135,23 @@ def replace_pool(model: nn.Module, pool: nn.Module | str, **pool_kwargs) -> nn.M
 
     ``pool`` is a pool module or a registered name (built for ``model.num_features`` channels with
     ``pool_kwargs``). ``model.reset_classifier(num_classes)`` keeps the pool afterwards.
-    On a ViT built with a CLS token the token stays in the encoder and the pool ignores it; build
-    with ``create_model`` to have no CLS token at all.
+    On a ViT built with a CLS token the token stays in the encoder and the pool ignores it, and a
+    ``UserWarning`` says so; build with ``create_model`` to have no CLS token at all.
 
     Raises:
         ValueError: a model of an unsupported family, or a pool whose width the head does not take.
     """
+    if getattr(model, "cls_token", None) is not None:
+        warnings.warn(
+            f"replace_pool: {type(model).__name__} keeps its CLS token in the encoder (the pool ignores it); build "
+            "it with simpool.create_model for a ViT without one, as the paper trains",
+            stacklevel=2,
+        )
+    return _install_pool(model, pool, **pool_kwargs)
+
+
+def _install_pool(model: nn.Module, pool: nn.Module | str, **pool_kwargs) -> nn.Module:
+    """:func:`replace_pool` without its warning (``create_model`` chose which tokens the model keeps)."""
     family = family_of(model)
     if isinstance(pool, str):
         pool = create_pool(pool, model.num_features, **pool_kwargs)
@@ -113,6 +170,33 @@ def replace_pool(model: nn.Module, pool: nn.Module | str, **pool_kwargs) -> nn.M
     _hook_classifier(family, model, pool)
     model.reset_classifier = types.MethodType(_reset_classifier, model)
     return model
+
+
+def input_size_of(model: nn.Module) -> tuple[int, int, int]:
+    """``(C, H, W)`` the model was built for: a ViT's patch embedding's, else its ``pretrained_cfg`` input size."""
+    size = tuple(getattr(model, "pretrained_cfg", {}).get("input_size", (3, 224, 224)))
+    patch_embed = getattr(model, "patch_embed", None)
+    if getattr(patch_embed, "img_size", None) is not None:
+        size = (size[0], *patch_embed.img_size)
+    return size
+
+
+def check_input_size(model: nn.Module, image_size: int, option: str = "the image size") -> None:
+    """Refuse in one line an ``image_size`` that a model of fixed input size (a ViT built without
+    ``dynamic_img_size``) does not take; CNNs and dynamic ViTs take any size.
+
+    Raises:
+        ValueError: ``"data.img_size 64 is not the 32-pixel input VisionTransformer was built for; ..."``.
+    """
+    patch_embed = getattr(model, "patch_embed", None)
+    if patch_embed is None or not getattr(patch_embed, "strict_img_size", False):
+        return
+    height, width = patch_embed.img_size
+    if (image_size, image_size) != (height, width):
+        raise ValueError(
+            f"{option} {image_size} is not the {height}x{width} input {type(model).__name__} was built for: "
+            f"set them equal (timm's img_size), or build it with dynamic_img_size=true"
+        )
 
 
 def pool_slot(model: nn.Module) -> PoolSlot | None:

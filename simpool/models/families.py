@@ -122,7 +122,7 @@ GENERIC_BUILD_KWARGS = {"class_token": False, "global_pool": "avg"}
 
 
 def supported() -> str:
-    return "see simpool.list_families(); the paper's wirings: " + ", ".join(
+    return "see `simpool families` (simpool.list_families()); the paper's wirings: " + ", ".join(
         f"{f.name} ({f.model_class.__name__})" for f in FAMILIES.values()
     )
 
@@ -132,19 +132,29 @@ def short_name(module: str) -> str:
     return module.rpartition(".")[2]
 
 
-def all_families() -> list[str]:
-    """Every family of ``timm.list_models()``: the modules of ``timm.models`` that define models."""
+def _models_by_family() -> dict[str, list[str]]:
+    """Every ``timm.list_models()`` name under its family (the module of ``timm.models`` that defines it)."""
     import timm
 
-    return sorted({short_name(timm.models.model_entrypoint(name).__module__) for name in timm.list_models()})
+    models: dict[str, list[str]] = {}
+    for name in timm.list_models():
+        models.setdefault(short_name(timm.models.model_entrypoint(name).__module__), []).append(name)
+    return dict(sorted(models.items()))
 
 
-def list_families() -> list[str]:
-    """The timm families whose models take a simpool pool (``create_model``/``replace_pool``).
+def all_families() -> list[str]:
+    """Every family of ``timm.list_models()``: the modules of ``timm.models`` that define models."""
+    return list(_models_by_family())
 
-    Families are modules of ``timm.models``; ``docs/families.md`` has the sweep that checks them.
+
+def list_families() -> dict[str, list[str]]:
+    """The timm families whose models take a simpool pool, each with the model names a user can pass.
+
+    Keys are families (modules of ``timm.models``: ``resnet``, ``efficientnet``, ``vision_transformer``...), values
+    the names ``create_model``/``timm.create_model`` take (``resnet50``, ``efficientnet_b0``...), sorted.
+    ``simpool families`` prints them; ``docs/families.md`` has the sweep that checks one model of each family.
     """
-    return [name for name in all_families() if name not in UNSUPPORTED]
+    return {family: models for family, models in _models_by_family().items() if family not in UNSUPPORTED}
 
 
 def generic_family(module: str, classifier: str = "") -> Family:

@@ -1,17 +1,19 @@
 """One way to build a model and load its weights, for every command: ``load_model``.
 
 The weights may be ours (``simpool train``: safetensors), an official SimPool release (any layout of
-``layouts.py``) or a plain timm state dict; loading is strict, and a mismatch names the missing and the
-unexpected keys. What the checkpoint tells is read from it rather than asked for: the number of classes
-(from its classifier, so that a classifier checkpoint builds its classifier and a backbone checkpoint, a
-DINO teacher, builds none), the pool with ``pool="auto"``, and a ViT's input size (from its position
-embedding).
+``layouts.py``), a timm or Hugging Face ``model.safetensors``, or an original release that timm converts (DINOv2,
+MAE, OpenAI CLIP: :func:`timm_filter`, timm's ``checkpoint_filter_fn`` of the model's family); loading is
+strict, and a mismatch names the missing and the unexpected keys. What the checkpoint tells is read from it
+rather than asked for: the number of classes (from its classifier, so that a classifier checkpoint builds its
+classifier and a backbone checkpoint, a DINO teacher, builds none), the pool with ``pool="auto"``, and a ViT's
+input size (from its position embedding).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 from functools import partial
 
 import torch
@@ -35,9 +37,12 @@ def set_image_size(model: nn.Module, image_size: int) -> nn.Module:
     """Let ``model`` take ``image_size x image_size`` inputs; returns it.
 
     ViTs resample their position embeddings with timm's ``set_input_size`` (bicubic, as DINO and the
-    paper's 896x896 figures do: a 56x56 map with 16x16 patches). CNNs take any size as they are.
+    paper's 896x896 figures do: a 56x56 map with 16x16 patches), and so does any other model with a patch
+    embedding of another size and ``set_input_size`` (timm's Swin, EVA...). CNNs take any size as they are.
     """
-    if isinstance(model, VisionTransformer):
+    size = getattr(getattr(model, "patch_embed", None), "img_size", None)  # any other patch model timm can resize
+    resizable = size is not None and tuple(size) != (image_size, image_size) and hasattr(model, "set_input_size")
+    if isinstance(model, VisionTransformer) or resizable:
         model.set_input_size(img_size=(image_size, image_size))
     return model
 
@@ -71,21 +76,62 @@ def load_model(
         pool = AUTO_POOLS[0] if pool == "auto" else pool
         model = create_model(name, pool=pool, pool_kwargs=pool_kwargs, num_classes=num_classes or 0, **model_kwargs)
         return model.eval()
-    state, _, notices = convert_state_dict(read_state_dict(checkpoint, checkpoint_key))
+    raw, _, notices = convert_state_dict(read_state_dict(checkpoint, checkpoint_key))
     candidates = AUTO_POOLS if pool == "auto" else (pool,)
     for candidate in candidates:
         build = partial(create_model, name, pool=candidate, pool_kwargs=pool_kwargs, **model_kwargs)
         model = build(num_classes=2 if num_classes is None else num_classes)  # 2: a classifier to find in state
+        if "img_size" not in model_kwargs:
+            _fit_image_size(model, raw)
+        state = timm_filter(model, raw, notices)  # an original release in timm's names (DINOv2, CLIP...)
         if len(candidates) == 1 or _names_fit(model, state):
             break
     else:
         raise ValueError(f"{checkpoint}: its parameter names fit none of the pools {candidates}; name the pool")
     if num_classes is None and num_classes_in(state, model) != 2:
         model = build(num_classes=num_classes_in(state, model))
-    if "img_size" not in model_kwargs:
-        _fit_image_size(model, state)
+        if "img_size" not in model_kwargs:
+            _fit_image_size(model, state)
     load_state(model, state, notices=notices, source=str(checkpoint), strict=True)
     return model.eval()
+
+
+def timm_filter(model: nn.Module, state: dict[str, torch.Tensor], notices: list[str]) -> dict[str, torch.Tensor]:
+    """``state`` through timm's own ``checkpoint_filter_fn`` for ``model``'s family when its names do not fit.
+
+    The filter of ``timm.models.<family>`` is what ``timm.create_model(pretrained=True)`` applies to a release:
+    it converts DINOv2's (drops ``mask_token``, renames SwiGLU ``w12``/``w3``), OpenAI CLIP's (``visual.*``) and
+    OpenCLIP's layouts, reshapes linear patch embeddings and resamples position embeddings. A state that already
+    fits (ours, a timm or Hugging Face ``model.safetensors``, MAE's release once ``read_state_dict`` took its
+    ``model`` entry) is left as it is. A line saying so joins ``notices``.
+
+    Raises:
+        ValueError: the filter cannot read the state (a key it needs is missing, a tensor cannot be reshaped):
+            one line naming the filter and its error, rather than a strict-load mismatch that hides it.
+    """
+    own = set(model.state_dict())
+    head = set(classifier_keys(model))
+    if set(state) - head == own - head:
+        return state
+    family = sys.modules.get(type(model).__module__)
+    convert = getattr(family, "checkpoint_filter_fn", None)
+    if convert is None:
+        return state
+    try:
+        converted = convert(dict(state), model)
+    except (KeyError, IndexError, RuntimeError, ValueError) as error:  # a state it cannot read; other errors are bugs
+        reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        missing, unexpected = sorted(own - set(state) - head), sorted(set(state) - own)
+        raise ValueError(
+            f"the checkpoint's names do not fit {type(model).__name__} (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}, {len(missing) + len(unexpected)} in all) and timm's {family.__name__}."
+            f"checkpoint_filter_fn cannot convert them: {reason}"
+        ) from error
+    if set(converted) - head != own - head:
+        return state
+    if f"converted by timm's {family.__name__}.checkpoint_filter_fn" not in notices:
+        notices.append(f"converted by timm's {family.__name__}.checkpoint_filter_fn")
+    return converted
 
 
 def _names_fit(model: nn.Module, state: dict[str, torch.Tensor]) -> bool:

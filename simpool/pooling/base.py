@@ -67,3 +67,34 @@ class Pool(nn.Module):
 
     def is_identity(self) -> bool:
         return False
+
+
+def divisor_near(total: int, target: int) -> int:
+    """The divisor of ``total`` closest to ``target`` (the smaller one on a tie): ``divisor_near(368, 64) = 46``."""
+    divisors = [d for d in range(1, total + 1) if total % d == 0]
+    return min(divisors, key=lambda d: (abs(d - target), d))
+
+
+def heads_for(dim: int, num_heads: int | None = None, head_dim: int = 64, reference: int | None = None) -> int:
+    """The number of attention heads over ``dim`` channels: ``num_heads`` when given, else the reference's.
+
+    Unset, a head keeps the count of the reference that defined it (``reference``: AIM's and V-JEPA's 12, so 6 heads
+    of 64 never replace 12 of 32 at ViT-S's 384) where that count divides ``dim``. Elsewhere, and for a head whose
+    reference derives it (``reference=None``), it is ``dim // head_dim`` as timm's ``AttentionPool2d`` derives it
+    (``head_dim=64``: 32 heads at ResNet-50's 2048, 20 at EfficientNet-B0's 1280). Where ``head_dim`` does not divide
+    ``dim`` (timm refuses), the heads are as wide as the divisor of ``dim`` closest to ``head_dim`` (368 channels:
+    8 heads of 46), so every width has a default.
+
+    Raises:
+        ValueError: ``num_heads`` is given and does not divide ``dim``, or ``head_dim < 1``.
+    """
+    if num_heads is not None:
+        if num_heads < 1 or dim % num_heads:
+            unset = f"or leave it unset: {f'{reference} heads, else ' if reference else ''}heads of {head_dim} channels"
+            raise ValueError(f"num_heads={num_heads} must divide dim={dim}; {unset}")
+        return num_heads
+    if reference is not None and reference >= 1 and dim % reference == 0:
+        return reference
+    if head_dim < 1:
+        raise ValueError(f"head_dim={head_dim} must be >= 1")
+    return dim // divisor_near(dim, head_dim)

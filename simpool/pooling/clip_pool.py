@@ -20,10 +20,10 @@ import torch
 from timm.layers import resample_abs_pos_embed, trunc_normal_
 from torch import nn
 
-from .base import Pool, as_tokens, attention_layout
+from .base import Pool, as_tokens, attention_layout, heads_for
 from .framework import Components
 from .probing import query_attention
-from .registry import register_pool
+from .registry import register_alias, register_pool
 
 
 def token_grid(num_tokens: int) -> tuple[int, int]:
@@ -34,7 +34,7 @@ def token_grid(num_tokens: int) -> tuple[int, int]:
 
 @register_pool("clip")
 class AttentionPool2d(Pool):
-    """CLIP's attention pooling, timm's ``AttentionPool2d`` with ``out_features = dim``.
+    """CLIP's attention pooling, timm's ``AttentionPool2d``: its constructor arguments, names and outputs.
 
     The position embedding (learned for ``feat_size``) is resampled to any grid as timm does (bicubic,
     antialiased). Tokens ``(B, N, C)`` carry no grid: a square ``N`` is laid on the square grid (so a map and
@@ -44,14 +44,19 @@ class AttentionPool2d(Pool):
     renormalised over the locations: ``(B, h, ...)``, one map per head.
 
     Args:
-        dim: ``C`` (timm's ``in_features``; also ``embed_dim`` and ``out_features``).
+        dim: ``C`` (timm's ``in_features``; also its ``embed_dim``).
         feat_size: the grid the position embedding is learned for (7: a ResNet at 224 px).
-        num_heads: ``h``; None means ``dim // head_dim``.
+        out_features: None: ``dim``; 0: timm's pre-logits form, without the output projection; else the
+            projection's width.
+        num_heads: ``h``; None means ``dim // head_dim`` (:func:`~simpool.pooling.base.heads_for`: where
+            ``head_dim`` does not divide ``dim``, which timm refuses, heads of the divisor closest to it).
         head_dim: ``d`` when ``num_heads`` is None (64).
         qkv_bias: biases on the projections.
         qkv_separate: separate ``q``, ``k``, ``v`` layers instead of one ``qkv``.
+        pool_type: ``"token"``, the pooled query token (timm's other value, ``""``, returns a map, not a pool).
         class_token: a learned query token instead of the mean.
-        norm: a LayerNorm(eps=1e-6) on the features before everything (efficient-probing's head).
+        norm: a LayerNorm(eps=1e-6) on the features before everything (efficient-probing's head, the alias
+            ``clip_ep``: ``feat_size=14, num_heads=4, norm=True``).
     """
 
     components = Components(
@@ -71,18 +76,20 @@ class AttentionPool2d(Pool):
         self,
         dim: int,
         feat_size: int | tuple[int, int] = 7,
+        out_features: int | None = None,
         num_heads: int | None = None,
         head_dim: int = 64,
         qkv_bias: bool = True,
         qkv_separate: bool = False,
+        pool_type: str = "token",
         class_token: bool = False,
         norm: bool = False,
     ):
         super().__init__()
-        num_heads = num_heads or dim // head_dim
-        if num_heads < 1 or dim % num_heads:
-            raise ValueError(f"dim={dim} must be a multiple of num_heads={num_heads} (or of head_dim={head_dim})")
-        self.num_heads, self.out_features = num_heads, dim
+        if pool_type != "token" or (out_features is not None and out_features < 0):
+            raise ValueError(f"pool_type must be 'token' (got {pool_type!r}) and out_features >= 0 ({out_features})")
+        self.num_heads = heads_for(dim, num_heads, head_dim)
+        self.out_features = dim if out_features is None else out_features or dim
         self.feat_size = (feat_size, feat_size) if isinstance(feat_size, int) else tuple(feat_size)
         self.cls_token = nn.Parameter(torch.zeros(1, dim)) if class_token else None
         if qkv_separate:
@@ -93,7 +100,7 @@ class AttentionPool2d(Pool):
         else:
             self.q = self.k = self.v = None
             self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.proj = nn.Identity() if out_features == 0 else nn.Linear(dim, self.out_features)
         self.norm = nn.LayerNorm(dim, eps=1e-6) if norm else nn.Identity()
         self.pos_embed = nn.Parameter(torch.zeros(self.feat_size[0] * self.feat_size[1] + 1, dim))
         for layer in (self.qkv,) if self.qkv is not None else (self.q, self.k, self.v):
@@ -117,7 +124,7 @@ class AttentionPool2d(Pool):
             query, keys, values = self.qkv(tokens).view(B, N + 1, 3, C).unbind(2)  # (B, 1 + N, C) each
             query = query[:, :1]  # only the first token's output is kept: (B, 1, C)
         outputs, attention = query_attention(query, keys, values, self.num_heads)  # (B, 1, C), (B, h, 1, 1 + N)
-        pooled = self.proj(outputs[:, 0])  # (B, C)
+        pooled = self.proj(outputs[:, 0])  # (B, C_out)
         if return_attention:
             attention = attention[:, :, 0, 1:]  # to the locations: (B, h, N)
             attention = attention / attention.sum(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -125,8 +132,13 @@ class AttentionPool2d(Pool):
         return pooled
 
     def load_reference_state_dict(self, state_dict: dict) -> None:
-        """Load a timm ``AttentionPool2d`` state dict, or efficient-probing's (``norm=True``); the same names."""
+        """Load a timm ``AttentionPool2d`` state dict strictly, or efficient-probing's (``norm=True``): same names."""
         self.load_state_dict(state_dict)
+
+
+# efficient-probing's clip head (its AttentionPool2d(in_features=dim, feat_size=14): 4 heads, a LayerNorm first);
+# "clip" stays timm's (CLIP's)
+register_alias("clip_ep", "clip", feat_size=14, num_heads=4, norm=True)
 
 
 __all__ = ["AttentionPool2d", "token_grid"]

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Pool, as_tokens, attention_layout
+from .base import Pool, as_tokens, attention_layout, divisor_near, heads_for
 from .framework import Components
 from .registry import register_pool
 
@@ -119,7 +119,8 @@ class EfficientProbing(Pool):
 
     Args:
         dim: ``C``.
-        num_queries: ``M``; must divide ``dim // d_out``.
+        num_queries: ``M``; must divide ``dim // d_out``. None: the reference's 32, or where 32 does not divide
+            ``dim // d_out``, the divisor of it closest to 32.
         d_out: width reduction, ``out_features = dim // d_out``.
         qkv_bias: a bias on ``W_V``.
     """
@@ -137,10 +138,13 @@ class EfficientProbing(Pool):
         source="Psomas et al., ICLR 2026",
     )
 
-    def __init__(self, dim: int, num_queries: int = 32, d_out: int = 1, qkv_bias: bool = False):
+    def __init__(self, dim: int, num_queries: int | None = None, d_out: int = 1, qkv_bias: bool = False):
         super().__init__()
-        if d_out < 1 or num_queries < 1 or dim % d_out or (dim // d_out) % num_queries:
-            raise ValueError(f"dim // d_out = {dim} // {d_out} must be a multiple of num_queries={num_queries}")
+        if d_out < 1 or dim % d_out:
+            raise ValueError(f"d_out={d_out} must divide dim={dim}")
+        num_queries = divisor_near(dim // d_out, 32) if num_queries is None else num_queries
+        if num_queries < 1 or (dim // d_out) % num_queries:
+            raise ValueError(f"num_queries={num_queries} must be >= 1 and divide dim // d_out = {dim} // {d_out}")
         self.num_queries, self.d_out, self.out_features = num_queries, d_out, dim // d_out
         self.v = nn.Linear(dim, dim // d_out, bias=qkv_bias)
         self.cls_token = nn.Parameter(torch.randn(1, num_queries, dim) * 0.02)
@@ -169,10 +173,12 @@ class AttentionPoolingClassifier(Pool):
 
     Args:
         dim: ``C``.
-        num_heads: ``h`` (12 in AIM).
+        num_heads: ``h``; None: AIM's 12 where 12 divides ``dim``, else ``dim // head_dim``
+            (:func:`~simpool.pooling.base.heads_for`: 32 at ResNet-50's 2048).
         num_queries: ``M`` (1 in AIM).
         use_batch_norm: the BatchNorm on the features.
         qkv_bias: biases on ``W_K``, ``W_V``.
+        head_dim: channels per head when ``num_heads`` is None (64).
     """
 
     components = Components(
@@ -189,12 +195,19 @@ class AttentionPoolingClassifier(Pool):
     )
 
     def __init__(
-        self, dim: int, num_heads: int = 12, num_queries: int = 1, use_batch_norm: bool = True, qkv_bias: bool = False
+        self,
+        dim: int,
+        num_heads: int | None = None,
+        num_queries: int = 1,
+        use_batch_norm: bool = True,
+        qkv_bias: bool = False,
+        head_dim: int = 64,
     ):
         super().__init__()
-        if num_heads < 1 or dim % num_heads or num_queries < 1:
-            raise ValueError(f"dim={dim} must be a multiple of num_heads={num_heads}; num_queries={num_queries} >= 1")
-        self.num_heads, self.num_queries, self.out_features = num_heads, num_queries, dim
+        if num_queries < 1:
+            raise ValueError(f"num_queries={num_queries} must be >= 1")
+        self.num_heads = heads_for(dim, num_heads, head_dim, reference=12)  # AIM's 12 where it divides dim
+        self.num_queries, self.out_features = num_queries, dim
         self.k = nn.Linear(dim, dim, bias=qkv_bias)
         self.v = nn.Linear(dim, dim, bias=qkv_bias)
         self.cls_token = nn.Parameter(torch.randn(1, num_queries, dim) * 0.02)

@@ -24,31 +24,35 @@ import torch
 from timm.layers import Attention, Mlp, trunc_normal_, trunc_normal_tf_
 from torch import nn
 
-from .base import Pool, as_tokens, attention_layout
+from .base import Pool, as_tokens, attention_layout, heads_for
 from .framework import Components
 from .probing import per_query, query_attention
-from .registry import register_pool
+from .registry import register_alias, register_pool
 
 
 @register_pool("map")
 class AttentionPoolLatent(Pool):
     """SigLIP's MAP head (Zhai et al., "Sigmoid Loss for Language Image Pre-Training", ICCV 2023).
 
-    timm's ``AttentionPoolLatent`` with ``out_features = dim`` and the same parameter names (``latent``,
-    ``q``, ``kv``, ``proj``, ``norm``, ``mlp``), so its state dict loads unchanged. ``norm=True`` is the
-    LayerNorm(eps=1e-6) that timm's ViTs pass (``global_pool="map"``); timm's standalone default has none
-    (``norm=False``). Computed without the fused kernel, to give the attention: ``(B, h, ...)`` for
-    ``pool_type="token"`` (the first query's heads), ``(B, M*h, ...)`` for ``"avg"``.
+    timm's ``AttentionPoolLatent`` with its constructor arguments and their meaning, and its parameter names
+    (``latent``, ``q``, ``kv``, ``proj``, ``norm``, ``mlp``), so its state dict loads strictly and its output is
+    ours. ``norm=True`` is the LayerNorm(eps=1e-6) that timm's ViTs pass (``global_pool="map"``); timm's
+    standalone default has none (``norm=False``). Computed without the fused kernel, to give the attention:
+    ``(B, h, ...)`` for ``pool_type="token"`` (the first query's heads), ``(B, M*h, ...)`` for ``"avg"``.
 
     Args:
-        dim: ``C``.
-        num_heads: ``h`` (8).
-        mlp_ratio: hidden width of the MLP relative to ``dim``.
+        dim: ``C``, timm's ``in_features``.
+        out_features: None: ``dim``; 0: timm's pre-logits form, without the output projection, the norm and the
+            MLP (the pooled vector is the heads' concatenated outputs, ``dim`` wide); else the output width.
+        num_heads: ``h`` (timm's 8); None: ``dim // head_dim`` (:func:`~simpool.pooling.base.heads_for`).
+        mlp_ratio: hidden width of the MLP relative to ``out_features``.
         qkv_bias: biases on ``W_Q``, ``W_K``, ``W_V``.
         q_proj: a query projection ``W_Q`` (False: the latent is the query, AIM-style).
-        num_queries: ``M``, timm's ``latent_len``.
+        latent_len: ``M``, the learned queries.
         pool_type: ``"token"`` (the first query's output) or ``"avg"`` (the mean over queries).
         norm: the LayerNorm before the MLP.
+        head_dim: channels per head when ``num_heads`` is None (64).
+        num_queries: the same as ``latent_len`` (the name of the other probing heads); give one of them.
     """
 
     components = Components(
@@ -67,27 +71,34 @@ class AttentionPoolLatent(Pool):
     def __init__(
         self,
         dim: int,
-        num_heads: int = 8,
+        out_features: int | None = None,
+        num_heads: int | None = 8,
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         q_proj: bool = True,
-        num_queries: int = 1,
+        latent_len: int = 1,
         pool_type: str = "token",
         norm: bool = True,
+        head_dim: int = 64,
+        num_queries: int | None = None,
     ):
         super().__init__()
-        if num_heads < 1 or dim % num_heads or num_queries < 1:
-            raise ValueError(f"dim={dim} must be a multiple of num_heads={num_heads}; num_queries={num_queries} >= 1")
+        latent_len = _one_of("latent_len", latent_len, "num_queries", num_queries, default=1)
+        if latent_len < 1 or (out_features is not None and out_features < 0):
+            raise ValueError(f"latent_len={latent_len} must be >= 1 and out_features={out_features} >= 0")
         if pool_type not in ("token", "avg"):
             raise ValueError(f"pool_type must be 'token' or 'avg', got {pool_type!r}")
-        self.num_heads, self.num_queries, self.pool = num_heads, num_queries, pool_type
-        self.out_features = dim
-        self.latent = nn.Parameter(torch.zeros(1, num_queries, dim))
+        self.num_heads = heads_for(dim, num_heads, head_dim)
+        self.latent_len, self.pool = latent_len, pool_type  # timm's name; num_queries is only an input alias
+        self.out_features = dim if out_features is None else out_features or dim
+        self.latent = nn.Parameter(torch.zeros(1, latent_len, dim))
         self.q = nn.Linear(dim, dim, bias=qkv_bias) if q_proj else nn.Identity()
         self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-        self.norm = nn.LayerNorm(dim, eps=1e-6) if norm else nn.Identity()
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), out_features=dim, act_layer=nn.GELU)
+        width = self.out_features
+        pre_logits = out_features == 0
+        self.proj = nn.Identity() if pre_logits else nn.Linear(dim, width)
+        self.norm = nn.LayerNorm(width, eps=1e-6) if norm and not pre_logits else nn.Identity()
+        self.mlp = None if pre_logits else Mlp(width, int(width * mlp_ratio), out_features=width, act_layer=nn.GELU)
         trunc_normal_tf_(self.latent, std=dim**-0.5)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
@@ -96,17 +107,30 @@ class AttentionPoolLatent(Pool):
         queries = self.q(self.latent).expand(B, -1, -1)  # (B, M, C)
         keys, values = self.kv(tokens).view(B, N, 2, C).unbind(2)  # (B, N, C) each
         outputs, attention = query_attention(queries, keys, values, self.num_heads)  # (B, M, C), (B, h, M, N)
-        outputs = self.proj(outputs)  # (B, M, C)
-        outputs = outputs + self.mlp(self.norm(outputs))  # (B, M, C)
+        outputs = self.proj(outputs)  # (B, M, C_out)
+        if self.mlp is not None:
+            outputs = outputs + self.mlp(self.norm(outputs))  # (B, M, C_out)
         if self.pool == "token":
-            pooled, attention = outputs[:, 0], attention[:, :, 0]  # (B, C), (B, h, N)
+            pooled, attention = outputs[:, 0], attention[:, :, 0]  # (B, C_out), (B, h, N)
         else:
-            pooled, attention = outputs.mean(dim=1), per_query(attention)  # (B, C), (B, M*h, N)
+            pooled, attention = outputs.mean(dim=1), per_query(attention)  # (B, C_out), (B, M*h, N)
         return (pooled, attention_layout(attention, grid)) if return_attention else pooled
 
     def load_reference_state_dict(self, state_dict: dict) -> None:
-        """Load a timm ``AttentionPoolLatent`` state dict (the same names; no ``pos_embed``)."""
+        """Load a timm ``AttentionPoolLatent`` state dict strictly (the same names; no ``pos_embed``)."""
         self.load_state_dict(state_dict)
+
+
+register_alias("siglip", "map", norm=False)  # efficient-probing's head: timm's AttentionPoolLatent(in_features=dim)
+
+
+def _one_of(name: str, value, alias: str, alias_value, default):
+    """``value`` of argument ``name`` or of its alias ``alias``; both given and different: a ValueError."""
+    if alias_value is None:
+        return value
+    if value != default and value != alias_value:
+        raise ValueError(f"{name}={value} and {alias}={alias_value} name the same setting; give one of them")
+    return alias_value
 
 
 class _CrossAttention(nn.Module):
@@ -170,11 +194,13 @@ class AttentivePooler(Pool):
 
     Args:
         dim: ``C`` (``embed_dim``).
-        num_heads: ``h`` (12).
+        num_heads: ``h``; None: V-JEPA's 12 where 12 divides ``dim``, else ``dim // head_dim``
+            (:func:`~simpool.pooling.base.heads_for`: 32 at ResNet-50's 2048).
         num_queries: ``M`` (1).
         depth: blocks in all (1: the cross-attention block only).
         mlp_ratio: MLP hidden width relative to ``dim``.
         qkv_bias: biases on the projections.
+        head_dim: channels per head when ``num_heads`` is None (64).
     """
 
     components = Components(
@@ -193,18 +219,18 @@ class AttentivePooler(Pool):
     def __init__(
         self,
         dim: int,
-        num_heads: int = 12,
+        num_heads: int | None = None,
         num_queries: int = 1,
         depth: int = 1,
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         init_std: float = 0.02,
+        head_dim: int = 64,
     ):
         super().__init__()
-        if num_heads < 1 or dim % num_heads or num_queries < 1 or depth < 1:
-            raise ValueError(
-                f"dim={dim} must be a multiple of num_heads={num_heads}; num_queries={num_queries}, depth={depth} >= 1"
-            )
+        num_heads = heads_for(dim, num_heads, head_dim, reference=12)
+        if num_queries < 1 or depth < 1:
+            raise ValueError(f"num_queries={num_queries} and depth={depth} must be >= 1")
         self.num_queries, self.out_features = num_queries, dim
         self.query_tokens = nn.Parameter(torch.zeros(1, num_queries, dim))
         self.cross_attention_block = _CrossAttentionBlock(dim, num_heads, mlp_ratio, qkv_bias)

@@ -16,14 +16,14 @@ from .assignment import normalize_locations
 from .base import Pool, as_tokens, attention_layout, grid_of, uniform_attention
 from .framework import Components
 from .grid import as_map
-from .registry import register_pool
+from .registry import register_alias, register_pool
 
 
 class ChannelMLP(nn.Sequential):
     """The excitation MLP of SE: ``Linear(d, d/r) -> ReLU -> Linear(d/r, d)`` (B26)."""
 
-    def __init__(self, dim: int, hidden: int):
-        super().__init__(nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim))
+    def __init__(self, dim: int, hidden: int, bias: bool = True):
+        super().__init__(nn.Linear(dim, hidden, bias=bias), nn.ReLU(inplace=True), nn.Linear(hidden, dim, bias=bias))
 
 
 @register_pool("se")
@@ -63,10 +63,19 @@ class CBAM(Pool):
     ``a = sigma(conv7([pi_A(V^T) pi_max(V^T)]))``, ``z = V a / p``. The 7x7 convolution has no
     BatchNorm (so batches of one 1x1 map train). Tokens are laid on a square grid when they fill one.
 
+    ``cbam`` is the paper's CBAM, as the SimPool paper compares it (Appendix C.2). efficient-probing's ``cbam`` head
+    (timm's CBAM block as a pool, ``CbamPooling``) is the alias ``cbam_ep``: ``mlp_bias=False, rd_divisor=1,
+    spatial_norm=True, residual=True``, ``z = pi_A(ReLU(V a + X))``, a BatchNorm after a bias-free 7x7 convolution;
+    :meth:`load_reference_state_dict` loads its weights.
+
     Args:
         dim: channels.
         rd_ratio: bottleneck ratio of the channel MLP (1/16).
         kernel_size: spatial convolution size (7, Appendix C.2).
+        mlp_bias: biases in the channel MLP.
+        rd_divisor: the bottleneck width is rounded to a multiple of this (timm's ``make_divisible``).
+        spatial_norm: a BatchNorm after the spatial convolution (which then has no bias), as timm's CBAM.
+        residual: pool ``ReLU(V a + X)`` rather than ``V a``, as efficient-probing's head.
     """
 
     components = Components(
@@ -81,11 +90,22 @@ class CBAM(Pool):
         source="Woo et al., ECCV 2018",
     )
 
-    def __init__(self, dim: int, rd_ratio: float = 1 / 16, kernel_size: int = 7):
+    def __init__(
+        self,
+        dim: int,
+        rd_ratio: float = 1 / 16,
+        kernel_size: int = 7,
+        mlp_bias: bool = True,
+        rd_divisor: int = 8,
+        spatial_norm: bool = False,
+        residual: bool = False,
+    ):
         super().__init__()
-        self.out_features = dim
-        self.fc = ChannelMLP(dim, make_divisible(dim * rd_ratio, 8, round_limit=0.0))
-        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
+        self.out_features, self.residual = dim, residual
+        hidden = make_divisible(dim * rd_ratio, rd_divisor, round_limit=0.0)
+        self.fc = ChannelMLP(dim, hidden, bias=mlp_bias)
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=not spatial_norm)
+        self.norm = nn.BatchNorm2d(1) if spatial_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         fmap, _ = as_map(x)  # (B, C, H, W)
@@ -93,12 +113,35 @@ class CBAM(Pool):
         gate = (self.fc(fmap.mean(dim=(2, 3))) + self.fc(fmap.amax(dim=(2, 3)))).sigmoid()  # q: (B, C)   (B30)
         values = fmap * gate[:, :, None, None]  # V = diag(q) X: (B, C, H, W)                        (B31)
         summary = torch.stack([values.mean(dim=1), values.amax(dim=1)], dim=1)  # S: (B, 2, H, W)      (B32)
-        spatial = self.conv(summary).sigmoid()  # a: (B, 1, H, W)                                      (B33)
-        pooled = (values * spatial).mean(dim=(2, 3))  # V a / p: (B, C)                               (B35)
+        spatial = self.norm(self.conv(summary)).sigmoid()  # a: (B, 1, H, W)                           (B33)
+        weighted = values * spatial  # (B, C, H, W)
+        if self.residual:
+            weighted = F.relu(weighted + fmap)  # (B, C, H, W)
+        pooled = weighted.mean(dim=(2, 3))  # V a / p: (B, C)                                          (B35)
         if return_attention:
             attention = normalize_locations(spatial.flatten(1)).unsqueeze(1)  # (B, 1, N)
             return pooled, attention_layout(attention, grid_of(x))
         return pooled
+
+    def load_reference_state_dict(self, state_dict: dict) -> None:
+        """Load efficient-probing's ``CbamPooling`` strictly (built ``mlp_bias=False, rd_divisor=1,
+        spatial_norm=True, residual=True``): its 1x1 convolutions become the MLP's Linear layers."""
+        renames = {
+            "channel.fc1.": "fc.0.",
+            "channel.fc2.": "fc.2.",
+            "spatial.conv.conv.": "conv.",
+            "spatial.conv.bn.": "norm.",
+        }
+        ours = {}
+        for key, value in state_dict.items():
+            prefix = next((old for old in renames if key.startswith(old)), None)
+            name = key if prefix is None else renames[prefix] + key.removeprefix(prefix)
+            ours[name] = value.flatten(1) if name.startswith("fc.") and value.ndim == 4 else value  # (o, i, 1, 1)
+        self.load_state_dict(ours)
+
+
+# efficient-probing's cbam head (CbamPooling(channels=dim, spatial_kernel_size=7)); "cbam" stays the paper's
+register_alias("cbam_ep", "cbam", mlp_bias=False, rd_divisor=1, spatial_norm=True, residual=True)
 
 
 @register_pool("ge")

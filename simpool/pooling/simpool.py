@@ -291,6 +291,17 @@ class SimPool(Pool):
             return pooled, attention_layout(attention, x.shape[-2:] if x.ndim == 4 else None)
         return pooled
 
+    def load_reference_state_dict(self, state_dict: dict) -> None:
+        """Load efficient-probing's ``SimPool`` (or the official code's) strictly: ``norm_patches -> norm``,
+        ``wq -> q``, ``wk -> k``; ``beta`` as it is."""
+        renames = (("norm_patches.", "norm."), ("wq.", "q."), ("wk.", "k."))
+        ours = {}
+        for key, value in state_dict.items():
+            for old, new in renames:
+                key = key.replace(old, new, 1) if key.startswith(old) else key
+            ours[key] = value
+        self.load_state_dict(ours)
+
     def keys(self, x: torch.Tensor) -> torch.Tensor:
         """The keys ``K = W_K LN(X)`` of (B52) as tokens ``(B, N, C)``, materialised on demand (e.g. for LOST)."""
         tokens, _ = as_tokens(x)

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import torch
 from timm.layers import LayerScale, Mlp, trunc_normal_
+from timm.models.vision_transformer import Block
 from torch import nn
 
-from .base import Pool, as_tokens, attention_layout
+from .base import Pool, as_tokens, attention_layout, uniform_attention
 from .framework import Components
 from .registry import register_pool
 
@@ -60,6 +61,7 @@ class ClassAttentionPool(Pool):
         qkv_bias: biases on ``W_Q``, ``W_K``, ``W_V``.
         include_cls: keys and values include the CLS token (CaiT) or only the features (ViT, Table 1).
         init_values: LayerScale initial value (CaiT), None for none (ViT).
+        norm_eps: epsilon of the final LayerNorm.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class ClassAttentionPool(Pool):
         qkv_bias: bool = True,
         include_cls: bool = False,
         init_values: float | None = None,
+        norm_eps: float = 1e-6,
     ):
         super().__init__()
         if num_heads < 1 or dim % num_heads or depth < 1:
@@ -79,7 +82,7 @@ class ClassAttentionPool(Pool):
         self.cls_token = nn.Parameter(torch.zeros(1, dim))
         trunc_normal_(self.cls_token, std=0.02)
         self.blocks = nn.ModuleList(_ClassAttentionBlock(dim, mlp_ratio, qkv_bias, init_values) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.norm = nn.LayerNorm(dim, eps=norm_eps)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         tokens, _ = as_tokens(x)
@@ -150,7 +153,9 @@ class ViTPool(ClassAttentionPool):
 class CaiTPool(ClassAttentionPool):
     """CaiT class attention (Touvron et al., ICCV 2021): 4 heads, T = 1, LayerScale 1e-5, keys ``[u; X]``.
 
-    The returned attention drops the CLS key and is renormalised over the locations.
+    The returned attention drops the CLS key and is renormalised over the locations. The final LayerNorm has
+    PyTorch's epsilon 1e-5, as the ``CAPooling`` of the official SimPool code and of efficient-probing (``cait``),
+    whose state dict :meth:`load_reference_state_dict` loads.
     """
 
     components = Components(
@@ -176,8 +181,63 @@ class CaiTPool(ClassAttentionPool):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         init_values: float = 1e-5,
+        norm_eps: float = 1e-5,
     ):
-        super().__init__(dim, num_heads, depth, mlp_ratio, qkv_bias, include_cls=True, init_values=init_values)
+        super().__init__(
+            dim, num_heads, depth, mlp_ratio, qkv_bias, include_cls=True, init_values=init_values, norm_eps=norm_eps
+        )
+
+    def load_reference_state_dict(self, state_dict: dict) -> None:
+        """Load efficient-probing's ``CAPooling`` strictly: ``blocks_token_only.i.attn.q -> blocks.i.q``,
+        ``gamma_1 -> ls1.gamma``, ``gamma_2 -> ls2.gamma``, ``cls_token`` ``(1, 1, C) -> (1, C)``."""
+        renames = (("blocks_token_only.", "blocks."), (".attn.", "."), (".gamma_1", ".ls1.gamma"))
+        ours = {}
+        for key, value in state_dict.items():
+            for old, new in (*renames, (".gamma_2", ".ls2.gamma")):
+                key = key.replace(old, new)
+            ours[key] = value.reshape(1, -1) if key == "cls_token" else value  # (1, 1, C) -> (1, C)
+        self.load_state_dict(ours)
 
 
-__all__ = ["CaiTPool", "ClassAttentionPool", "ViTPool", "class_attention"]
+@register_pool("dinovit")
+class DinoViTPool(Pool):
+    """One DINOv2 ViT block over the features, then their mean (efficient-probing's ``dinovit``).
+
+    ``u = pi_A(X + MSA(LN(X)) + MLP(LN(X + MSA(LN(X)))))``: timm's ViT ``Block`` (PyTorch's LayerNorm, no qkv
+    bias, no LayerScale), as DINOv2's ``Block`` builds it by default; its state dict (``dino_block.``) loads.
+    Every token is updated alike, so the pooled attention over locations is uniform, as GAP's.
+
+    Args:
+        dim: ``C``.
+        num_heads: ``h`` (8, the reference's).
+        mlp_ratio: MLP hidden width relative to ``dim``.
+        qkv_bias: biases on the query, key and value projections.
+    """
+
+    components = Components(
+        "DINO ViT block",
+        4,
+        u0="πA(X')",
+        phi_x="MLP(MSA(X))",
+        attention="1p/p",
+        source="Oquab et al., TMLR 2024",
+    )
+
+    def __init__(self, dim: int, num_heads: int = 8, mlp_ratio: float = 4.0, qkv_bias: bool = False):
+        super().__init__()
+        if num_heads < 1 or dim % num_heads:
+            raise ValueError(f"num_heads={num_heads} must divide dim={dim}")
+        self.out_features = dim
+        self.block = Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, norm_layer=nn.LayerNorm)
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        tokens, grid = as_tokens(x)  # (B, N, C)
+        pooled = self.block(tokens).mean(dim=1)  # (B, C)
+        return (pooled, attention_layout(uniform_attention(x), grid)) if return_attention else pooled
+
+    def load_reference_state_dict(self, state_dict: dict) -> None:
+        """Load ``DinoViTBlockPooling`` weights strictly (``dino_block. -> block.``)."""
+        self.load_state_dict({key.replace("dino_block.", "block.", 1): value for key, value in state_dict.items()})
+
+
+__all__ = ["CaiTPool", "ClassAttentionPool", "DinoViTPool", "ViTPool", "class_attention"]

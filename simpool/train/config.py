@@ -49,6 +49,7 @@ class LoopConfig:
     tf32: bool = True  # CUDA: TF32 matmuls and convolutions, cudnn.benchmark (false: full fp32 matmuls)
     progress: bool = True  # progress bars (rank 0)
     dist_timeout_s: int = 1800  # process-group timeout: how long ranks wait at a collective (NCCL's default: 600)
+    ddp_broadcast_buffers: bool = True  # DDP copies rank 0's buffers (BatchNorm statistics) before each forward
 
     BOUNDS: ClassVar[dict[str, str]] = {
         "epochs": "[1, inf)",
@@ -71,10 +72,14 @@ def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
     fields = {field.name: field for field in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
-        names = ", ".join(prefix + key for key in unknown)
-        raise ValueError(f"unknown config key(s) {names}; valid keys under {prefix or 'the root'!r}: {sorted(fields)}")
+        names = ", ".join(f"{prefix}{key}" for key in unknown)
+        near = [dotted for key in unknown for dotted in _leaves(cls, prefix) if dotted.endswith(f".{key}")]
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        raise ValueError(
+            f"unknown config key(s) {names}{hint}; valid keys under {prefix or 'the root'!r}: {sorted(fields)}"
+        )
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _coerce(value, hints[name], prefix + name)
@@ -83,7 +88,33 @@ def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
     return config
 
 
+def _leaves(cls: type, prefix: str = "") -> list[str]:
+    """The dotted names of every field of the dataclass ``cls``, its sections' fields included."""
+    names = []
+    for field in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls)[field.name]
+        dotted = f"{prefix}{field.name}"
+        names += _leaves(hint, dotted + ".") if dataclasses.is_dataclass(hint) else [dotted]
+    return names
+
+
 _INTERVAL = re.compile(r"^([\[(])\s*(-inf|[-+0-9.e]+)\s*,\s*(inf|[-+0-9.e]+)\s*([\])])$")
+
+
+def in_interval(value, interval: str) -> bool:
+    """Whether the number ``value`` lies in ``interval``, written like ``"[1, inf)"`` or ``"(0, 1]"`` (NaN never does).
+
+    Raises:
+        TypeError: ``interval`` is not written like that.
+    """
+    match = _INTERVAL.match(interval)
+    if match is None:
+        raise TypeError(f"{interval!r} is not an interval like '[1, inf)'")
+    opening, low, high, closing = match.groups()
+    low, high = float(low), float(high)
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    return (low <= value if opening == "[" else low < value) and (value <= high if closing == "]" else value < high)
 
 
 def check_bounds(config, prefix: str = "") -> None:
@@ -94,20 +125,12 @@ def check_bounds(config, prefix: str = "") -> None:
         ValueError: ``"config key train.epochs must be in [1, inf), got 0"``.
     """
     for name, interval in getattr(type(config), "BOUNDS", {}).items():
-        match = _INTERVAL.match(interval)
-        if match is None:
+        if _INTERVAL.match(interval) is None:
             raise TypeError(
                 f"{type(config).__name__}.BOUNDS[{name!r}] = {interval!r} is not an interval like '[1, inf)'"
             )
-        opening, low, high, closing = match.groups()
         value = getattr(config, name)
-        if value is None:
-            continue
-        low, high = float(low), float(high)
-        inside = (low <= value if opening == "[" else low < value) and (
-            value <= high if closing == "]" else value < high
-        )
-        if not inside or (isinstance(value, float) and math.isnan(value)):
+        if value is not None and not in_interval(value, interval):
             raise ValueError(f"config key {prefix + name!r} must be in {interval}, got {value!r}")
 
 
@@ -175,7 +198,11 @@ def parse_overrides(overrides: list[str] | None) -> dict:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ValueError(f"override {item!r} is not of the form key=value (e.g. optim.lr=0.1)")
-        value = yaml.safe_load(text) if text else ""
+        try:
+            value = yaml.load(text, Loader=_named_loader(f"override {key.strip()}")) if text else ""
+        except yaml.YAMLError as error:
+            reason = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ValueError(f"override {item!r} is not valid YAML: {reason}") from None
         node = nested
         *parents, leaf = key.strip().split(".")
         for part in parents:
@@ -197,17 +224,76 @@ def merge(base: dict, update: dict) -> dict:
     return merged
 
 
-def read_recipe(path: str | os.PathLike) -> dict:
-    """A YAML recipe as a nested dict, with its ``base:`` chain resolved."""
+class _RecipeLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key repeated in one mapping (YAML would keep the last value silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ValueError(
+                    f"{key_node.start_mark.name}: line {line}: key {key!r} repeats the one on line {seen[key]}; "
+                    "give each key once"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | os.PathLike):
+    """The YAML document at ``path`` (safe loading), a repeated key refused.
+
+    Raises:
+        ValueError: malformed YAML or a repeated key, naming the file and the line (``"a.yaml: line 3: ..."``).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not a text file ({error.reason}): give a YAML recipe") from None
+    try:
+        return yaml.load(text, Loader=_named_loader(str(path)))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        reason = error.problem or error.context or "malformed YAML"
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise ValueError(f"{path}: {where}: {reason} (malformed YAML)") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: malformed YAML: {error}") from None
+
+
+def _named_loader(name: str) -> type:
+    """:class:`_RecipeLoader` whose marks name the file ``name`` instead of ``"<unicode string>"``."""
+
+    class Loader(_RecipeLoader):
+        def __init__(self, stream):
+            super().__init__(stream)
+            self.name = name
+
+    return Loader
+
+
+def read_recipe(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict:
+    """A YAML recipe as a nested dict, with its ``base:`` chain resolved.
+
+    Raises:
+        FileNotFoundError: no recipe (or base recipe) at ``path``.
+        ValueError: malformed YAML, a repeated key, a recipe that is not a mapping, or ``base:`` recipes that
+            include each other (naming the cycle).
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no config file at {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+        raise FileNotFoundError(f"no config file at {path}" + (f" (the base of {_chain[-1]})" if _chain else ""))
+    if path.resolve() in [p.resolve() for p in _chain]:
+        cycle = " -> ".join(str(p) for p in (*_chain, path))
+        raise ValueError(f"base: recipes include each other ({cycle}); remove one base: key")
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a YAML mapping, not a {type(data).__name__}")
     base = data.pop(BASE_KEY, None)
     if base is not None:
-        data = merge(read_recipe(path.parent / base), data)
+        data = merge(read_recipe(path.parent / base, (*_chain, path)), data)
     return data
 
 

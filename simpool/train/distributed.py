@@ -146,3 +146,35 @@ def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
     gathered = [torch.empty_like(padded) for _ in sizes]
     dist.all_gather(gathered, padded)
     return torch.cat([rows[:size] for rows, size in zip(gathered, sizes, strict=True)])
+
+
+def all_gather_objects(obj, info: DistInfo) -> list:
+    """Every process's picklable ``obj`` in rank order (``[obj]`` in a single process). Every process must call it."""
+    if not (info.distributed and dist.is_available() and dist.is_initialized()):
+        return [obj]
+    gathered = [None] * info.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def run_together(work, info: DistInfo):
+    """``work()`` on every process, then one ``all_gather_object`` of whether it failed: when it raised on any
+    process, every process raises (the failed one its own error; the others the same class, ``ValueError`` or
+    ``RuntimeError``, naming the rank), so no process waits at the next collective for one that left.
+
+    Every process must call it; in a single process it is ``work()``.
+    """
+    if not (info.distributed and dist.is_available() and dist.is_initialized()):
+        return work()
+    try:
+        result, error, failure = work(), None, None
+    except Exception as raised:  # reported to every process below, then re-raised here
+        result, error, failure = None, raised, (isinstance(raised, ValueError), f"{type(raised).__name__}: {raised}")
+    failures = all_gather_objects(failure, info)
+    if error is not None:
+        raise error
+    for rank, reported in enumerate(failures):
+        if reported is not None:
+            person, message = reported
+            raise (ValueError if person else RuntimeError)(f"rank {rank} failed: {message}")
+    return result

@@ -17,26 +17,32 @@ step), per-epoch log rows, checkpoints (``TrainingState``: counters, running sum
 exact resume, DDP wrapping and ``torch.compile`` after it (timm's order, so that all-reduce overlaps backward).
 
 Under DDP every rank takes part in every update: a micro-batch whose images were all unreadable is replaced
-by the rank's previous batch with weight 0 (its loss and gradient count zero), so no rank skips a collective.
-No other file under ``simpool/`` calls ``backward()`` or steps an optimizer or a scaler.
+by the rank's previous batch with weight 0 (its loss and gradient count zero), so no rank skips a collective;
+at the run's first micro-batch, which has no previous one, the ranks agree once on a stand-in (another rank's
+batch). The next micro-batch is read before each backward, so the last one of an update synchronises the
+gradients, also in an epoch's shorter last update. Every save first checks, on every rank together, that the
+saved weights and the last loss are finite: a NaN never becomes the resume point. Validation (``end_epoch``)
+gets the bare module, not the compiled DDP wrapper. No other file under ``simpool/`` calls ``backward()`` or
+steps an optimizer or a scaler.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from timm.layers import convert_sync_batchnorm
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils._pytree import tree_map
 from tqdm import tqdm
 
-from .distributed import DistInfo, all_reduce_sum
+from .distributed import DistInfo, all_reduce_sum, broadcast_object
 from .run import RunFolder
 from .schedule import Schedule
 from .state import TrainingState
@@ -51,7 +57,11 @@ class Loop:
         amp: ``none``, ``bf16``, ``fp16`` (with a ``GradScaler``) or ``auto`` (bf16 or fp16 on CUDA, none on a CPU).
         accum_steps: micro-batches per optimizer update.
         compile: ``torch.compile`` the model after the DDP wrapping.
-        sync_batchnorm: convert BatchNorm layers to ``SyncBatchNorm`` under DDP (CUDA only).
+        sync_batchnorm: convert BatchNorm layers to synchronised ones under DDP (CUDA only), with
+            timm's ``convert_sync_batchnorm``, which turns ``BatchNormAct2d`` into ``SyncBatchNormAct`` (its
+            activation kept and called; torch's converter would make it a plain ``SyncBatchNorm`` and drop it).
+        ddp_broadcast_buffers: DDP copies rank 0's buffers (BatchNorm statistics) to every rank before each
+            forward (DDP's default; timm's ``--no-ddp-bb`` turns it off).
         progress: show the progress bar (rank 0).
         log_every: updates between loss read-outs (progress bar, finiteness check).
         checkpoint_every: also save the training state every N updates (0: at epoch ends only).
@@ -64,6 +74,7 @@ class Loop:
     accum_steps: int = 1
     compile: bool = False
     sync_batchnorm: bool = False
+    ddp_broadcast_buffers: bool = True
     progress: bool = True
     log_every: int = 50
     checkpoint_every: int = 0
@@ -120,11 +131,14 @@ def clip_global_norm(model: nn.Module, value: float) -> None:
 
 
 def clip_per_tensor(model: nn.Module, value: float) -> None:
-    """DINO's clipping: each parameter's gradient separately rescaled to norm at most ``value``."""
-    for param in model.parameters():
-        if param.grad is not None:
-            norm = param.grad.detach().norm(2)
-            param.grad.mul_(torch.clamp(value / (norm + 1e-6), max=1.0))
+    """DINO's clipping: each parameter's gradient separately rescaled to norm at most ``value``
+    (``g <- g * min(1, value / (||g|| + 1e-6))``), all norms in one ``torch._foreach_norm``."""
+    grads = [param.grad.detach() for param in model.parameters() if param.grad is not None]
+    if not grads:
+        return
+    norms = torch._foreach_norm(grads)  # one 0-dim norm per tensor, on its device
+    scales = [torch.clamp(value / (norm + 1e-6), max=1.0) for norm in norms]
+    torch._foreach_mul_(grads, scales)
 
 
 CLIP_MODES: dict[str, Callable[[nn.Module, float], None]] = {"norm": clip_global_norm, "per_tensor": clip_per_tensor}
@@ -139,9 +153,15 @@ def configure_backends(device: torch.device, tf32: bool = True) -> None:
     torch.backends.cudnn.benchmark = True
 
 
-def ddp_wrap(module: nn.Module, info: DistInfo) -> DistributedDataParallel:
+def ddp_wrap(module: nn.Module, info: DistInfo, broadcast_buffers: bool = True) -> DistributedDataParallel:
     """``module`` in DDP (``device_ids`` on CUDA, none on the CPU with gloo)."""
-    return DistributedDataParallel(module, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+    device_ids = [info.device.index] if info.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=broadcast_buffers)
+
+
+def to_device(tree: Any, device: torch.device | str) -> Any:
+    """Every tensor of a nested tuple / list / dict moved to ``device`` (other leaves kept)."""
+    return tree_map(lambda value: value.to(device) if torch.is_tensor(value) else value, tree)
 
 
 def single_process(device: torch.device | str = "cpu") -> DistInfo:
@@ -237,9 +257,9 @@ class Engine:
         """SyncBatchNorm and DDP under ``torchrun``, then ``torch.compile``: after resume, once."""
         model = self.module
         if self.info.distributed:
-            if self.loop.sync_batchnorm:  # the same Parameter objects: the optimizer and state dict are unchanged
-                model = self.module = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            model = ddp_wrap(model, self.info)
+            if self.loop.sync_batchnorm:  # timm's: BatchNormAct2d keeps its activation; the same Parameter objects
+                model = self.module = convert_sync_batchnorm(model)
+            model = ddp_wrap(model, self.info, self.loop.ddp_broadcast_buffers)
         if self.loop.compile:  # after DDP, as timm's train.py: the all-reduce buckets still overlap the backward
             model = torch.compile(model)
         self.model = model
@@ -276,7 +296,7 @@ class Engine:
                 break
             row = self._end_epoch(epoch, running)
             if state is not None:
-                state.save(**dataclasses.asdict(self.counters))
+                self._save(state)
                 self.folder.log(row, step=epoch + 1)
             line = self.recipe.epoch_line(row) if self.info.is_main else None
             if line:
@@ -333,34 +353,58 @@ class Engine:
         """``(inputs, targets, weight)`` of every micro-batch; empty ones replaced under DDP, skipped otherwise."""
         for inputs, targets, skipped in batches:
             running.skip(skipped)
+            if self.info.distributed and self._template is None:  # the run's first micro-batch, on every rank
+                self._template = self._first_template(inputs, targets)
             if len(targets):
                 self._template = (inputs, targets)
                 yield inputs, targets, 1.0
             elif self.info.distributed:  # every rank must reach the same all-reduces
-                if self._template is None:
-                    raise RuntimeError(
-                        f"rank {self.info.rank}: the first micro-batch had no readable image; "
-                        "check the dataset for unreadable files"
-                    )
                 yield *self._template, 0.0
             else:
                 yield None, targets, 0.0
+
+    def _first_template(self, inputs, targets) -> tuple:
+        """The stand-in for this rank's empty micro-batches, agreed by every rank at the run's first micro-batch
+        (one collective per run): this rank's own batch, or, where it had no readable image, the batch of the
+        first rank that had one. When no rank had one, every rank raises the same error."""
+        info = self.info
+        readable = torch.zeros(info.world_size, device=info.device)  # (world,): 1 where a rank has images
+        readable[info.rank] = float(len(targets) > 0)
+        readable = all_reduce_sum(readable).tolist()
+        if not any(readable):
+            raise ValueError(
+                "the first micro-batch of every process had no readable image: check the dataset for unreadable files"
+            )
+        if all(readable):
+            return inputs, targets
+        source = readable.index(1.0)
+        if len(targets):
+            broadcast_object(to_device((inputs, targets), "cpu") if info.rank == source else None, info, src=source)
+            return inputs, targets
+        return to_device(broadcast_object(None, info, src=source), info.device)
 
     def run_update(self, micro_batches: Iterable, running: RunningSums | None = None) -> int:
         """One optimizer update from up to ``accum_steps`` ``(inputs, targets, weight)`` micro-batches.
 
         ``inputs`` None is a micro-batch with nothing to train on (single process only). Returns how many
-        micro-batches it took (0: none left, no update). The loss sums go to ``running``.
+        micro-batches it took (0: none left, no update). The loss sums go to ``running``. The next micro-batch
+        is read before a backward, so the last one of an update synchronises the gradients under DDP, also in
+        an epoch's last update when it has fewer than ``accum_steps`` (each is still ``loss / accum_steps``, as
+        one process with the same global batch).
         """
         self.build()
         running = running if running is not None else RunningSums(self.info.device)
         accum, count = self.loop.accum_steps, 0
-        for index, (inputs, targets, weight) in enumerate(itertools.islice(micro_batches, accum)):
-            if index == 0:
+        iterator = iter(micro_batches)
+        current = next(iterator, None)
+        while current is not None:
+            if count == 0:
                 self.recipe.before_update(self.counters.update)
+            following = next(iterator, None) if count + 1 < accum else None
+            inputs, targets, weight = current
             if inputs is not None:
-                self._loss = self._backward(inputs, targets, weight, index == accum - 1, running)
-            count += 1
+                self._loss = self._backward(inputs, targets, weight, following is None, running)
+            count, current = count + 1, following
         if count == 0:
             return 0
         self._optimizer_step()
@@ -408,18 +452,36 @@ class Engine:
     def check_finite(self, loss: torch.Tensor | None) -> float:
         """The last loss as a float, checked on every rank together: a non-finite loss anywhere stops them all."""
         value = loss.float() if loss is not None else torch.zeros((), device=self.info.device)
-        bad = all_reduce_sum((~torch.isfinite(value)).to(torch.float32).reshape(1))
-        if bad.item():
-            raise FloatingPointError(
-                f"the training loss is not finite at update {self.counters.update}: "
-                "lower the learning rate, or train without fp16 AMP"
-            )
+        self._stop_unless(torch.isfinite(value), "the training loss is")
         return float(value)
 
+    def _stop_unless(self, finite: torch.Tensor, what: str) -> None:
+        """Every rank raises the same ``FloatingPointError`` when ``finite`` (0-dim bool) is false on any rank."""
+        bad = all_reduce_sum((~finite).to(torch.float32).reshape(1))
+        if bad.item():
+            raise FloatingPointError(
+                f"{what} not finite at update {self.counters.update}: "
+                "lower the learning rate, or train without fp16 AMP"
+            )
+
+    def saved_tensors_finite(self) -> torch.Tensor:
+        """Whether every floating tensor of the saved modules (weights, buffers, EMA, teacher) and the last loss
+        are finite: a 0-dim bool on the device (no host sync)."""
+        modules = [obj for obj in self.parts.saved_objects().values() if isinstance(obj, nn.Module)]
+        tensors = [t for module in modules for t in module.state_dict().values() if torch.is_floating_point(t)]
+        tensors += [self._loss] if self._loss is not None else []
+        finite = [torch.isfinite(t).all().to(self.info.device) for t in tensors]
+        return torch.stack(finite).all() if finite else torch.ones((), dtype=torch.bool, device=self.info.device)
+
     # ------------------------------------------------------------------------------------------------ epoch ends
-    def _save(self, state: TrainingState, running: RunningSums) -> None:
-        """The state mid-epoch, with the epoch's running sums over all processes (kept by rank 0 on resume)."""
-        state.save(**dataclasses.asdict(self.counters), totals=running.reduced())
+    def _save(self, state: TrainingState, running: RunningSums | None = None) -> None:
+        """``last.pt``, after every rank checked together that what it saves is finite (a NaN weight never becomes
+        the resume point: the previous ``last.pt`` stays); mid-epoch with the epoch's running sums over all
+        processes (kept by rank 0 on resume)."""
+        where = f"the weights or the loss to save in {state.folder.path} (whose last.pt is kept) are"
+        self._stop_unless(self.saved_tensors_finite(), where)
+        totals = {} if running is None else {"totals": running.reduced()}
+        state.save(**dataclasses.asdict(self.counters), **totals)
 
     def _end_epoch(self, epoch: int, running: RunningSums) -> dict:
         sums = running.reduced()
@@ -435,8 +497,8 @@ class Engine:
             "skipped": int(sums["skipped"]),
             "time_s": self._elapsed,
         }
-        self.recipe.end_epoch(epoch, row, self.model)
-        self.module.train()
+        self.recipe.end_epoch(epoch, row, self.module)  # the bare module: validating the compiled DDP one recompiles
+        self.model.train()  # the wrappers and the module
         return row
 
 

@@ -72,8 +72,7 @@ def launch(recipe: Launchable, config: Any = None) -> dict:
         return {**result, "run_dir": str(folder.path)}
     except KeyboardInterrupt:
         if info.is_main:
-            again = f"resume {recipe.run_dir} from its last checkpoint" if recipe.run_dir else "start it again"
-            print(f"interrupted: run the same command again to {again}", file=sys.stderr)
+            print(RunFolder.after_interrupt(recipe.run_dir), file=sys.stderr)
         raise
     except BaseException as error:
         # the traceback's frames hold the run's DDP modules, which would keep the process group (and gloo's

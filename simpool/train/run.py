@@ -48,6 +48,16 @@ class RunFolder:
     def last_state(self) -> Path:
         return self.path / "last.pt"
 
+    @staticmethod
+    def after_interrupt(path: str | os.PathLike | None) -> str:
+        """What to do after a Ctrl-C of the run in folder ``path``: resume it when it saved a ``last.pt``, else
+        start it again (there is nothing to resume from)."""
+        if path is None:
+            return "interrupted: run the same command again to start it again"
+        if not (Path(path) / "last.pt").is_file():
+            return f"interrupted before {path} saved a checkpoint: run the same command again to start afresh"
+        return f"interrupted: run the same command again to resume {path} from its last checkpoint (last.pt)"
+
     @property
     def log_path(self) -> Path:
         return self.path / "log.csv"

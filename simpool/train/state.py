@@ -16,7 +16,7 @@ from timm.utils import random_seed
 
 from .checkpointing import load_state, rng_state, save_state, set_rng_state
 from .config import check_resume_config, to_dict
-from .distributed import DistInfo, broadcast_object
+from .distributed import DistInfo, all_gather_objects, broadcast_object
 from .run import RunFolder
 
 NO_RESUME = "start over with --no-resume (train.resume=false)"
@@ -39,12 +39,7 @@ def _summary(error: BaseException, limit: int = 240) -> str:
 
 def gather_rng_states(info: DistInfo) -> list[dict]:
     """Every process's RNG states (rank order), so each resumes its own dropout / drop-path stream."""
-    state = rng_state()
-    if not info.distributed:
-        return [state]
-    gathered = [None] * info.world_size
-    torch.distributed.all_gather_object(gathered, state)
-    return gathered
+    return all_gather_objects(rng_state(), info)
 
 
 class TrainingState:

@@ -37,12 +37,45 @@ def to_rgb(image: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(img, (*img.shape[:2], 3)))  # (H, W, 3)
 
 
+# The colormap level of a uniform map (GAP's, or any map that ignores the image): its middle colour everywhere. Min-max
+# normalisation would make it all zeros, the colormap's darkest colour: a darkened image, read as "looked nowhere".
+UNIFORM_LEVEL = 0.5
+
+
+def is_uniform(attention: torch.Tensor | np.ndarray, rtol: float = 1e-6) -> bool:
+    """Whether a map is constant up to rounding: its spread at most ``rtol`` times its largest magnitude."""
+    a = np.asarray(attention.detach().cpu() if torch.is_tensor(attention) else attention, dtype=np.float64)
+    return bool(np.ptp(a) <= rtol * max(np.abs(a).max(), 1e-12))
+
+
+def heat(attention: torch.Tensor | np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The colormap levels of a map over an image of ``size = (H, W)``: upsampled and min-max normalised to [0, 1];
+    a uniform map (:func:`is_uniform`) at :data:`UNIFORM_LEVEL` everywhere."""
+    if is_uniform(attention):
+        return np.full(tuple(size), UNIFORM_LEVEL)  # (H, W)
+    return normalize_map(upsample_map(attention, size))  # (H, W)
+
+
+def add_colorbar(figure, axes, cmap: str = "inferno") -> None:
+    """One colour bar beside a grid of :func:`overlay` pictures: the colormap from each map's minimum to its
+    maximum, the level of a uniform map marked between them."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    mappable = ScalarMappable(Normalize(0.0, 1.0), cmap)
+    bar = figure.colorbar(mappable, ax=np.asarray(axes).ravel().tolist(), fraction=0.04, pad=0.02)
+    bar.set_ticks([0.0, UNIFORM_LEVEL, 1.0])
+    bar.set_ticklabels(["map min", "uniform map", "map max"], fontsize=6)
+    bar.set_label("attention (per map)", fontsize=7)
+
+
 def overlay(image: np.ndarray | torch.Tensor, attention, alpha: float = 0.5, cmap: str = "inferno") -> np.ndarray:
     """Blend an attention map over an image.
 
-    ``out = (1 - alpha) * image + alpha * cmap(normalize(upsample(attention)))``: the map is
-    bilinearly upsampled to the image, min-max normalised and colored with a perceptually uniform
-    colormap (``inferno`` by default; ``viridis``, ``magma``, ``cividis`` work too).
+    ``out = (1 - alpha) * image + alpha * cmap(heat(attention))``: the map is bilinearly upsampled to the
+    image, min-max normalised (:func:`heat`; a uniform map is drawn uniform, at the colormap's middle colour, not
+    as a darkened image) and colored with a perceptually uniform colormap (``inferno`` by default; ``viridis``,
+    ``magma``, ``cividis`` work too). :func:`add_colorbar` draws its scale.
 
     Args:
         image: ``(H, W)``, ``(H, W, 3)`` or ``(3, H, W)``; floats in [0, 1] or uint8.
@@ -56,6 +89,6 @@ def overlay(image: np.ndarray | torch.Tensor, attention, alpha: float = 0.5, cma
     import matplotlib
 
     img = to_rgb(image)
-    heat = normalize_map(upsample_map(attention, img.shape[:2]))  # tensors (also with grad, on GPU) or arrays
-    colored = matplotlib.colormaps[cmap](heat)[..., :3]  # (H, W, 3)
+    levels = heat(attention.detach() if torch.is_tensor(attention) else attention, img.shape[:2])  # (H, W)
+    colored = matplotlib.colormaps[cmap](levels)[..., :3]  # (H, W, 3)
     return (1 - alpha) * img + alpha * colored

@@ -13,7 +13,7 @@ from simpool.cli.main import main
 from simpool.train.probe.report import attention_lines, baselines_table, heads_table, selection_line
 from tests.conftest import TINY_VIT_ARGS
 from tests.train.conftest import run_cli_killed_at
-from tests.train.probe.conftest import reported_scores, scores_by_hand
+from tests.train.probe.conftest import baselines_by_hand, reported_scores, scores_by_hand
 
 TINY = ["--model", "vit_tiny_patch16_224", "--model-kwargs", *TINY_VIT_ARGS, "--img-size", "32"]
 
@@ -55,6 +55,29 @@ def test_probe_end_to_end_on_a_bench_export(bench, tmp_path, capsys):
     assert (out / "probe.png").is_file() and (out / "attention.png").is_file() and (out / "tokens.f16").is_file()
 
 
+def test_lists_of_weight_decays_head_options_and_test_splits(tmp_path, capsys):
+    argv = ["probe", *TINY, "--data", str(tmp_path), "--heads", "linear", "ep", "--weight-decay", "0", "0.05"]
+    argv += ["--head-kwargs", "ep.num_queries=8,16,32", "ep.d_out=1", "--test-split", "test", "in9", "--print-config"]
+    assert main(argv) == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["probe"]["weight_decays"] == [0.0, 0.05]
+    assert config["probe"]["head_kwargs"] == {"ep": {"num_queries": [8, 16, 32], "d_out": 1}}
+    assert config["data"]["val_split"] == "test" and config["probe"]["test_splits"] == ["in9"]
+    for blocks, expected in ((["last2"], {"blocks": 2}), (["0", "-1"], {"block_indices": [0, -1]})):
+        assert main(["probe", *TINY, "--data", str(tmp_path), "--blocks", *blocks, "--print-config"]) == 0
+        config = yaml.safe_load(capsys.readouterr().out)["probe"]
+        assert {key: config[key] for key in expected} == expected
+
+
+def test_blocks_beyond_the_depth_and_bad_shots_are_one_line(bench, tmp_path, capsys):
+    argv = ["probe", *TINY, "--data", str(bench), "--test-split", "test", "--device", "cpu", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "a"), "--blocks", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "blocks 3: VisionTransformer has 1 blocks; valid: 1 to 1" in err, err
+    assert main([*argv, "--out", str(tmp_path / "b"), "--shots", "0"]) == 2
+    assert "--shots '0' is not a positive integer" in capsys.readouterr().err
+
+
 def test_overrides_come_after_the_options(tmp_path, capsys):
     argv = ["probe", *TINY, "--data", str(tmp_path), "--heads", "gap", "train.epochs=3", "--holdout", "0.2"]
     assert main([*argv, "probe.holdout=0.3", "data.crop_pct=1.0", "--print-config"]) == 0
@@ -70,7 +93,14 @@ def test_overrides_come_after_the_options(tmp_path, capsys):
     [
         (["--heads", "linear", "no_such_pool"], "unknown head 'no_such_pool'; valid heads: linear,"),
         (["--lr", "fast"], "--lr 'fast' is not a number"),
-        (["--lr", "0"], "learning rates must be positive finite numbers"),
+        (["--lr", "0"], "learning rates (probe.lrs, --lr) must be positive finite numbers"),
+        (["--lr", "1e-3", "1e-3"], "learning rates (probe.lrs, --lr) [0.001, 0.001] name 0.001 twice"),
+        (["--weight-decay", "0.05", "0.05"], "(probe.weight_decays, --weight-decay) [0.05, 0.05] name 0.05 twice"),
+        (["--weight-decay", "-0.1"], "weight decays (probe.weight_decays, --weight-decay) must be non-negative"),
+        (["--test-split", "test", "test"], "test splits (--test-split) ['test', 'test'] name 'test' twice"),
+        (["--heads", "gap", "gap"], "a head is named twice in probe.heads (--heads) ['gap', 'gap']"),
+        (["--shots", "2", "2"], "shots (probe.shots, --shots) must be positive integers, each once: [2, 2]"),
+        (["--heads", "ep", "--head-kwargs", "ep.num_queries=8,8"], "head option ep.num_queries=[8, 8]: give each"),
         (["--head-kwargs", "simpool"], "is not of the form HEAD.KEY=VALUE"),
         (["probe.no_such_key=1"], "unknown config key(s) probe.no_such_key"),
         (["train.epochs=0"], "config key 'train.epochs' must be in [1, inf), got 0"),
@@ -120,3 +150,31 @@ def test_two_gloo_processes_run_the_probe(bench, tmp_path, torchrun):
     result = json.loads((tmp_path / "ddp" / "results.json").read_text())
     assert result["num_test"] == 8 and result["num_holdout"] == 3  # every image counted once over the processes
     assert len(result["entries"]) == 2 and result["finished"]
+    # each process mapped its block of the boxed test images and scored its share: gathered, they are the scores
+    # of the trained heads on every image, and the baselines', computed in one process
+    by_hand = scores_by_hand(tmp_path / "ddp")
+    for name, scores in reported_scores(result).items():
+        assert scores == pytest.approx(by_hand[name], rel=1e-6), name
+    baselines = baselines_by_hand(tmp_path / "ddp")
+    assert list(result["baselines"]) == list(baselines)
+    for name, scores in result["baselines"].items():
+        assert scores == pytest.approx(baselines[name], rel=1e-6), name
+    assert {t["name"] for t in result["test_sets"]} == {"test"}
+    # the k-NN row: each process votes for its shard of the queries, the hits summed: a single process's row
+    assert main(_probe_command(bench, tmp_path / "one", "--cache")) == 0
+    alone = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert result["knn"] == alone["knn"] and result["knn"]["k"] == 20
+
+
+def test_heads_help_names_every_alias_and_efficient_probing_head(capsys):
+    from simpool.cli.main import main
+    from simpool.pooling import list_aliases, list_pools
+    from simpool.train.probe.config import valid_heads
+
+    with pytest.raises(SystemExit):
+        main(["probe", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for alias, target in list_aliases().items():
+        assert f"{alias} (= {target})" in text and alias in valid_heads()
+    for name in ("esimpool", "dinovit", "cait", "cbam"):
+        assert name in text and name in list_pools()

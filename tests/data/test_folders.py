@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from simpool.data.folders import UnreadableImageError, collate_readable, image_folder, load_rgb
 from simpool.evaluate.features import data_loader, eval_transform, extract_features
@@ -83,3 +85,44 @@ def test_knn_and_the_linear_probe_run_past_an_unreadable_image(folder_with_a_bro
     (top1,) = probe["best"]["top1_per_epoch"]
     assert top1 / 20 == pytest.approx(round(top1 / 20))
     assert any(str(broken) in str(w.message) for w in record)
+
+
+@pytest.mark.parametrize(
+    "pixels, expected",
+    [
+        # 16-bit: full white is 65535 = 257 * 255, so 257 * v reads as v (before: convert("RGB") clipped at 255: white)
+        (np.array([[0, 257 * 100, 65535]], dtype=np.uint16), [0, 100, 255]),
+        # float in [0, 1] (a float TIFF): 0.2 reads as 0.2 * 255 = 51 (before: truncated to 0 or 1: black)
+        (np.array([[0.0, 0.2, 1.0]], dtype=np.float32), [0, 51, 255]),
+    ],
+)
+def test_wide_images_are_read_with_their_real_range(tmp_path, pixels, expected):
+    from simpool.data.datasets import SafeImageFolder
+
+    path = tmp_path / "class_0" / ("image.png" if pixels.dtype == np.uint16 else "image.tif")
+    path.parent.mkdir()
+    Image.fromarray(pixels).save(path)
+    assert Image.open(path).mode in ("I;16", "F")
+    rgb = np.asarray(load_rgb(path))  # evaluation, probe and attention images
+    assert rgb.dtype == np.uint8 and rgb.shape == (1, 3, 3)
+    assert rgb[0, :, 0].tolist() == rgb[0, :, 1].tolist() == rgb[0, :, 2].tolist() == expected
+    image, _ = SafeImageFolder(tmp_path)[0]  # training images
+    assert np.asarray(image).tolist() == rgb.tolist()
+
+
+@pytest.mark.parametrize(
+    "pixels, reason",
+    [
+        (np.array([[0.0, 2.5]], dtype=np.float32), "float pixels span [0, 2.5], expected [0, 1]"),
+        (
+            np.array([[0, 70000]], dtype=np.int32),
+            "32-bit integer pixels have no range to read them with; save it as 8- or 16-bit, or as float in [0, 1]",
+        ),
+    ],
+)
+def test_a_wide_image_without_a_known_range_is_refused_in_one_line(tmp_path, pixels, reason):
+    path = tmp_path / "image.tif"
+    Image.fromarray(pixels).save(path)
+    with pytest.raises(UnreadableImageError) as error:
+        load_rgb(path)
+    assert str(error.value) == f"unreadable image {path}: {reason}"

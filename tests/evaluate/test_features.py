@@ -73,3 +73,54 @@ def test_format_table():
 def test_format_table_shows_a_small_float_instead_of_0_00():
     table = format_table([(0.001, 0.0, 5e-05, 0.5)], ("lr", "zero", "small", "half")).splitlines()
     assert table[2].split() == ["0.001", "0.00", "5e-05", "0.50"]
+
+
+def test_features_run_under_bf16_autocast_with_tf32_on_cuda_only(monkeypatch):
+    from simpool.evaluate.features import fast_inference, inference_precision
+
+    assert inference_precision(torch.device("cpu")) is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert inference_precision(torch.device("cuda")) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)  # a V100
+    assert inference_precision(torch.device("cuda")) == torch.float16
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    with fast_inference(torch.device("cpu")):  # a CPU: float32, nothing changed
+        assert not torch.is_autocast_enabled("cpu") and torch.backends.cuda.matmul.allow_tf32 == tf32
+
+
+def test_extract_features_on_the_cpu_is_float32_without_autocast():
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 2)
+
+        def forward_features(self, x):
+            seen.append(torch.is_autocast_enabled("cpu"))
+            return self.linear(x.mean((2, 3)))  # (B, 3) -> (B, 2)
+
+        def forward_head(self, x, pre_logits=False):
+            return x
+
+    features, _ = extract_features(Probe(), [(torch.randn(2, 3, 4, 4), torch.tensor([0, 1]))], progress=False)
+    assert seen == [False] and features.dtype == torch.float32
+
+
+def test_extract_features_enters_fast_inference_once_not_per_batch(monkeypatch, tiny_vit):
+    import contextlib
+
+    from simpool.evaluate import features as features_module
+
+    entered = []
+
+    @contextlib.contextmanager
+    def counting(device):
+        entered.append(device)
+        yield
+
+    monkeypatch.setattr(features_module, "fast_inference", counting)
+    images = torch.randn(5, 3, 32, 32)
+    batches = [(images[i : i + 2], torch.arange(i, min(i + 2, 5))) for i in range(0, 5, 2)]  # 3 batches
+    extract_features(tiny_vit().eval(), batches, device="cpu", progress=False)
+    assert entered == [torch.device("cpu")]  # per batch: 3 entries, each saving and restoring the TF32 flags

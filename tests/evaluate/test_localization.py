@@ -166,7 +166,8 @@ def test_a_repeated_map_is_traced_once_and_scored_per_image(monkeypatch, multi_c
     counts = localization.box_accuracy_counts(maps, gts, thresholds, multi_contour=multi_contour)
     levels = np.array([30, 50, 70])[:, None] / 100
     expected = sum(
-        (iou_curve_loop(m, g, thresholds, multi_contour)[None] >= levels).astype(int) for m, g in zip(maps, gts)
+        (iou_curve_loop(m, g, thresholds, multi_contour)[None] >= levels).astype(int)
+        for m, g in zip(maps, gts, strict=True)
     )
     np.testing.assert_array_equal(counts, expected)
     assert counts.sum() > 0 and len(calls) == 3  # same x3, other, same

@@ -131,7 +131,7 @@ def test_cli_end_to_end(tmp_path, tiny_vit, tiny_vit_args):
     database, queries, gnd = revisitop_datasets(tmp_path, "roxford5k")
     assert queries[0][0].size == (28, 25)  # cropped to its box
     argv = ["eval", "retrieval", "--data", str(tmp_path), "--dataset", "roxford5k", "--img-size", "32"]
-    argv += ["--model", "vit_tiny_patch16_224", "--model-kwargs", *tiny_vit_args, *DYNAMIC_ARGS]
+    argv += ["--model", "vit_tiny_patch16_224", "--pool", "simpool", "--model-kwargs", *tiny_vit_args, *DYNAMIC_ARGS]
     argv += ["--device", "cpu", "--no-progress"]
     for name, extra in (("r.json", []), ("m.json", ["--multiscale"])):
         torch.manual_seed(0)  # the same random weights in every run

@@ -107,3 +107,33 @@ def test_cli_reads_the_number_of_classes_from_the_checkpoint(tmp_path, capsys):
     expected_logits, expected_attention = _reference(model, images)
     torch.testing.assert_close(torch.from_numpy(logits), expected_logits, **ONNX_TOLERANCE)
     torch.testing.assert_close(torch.from_numpy(attention), expected_attention, **ONNX_TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    "path, format, opset, message",
+    [
+        ("m.pt2", "onnx", None, "{path}: the onnx format writes a .onnx file, not .pt2"),  # before: ONNX in a .pt2
+        ("m", "pt2", None, "{path}: the pt2 format writes a .pt2 file, not one without a suffix"),
+        ("m.onnx", "onnx", 5, "opset 5 is outside [13, {top}], the opsets the ONNX exporter writes"),  # before: 18
+        ("m.pt2", "pt2", 18, "an opset is an ONNX setting; format 'pt2' takes none"),
+    ],
+)
+def test_a_file_name_or_opset_the_format_cannot_write_is_refused_first(tmp_path, path, format, opset, message):
+    from simpool.models.export import max_opset
+
+    vit, _ = _model("vit-simpool")
+    with pytest.raises(ValueError) as error:
+        export_model(vit, tmp_path / path, format, opset=opset)
+    assert str(error.value) == message.format(top=max_opset(), path=tmp_path / path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_takes_the_image_size_from_model_kwargs(tmp_path, capsys):
+    # before: --img-size unset exported at timm's 224 and refused the 32-pixel ViT of --model-kwargs img_size=32
+    kwargs = [f"{k}={v}" for k, v in VIT.items()]
+    out = tmp_path / "m.pt2"
+    argv = ["export", "--model", "vit_tiny_patch16_224", "--pool", "simpool", "--model-kwargs", *kwargs]
+    assert main([*argv, "--format", "pt2", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert '"input_shape": [\n    null,\n    3,\n    32,\n    32\n  ]' in capsys.readouterr().out
+    program = torch.export.load(str(out)).module()
+    assert program(torch.randn(3, 3, 32, 32)).shape == (3, 32)  # pooled features (no classifier): (B, C)

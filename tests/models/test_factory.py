@@ -97,7 +97,13 @@ def test_replace_pool_on_an_existing_timm_model(images):
     replace_pool(model, "simpool", gamma=2.0)
     assert model(images).shape == (2, 4)
     vit = timm.create_model("vit_tiny_patch16_224", num_classes=4, **TINY["vit_tiny_patch16_224"]).eval()
-    replace_pool(vit, SimPool(32, gamma=1.25))  # the CLS token stays in the encoder and is ignored by the pool
+    # the CLS token stays in the encoder and is ignored by the pool, and a warning says so
+    with pytest.warns(UserWarning) as record:
+        replace_pool(vit, SimPool(32, gamma=1.25))
+    assert [str(w.message) for w in record] == [
+        "replace_pool: VisionTransformer keeps its CLS token in the encoder (the pool ignores it); build it with "
+        "simpool.create_model for a ViT without one, as the paper trains"
+    ]
     assert vit(images).shape == (2, 4)
     assert attention_maps(vit, images, source="pool").shape == (2, 4, 4)
 
@@ -113,6 +119,26 @@ def test_errors_name_what_works():
         create_model("vit_tiny_patch16_224", class_token=True)
     with pytest.raises(ValueError, match="expects 512"):
         replace_pool(timm.create_model("resnet18"), SimPool(64))
+
+
+def test_pool_and_timm_arguments_are_checked_by_name():
+    # before: pool="default" dropped pool_kwargs silently; a misspelt keyword was a TypeError traceback
+    with pytest.raises(ValueError) as error:
+        create_model("resnet18", pool="default", pool_kwargs={"gamma": 2.0})
+    assert str(error.value) == (
+        "pool='default' (timm's own pooling) takes no pool_kwargs, got ['gamma']: name a simpool pool, or leave "
+        "them out"
+    )
+    with pytest.raises(ValueError) as error:
+        create_model("resnet18", pool="gem", pool_kwargs={"q": 3})
+    assert str(error.value) == "pool 'gem' (pool_kwargs) takes no argument 'q'; valid: p, learnable, eps"
+    with pytest.raises(ValueError) as error:
+        create_model("resnet18", pool="gap", pool_kwargs={"q": 3})
+    assert str(error.value) == "pool 'gap' (pool_kwargs) takes no argument 'q'; valid: none"
+    with pytest.raises(
+        ValueError, match="^timm's ResNet \\(model kwargs\\) takes no argument 'layerz'; valid: block, layers,"
+    ):
+        create_model("resnet18", pool="simpool", layerz=(1, 1, 1, 1))
 
 
 class TwoVectors(Pool):

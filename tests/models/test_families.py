@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from simpool import attention_maps, create_model, list_families, replace_pool
+from simpool.cli.main import main
 from simpool.models import pool_input, pool_slot
 from simpool.models.families import UNSUPPORTED, all_families, family_of_name
 from simpool.models.generic import FeaturePool
@@ -136,6 +137,11 @@ def test_list_families_and_unsupported_errors():
     families = list_families()
     for name in ("resnet", "convnext", "vision_transformer", "deit", "efficientnet", "swin_transformer", "eva"):
         assert name in families
+    # the names a user passes, under their family: every one is a timm model of that family
+    assert {"resnet50", "resnet18"} <= set(families["resnet"]) and "efficientnet_b0" in families["efficientnet"]
+    supported = [m for m in timm.list_models() if family_of_name_module(m) not in UNSUPPORTED]
+    assert sum(map(len, families.values())) == len(supported)
+    assert all(family_of_name_module(m) == family for family in ("resnet", "deit") for m in families[family])
     assert not set(UNSUPPORTED) & set(families)
     assert set(UNSUPPORTED) <= set(all_families())  # names are timm modules
     assert all("\n" not in reason for reason in UNSUPPORTED.values())  # one-line reasons
@@ -143,6 +149,21 @@ def test_list_families_and_unsupported_errors():
         create_model("pit_ti_224")
     with pytest.raises(ValueError, match="not one feature tensor"):
         replace_pool(timm.create_model("crossvit_tiny_240"), "gap")
+
+
+def family_of_name_module(model_name: str) -> str:
+    return timm.models.model_entrypoint(model_name).__module__.rpartition(".")[2]
+
+
+def test_families_command_lists_model_names_to_pass(capsys):
+    assert main(["families", "resnet5?", "vit_tiny_patch16_224"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "resnet (the paper's wiring, 1): resnet50",
+        "vision_transformer (the paper's wiring, 1): vit_tiny_patch16_224",
+    ]
+    assert main(["families", "no_such_model*"]) == 2
+    assert "no model of a supported family matches ['no_such_model*']" in capsys.readouterr().err
 
 
 def test_copies_and_checkpoints_keep_the_wiring(images):

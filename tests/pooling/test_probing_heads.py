@@ -21,10 +21,14 @@ from simpool.pooling import (
     AttentionPoolLatent,
     AttentivePooler,
     CAEAttentivePool,
+    DinoViTPool,
     DOLGPool,
     EfficientProbing,
+    ESimPool,
     create_pool,
     image_attention,
+    list_aliases,
+    list_pools,
 )
 
 EXACT = dict(atol=1e-6, rtol=1e-6)
@@ -221,6 +225,12 @@ MAP_CASES = {
     "standalone": ({}, dict(norm=False)),
     "avg of 3": (dict(latent_len=3, pool_type="avg", norm_layer=nn.LayerNorm), dict(num_queries=3, pool_type="avg")),
     "no q_proj": (dict(q_proj=False, norm_layer=functools.partial(nn.LayerNorm, eps=1e-6)), dict(q_proj=False)),
+    # timm's constructor arguments with timm's meaning (issue 28)
+    "pre-logits": (dict(out_features=0), dict(out_features=0)),
+    "latent_len 2, out 24, mlp 2": (
+        dict(latent_len=2, pool_type="avg", out_features=24, mlp_ratio=2.0, norm_layer=nn.LayerNorm),
+        dict(latent_len=2, pool_type="avg", out_features=24, mlp_ratio=2.0),
+    ),
 }
 
 
@@ -249,6 +259,26 @@ def test_map_matches_timm_attention_pool_latent(case):
     a = torch.softmax(q @ k.transpose(-1, -2) / 2, dim=-1)  # (B, h, M, N)
     expected = a[:, :, 0] if our_kwargs.get("pool_type") != "avg" else a.transpose(1, 2).reshape(2, -1, 7)
     torch.testing.assert_close(attention, expected.detach(), **EXACT)
+    assert pool.out_features == reference.out_features == pooled.shape[-1]
+
+
+def test_map_pre_logits_is_the_heads_outputs_without_projection_or_mlp():
+    pool = AttentionPoolLatent(16, out_features=0, num_heads=4)
+    assert pool.mlp is None and isinstance(pool.proj, nn.Identity) and isinstance(pool.norm, nn.Identity)
+    x = _tokens(N=5, C=16)
+    q = pool.q(pool.latent)[0].view(1, 4, 4).transpose(0, 1)  # (h, 1, d)
+    k, v = pool.kv(x).split(16, dim=-1)  # (B, N, C) each
+    k, v = (t.view(2, 5, 4, 4).transpose(1, 2) for t in (k, v))  # (B, h, N, d)
+    z = (torch.softmax(q @ k.transpose(-1, -2) / 2, dim=-1) @ v).transpose(1, 2).reshape(2, 16)  # (B, C)
+    torch.testing.assert_close(pool(x), z, **EXACT)
+
+
+def test_map_latent_len_and_num_queries_are_one_setting():
+    pool = AttentionPoolLatent(16, num_heads=4, num_queries=3)
+    assert pool.latent.shape == (1, 3, 16) and pool.latent_len == 3
+    assert not hasattr(pool, "num_queries")  # stored once, under timm's name
+    with pytest.raises(ValueError, match="latent_len=2 and num_queries=3"):
+        AttentionPoolLatent(16, num_heads=4, latent_len=2, num_queries=3)
 
 
 CLIP_CASES = {
@@ -256,6 +286,10 @@ CLIP_CASES = {
     "resampled 3x5": (dict(feat_size=4), (3, 5)),
     "qkv separate": (dict(feat_size=4, qkv_separate=True), (4, 4)),
     "class token": (dict(feat_size=(2, 3), class_token=True), (5, 3)),
+    # timm's constructor arguments with timm's meaning (issue 28)
+    "pre-logits": (dict(feat_size=4, out_features=0), (4, 4)),
+    "out 24, head_dim 8": (dict(feat_size=4, out_features=24, num_heads=None, head_dim=8), (3, 4)),
+    "qkv separate, out 0": (dict(feat_size=4, qkv_separate=True, out_features=0, pool_type="token"), (4, 4)),
 }
 
 
@@ -263,17 +297,19 @@ CLIP_CASES = {
 def test_clip_matches_timm_attention_pool_2d(case):
     kwargs, grid = case
     torch.manual_seed(0)
-    reference = TimmAttentionPool2d(16, num_heads=4, **kwargs).eval()
+    kwargs = {"num_heads": 4, **kwargs}
+    reference = TimmAttentionPool2d(16, **kwargs).eval()
     with torch.no_grad():
         for p in reference.parameters():
             p.normal_(0, 0.2)
-    pool = AttentionPool2d(16, num_heads=4, **kwargs).eval()
-    pool.load_reference_state_dict(reference.state_dict())
+    pool = AttentionPool2d(16, **kwargs).eval()
+    pool.load_reference_state_dict(reference.state_dict())  # strict
     fmap = torch.randn(2, 16, *grid)
     with torch.no_grad():
         pooled, attention = pool(fmap, return_attention=True)
         torch.testing.assert_close(pooled, reference(fmap), **EXACT)
-    assert attention.shape == (2, 4, *grid)
+    assert attention.shape == (2, reference.num_heads, *grid)
+    assert pool.out_features == reference.out_features == pooled.shape[-1]
 
 
 def test_clip_attention_drops_the_mean_key_and_renormalises():
@@ -311,3 +347,124 @@ def test_image_attention_is_the_mean_over_queries(name):
     torch.testing.assert_close(maps.sum(dim=(1, 2)), torch.ones(2), **EXACT)
     expected = attention.mean(1) if attention.ndim == 4 else attention
     torch.testing.assert_close(maps, expected, atol=0, rtol=0)
+
+
+# --- efficient-probing's names (issue 29): siglip, esimpool, dinovit, cait, cbam, simpool ------------------
+
+
+def test_siglip_is_map_with_timms_standalone_defaults():
+    assert list_aliases()["siglip"] == "map(norm=False)"
+    assert "siglip" in list_pools(aliases=True) and "siglip" not in list_pools()
+    siglip = create_pool("siglip", 16, num_heads=4)
+    assert type(siglip) is AttentionPoolLatent and isinstance(siglip.norm, nn.Identity)
+    assert isinstance(create_pool("siglip", 16, num_heads=4, norm=True).norm, nn.LayerNorm)  # kwargs override
+    reference = TimmAttentionPoolLatent(16, num_heads=4)  # efficient-probing's AttentionPoolLatent(in_features=dim)
+    siglip.load_reference_state_dict(reference.state_dict())  # strict
+    x = _tokens(N=5, C=16)
+    with torch.no_grad():
+        torch.testing.assert_close(siglip(x), reference(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="siglip"):  # an unknown name lists the aliases too
+        create_pool("siglipp", 16)
+
+
+def test_esimpool_is_simpool_without_its_linears():
+    # q = LN(mean X), K = LN(X), V = X; per head of d channels a = softmax(K q / sqrt(d))
+    pool = ESimPool(8, num_heads=2)
+    x = _tokens(N=5, C=8)
+    ln = functools.partial(F.layer_norm, normalized_shape=(8,), eps=1e-6)
+    q, k = ln(x.mean(1)), ln(x)  # (B, C), (B, N, C)
+    a = torch.stack(
+        [torch.softmax(k[..., h * 4 : (h + 1) * 4] @ q[:, h * 4 : (h + 1) * 4, None] / 2, 1) for h in (0, 1)]
+    )
+    expected = torch.cat([(a[h] * x[..., h * 4 : (h + 1) * 4]).sum(1) for h in (0, 1)], dim=-1)  # (B, C)
+    pooled, attention = pool(x, return_attention=True)
+    torch.testing.assert_close(pooled, expected, **EXACT)
+    torch.testing.assert_close(attention, a[..., 0].permute(1, 0, 2), **EXACT)
+    assert create_pool("esimpool", 768).num_heads == 12  # the reference's 12 at ViT-B's width
+
+
+def test_dinovit_is_the_mean_of_one_vit_block_and_attends_uniformly():
+    pool = DinoViTPool(16, num_heads=4).eval()
+    x = _tokens(N=6, C=16)
+    with torch.no_grad():
+        pooled, attention = pool(x, return_attention=True)
+        torch.testing.assert_close(pooled, pool.block(x).mean(1), **EXACT)
+    torch.testing.assert_close(attention, torch.full((2, 6), 1 / 6), **EXACT)
+    assert pool.block.attn.qkv.bias is None and isinstance(pool.block.ls1, nn.Identity)
+
+
+def _renamed(state: dict, renames: dict[str, str], reshape: dict | None = None) -> dict:
+    """Our state dict under the reference's names (the inverse of a loader's renames), values randomised."""
+    torch.manual_seed(3)
+    out = {}
+    for key, value in state.items():
+        for ours, theirs in renames.items():
+            key = key.replace(ours, theirs)
+        value = torch.randn_like(value) if value.is_floating_point() else value
+        out[key] = value.reshape(reshape[key]) if reshape and key in reshape else value
+    return out
+
+
+LOADERS = {
+    "simpool": ({"norm.": "norm_patches.", "q.": "wq.", "k.": "wk."}, {}, {}),
+    "esimpool": ({"norm.": "norm_patches."}, {}, dict(num_heads=2)),
+    "cait": (
+        {
+            "blocks.": "blocks_token_only.",
+            ".q.": ".attn.q.",
+            ".k.": ".attn.k.",
+            ".v.": ".attn.v.",
+            ".proj.": ".attn.proj.",
+            ".ls1.gamma": ".gamma_1",
+            ".ls2.gamma": ".gamma_2",
+        },
+        {"cls_token": (1, 1, 16)},
+        {},
+    ),
+    "dinovit": ({"block.": "dino_block."}, {}, dict(num_heads=4)),
+    "cbam_ep": (
+        {"fc.0.": "channel.fc1.", "fc.2.": "channel.fc2.", "conv.": "spatial.conv.conv.", "norm.": "spatial.conv.bn."},
+        {"channel.fc1.weight": (1, 16, 1, 1), "channel.fc2.weight": (16, 1, 1, 1)},
+        {},  # the alias carries efficient-probing's arguments
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOADERS))
+def test_reference_state_dicts_load_strictly_under_their_names(name):
+    renames, shapes, kwargs = LOADERS[name]
+    source = create_pool(name, 16, **kwargs).eval()
+    theirs = _renamed(source.state_dict(), renames, shapes)
+    assert set(theirs) != set(source.state_dict())  # the names differ
+    loaded = create_pool(name, 16, **kwargs).eval()
+    loaded.load_reference_state_dict(theirs)
+    for key, value in loaded.state_dict().items():  # every tensor came from the reference's
+        if value.is_floating_point():
+            assert not torch.equal(value, source.state_dict()[key]), key
+
+
+def test_efficient_probings_cbam_and_clip_are_aliases_and_the_plain_names_stay_the_papers():
+    assert list_aliases() == {
+        "cbam_ep": "cbam(mlp_bias=False, rd_divisor=1, spatial_norm=True, residual=True)",
+        "clip_ep": "clip(feat_size=14, num_heads=4, norm=True)",
+        "siglip": "map(norm=False)",
+    }
+    ep, paper = create_pool("cbam_ep", 64), create_pool("cbam", 64)
+    assert (ep.fc[0].out_features, type(ep.norm), ep.residual) == (4, nn.BatchNorm2d, True)  # 64/16, rounded to 1
+    assert ep.fc[0].bias is None and ep.conv.bias is None
+    assert (paper.fc[0].out_features, type(paper.norm), paper.residual) == (8, nn.Identity, False)  # 64/16 -> 8 (of 8)
+    assert paper.fc[0].bias is not None and paper.conv.bias is not None
+    ep, timm_like = create_pool("clip_ep", 64), create_pool("clip", 64)
+    assert (ep.num_heads, ep.feat_size, type(ep.norm)) == (4, (14, 14), nn.LayerNorm)
+    assert (timm_like.num_heads, timm_like.feat_size, type(timm_like.norm)) == (1, (7, 7), nn.Identity)
+
+
+def test_cbam_of_efficient_probing_pools_the_relu_of_the_residual():
+    pool = create_pool("cbam_ep", 16).eval()
+    assert pool.fc[0].bias is None and pool.conv.bias is None and pool.fc[0].out_features == 1  # round(16 / 16)
+    fmap = torch.randn(2, 16, 3, 3)
+    with torch.no_grad():
+        gate = (pool.fc(fmap.mean((2, 3))) + pool.fc(fmap.amax((2, 3)))).sigmoid()[..., None, None]  # (B, C, 1, 1)
+        v = fmap * gate
+        a = pool.norm(pool.conv(torch.stack([v.mean(1), v.amax(1)], 1))).sigmoid()  # (B, 1, H, W)
+        torch.testing.assert_close(pool(fmap), F.relu(v * a + fmap).mean((2, 3)), **EXACT)

@@ -60,3 +60,12 @@ def test_a_map_straight_from_a_model_needs_no_detaching():
     attention = torch.rand(4, 4, requires_grad=True)
     image = np.zeros((16, 16, 3))
     np.testing.assert_allclose(overlay(image, attention), overlay(image, attention.detach().numpy()))
+
+
+@pytest.mark.parametrize("value", [1 / 16, 0.0, 3.0])
+def test_a_uniform_map_is_drawn_uniform_not_as_a_darkened_image(value):
+    # before: min-max made it all zeros, inferno's black at alpha 0.5: the image at half brightness
+    image = np.random.default_rng(0).random((16, 16, 3))
+    out = overlay(image, np.full((4, 4), value) + np.array([0.0, 1e-9, 0.0, 0.0]) * value, alpha=0.5)
+    middle = np.array(matplotlib.colormaps["inferno"](0.5)[:3])  # the colormap's middle colour
+    np.testing.assert_allclose(out, 0.5 * image + 0.5 * middle)

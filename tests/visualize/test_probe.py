@@ -46,3 +46,23 @@ def test_titles_carry_the_scores():
     assert score_title("simpool", HEADS[1]) == "simpool\nMaxBoxAccV2 45.5\nPxAP 33.0"
     assert score_title("centre", RESULT["baselines"]["centre"]) == "centre\nMaxBoxAccV2 43.3\nPxAP 25.0"
     assert score_title("box_prior", {}) == "box_prior" and score_title("x", None) == "x"
+
+
+def test_attention_grid_has_a_colour_bar_and_each_pictures_ground_truth_box():
+    import matplotlib.pyplot as plt
+
+    pictures = [np.full((32, 32, 3), 120, np.uint8)] * 2
+    maps = {"simpool": np.random.default_rng(0).random((2, 4, 4)), "gap": np.full((2, 4, 4), 1 / 16)}
+    boxes = [np.array([[4, 6, 20, 30]]), np.array([[0, 0, 8, 8], [10, 10, 32, 32]])]
+    figure = probe.draw_attention_grid(pictures, maps, boxes=boxes)
+    try:
+        *cells, bar = figure.axes
+        assert len(cells) == 2 * 3  # 2 rows of image | simpool | gap, then the colour bar
+        assert [label.get_text() for label in bar.get_yticklabels()] == ["map min", "uniform map", "map max"]
+        for index, axis in enumerate(cells):
+            drawn = [(patch.get_xy(), patch.get_width(), patch.get_height()) for patch in axis.patches]
+            # pixel (i, j) covers [j - 0.5, j + 0.5]: the box (x0, y0, x1, y1) starts at (x0 - 0.5, y0 - 0.5)
+            expected = [((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes[index // 3]]
+            assert drawn == expected
+    finally:
+        plt.close(figure)

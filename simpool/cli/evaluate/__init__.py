@@ -30,9 +30,10 @@ def add_model_options(
     add_out(parser, default=out, help=out_help)
 
 
-def model_of(args: argparse.Namespace) -> nn.Module:
-    """Refuse a read-only ``--out`` before any work, seed with ``--seed``, then build the model strictly."""
-    check_writable(args.out)
+def model_of(args: argparse.Namespace, out_kind: str = "file") -> nn.Module:
+    """Refuse a read-only ``--out`` (or one that exists as a folder, ``out_kind="file"``, or as a file,
+    ``out_kind="folder"``) before any work, seed with ``--seed``, then build the model strictly."""
+    check_writable(args.out, kind=out_kind)
     torch.manual_seed(args.seed)
     return model_from_args(args)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from ...evaluate.discovery import discover, discovery_items
 from ...models.families import family_of_name
 from ...utils import write_json
-from ..common import add_data, check_writable
+from ..common import add_data, check_option, check_writable
 from . import add_model_options, model_of
 
 EXAMPLE = """examples:
@@ -52,7 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(args.out)
+    check_option("--threshold", args.threshold, "(0, 1]")
+    check_option("--k-patches", args.k_patches, "[1, inf)")
+    check_option("--head", args.head, "[0, inf)")
+    check_option("--limit", args.limit, "[1, inf)")
+    check_writable(args.out, kind="folder")
     if not args.checkpoint:
         raise ValueError("a model needs both --model and --checkpoint")
     items = discovery_items(
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         item.startswith("dynamic_img_size=") for item in args.model_kwargs
     ):  # images at their own size; CNNs take any size anyway
         args.model_kwargs = [*args.model_kwargs, "dynamic_img_size=true"]
-    model = model_of(args)
+    model = model_of(args, out_kind="folder")
     boxes, score = discover(
         model,
         items,

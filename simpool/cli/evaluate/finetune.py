@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from ...train.supervised.config import SupervisedConfig
     from ...utils import write_json
 
-    check_writable(args.out)
+    check_writable(args.out, kind="file")
     config = with_checkpoint(resolve_config(args, SupervisedConfig), args.checkpoint, args.checkpoint_key)
     result = run_recipe(args, config, FinetuneRecipe)
     if result is None:  # --print-config

@@ -14,8 +14,10 @@ from ...evaluate.attention_quality import strongest_baseline
 from ...evaluate.features import format_table
 from ...evaluate.localization import RESIZE_LENGTH, model_scoremaps, wsol_localization
 from ...evaluate.split_baselines import object_prior, split_baselines
+from ...models.factory import check_input_size, input_size_of
+from ...models.loading import set_image_size
 from ...utils import write_json
-from ..common import add_data, check_writable
+from ..common import add_data, add_img_size, check_option, check_writable
 from . import add_model_options, model_of
 
 EXAMPLE = """examples:
@@ -40,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--source", default="auto", choices=("auto", "pool", "cls", "cam"), help="which map of the model"
     )
     parser.add_argument("--cam-curve-interval", type=float, default=0.01, help="0.001 for paper numbers")
-    parser.add_argument("--iou-thresholds", type=int, nargs="+", default=[30, 50, 70])
+    parser.add_argument("--iou-thresholds", type=int, nargs="+", default=[30, 50, 70], help="IoU percents, in [0, 100]")
     parser.add_argument("--single-contour", action="store_true", help="MaxBoxAcc v1: only the largest contour")
     parser.add_argument("--save-scoremaps", help="write the model's normalised maps here as <image_id>.npy")
     parser.add_argument(
@@ -50,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prior-metadata", help="split whose masks or boxes give box_prior; unset: the evaluated split"
     )
     parser.add_argument("--baseline-grid", type=int, default=14, help="side of the baselines' maps (ViT-S/16: 14)")
+    add_img_size(
+        parser,
+        default=None,
+        help="side the images are resized to for the model (the reference: 224); "
+        "unset: the model's input size (img_size of --model-kwargs, its checkpoint's, else timm's)",
+    )
     parser.add_argument("--no-baselines", action="store_true", help="score the maps alone")
     add_model_options(
         parser, batch_size=32, loader=False, model_required=False, out="localization.json", out_help="JSON result file"
@@ -77,7 +85,13 @@ def scored_maps(args: argparse.Namespace, metadata) -> np.ndarray:
         raise ValueError("--model needs --checkpoint and --data, the image root")
     progress = not args.no_progress
     model = model_of(args)
-    maps = model_scoremaps(model, args.data, ids, metadata.class_labels, args.source, args.batch_size, progress)
+    size = args.img_size or input_size_of(model)[-1]
+    if args.img_size is not None:
+        set_image_size(model, args.img_size)  # a ViT's position embedding resampled; a CNN takes any size
+    check_input_size(model, size, "--img-size")
+    maps = model_scoremaps(
+        model, args.data, ids, metadata.class_labels, args.source, args.batch_size, progress, image_size=size
+    )
     if args.save_scoremaps:
         for image_id, scoremap in zip(ids, maps, strict=True):
             path = scoremap_path(args.save_scoremaps, image_id)
@@ -107,9 +121,17 @@ def baselines_of(args: argparse.Namespace, metadata, masks, maps, name: str) -> 
     return scores, str(prior_dir)
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """The numbers that have a range, refused before any work."""
+    check_option("--iou-thresholds", args.iou_thresholds, "[0, 100]", unique=True)
+    check_option("--cam-curve-interval", args.cam_curve_interval, "(0, 1)")
+    check_option("--baseline-grid", args.baseline_grid, "[1, inf)")
+
+
 def run(args: argparse.Namespace) -> int:
-    check_writable(args.out)
-    check_writable(args.save_scoremaps, "--save-scoremaps")  # both written after every map is computed
+    check_arguments(args)
+    check_writable(args.out, kind="file")
+    check_writable(args.save_scoremaps, "--save-scoremaps", kind="folder")  # both written after every map is computed
     metadata = read_wsol_metadata(args.metadata)
     masks, mask_root = split_masks(metadata, args.metadata, args.mask_root, args.data)
     maps = scored_maps(args, metadata)

@@ -7,7 +7,7 @@ import argparse
 
 from ...evaluate.features import format_table
 from ...train.probe.segmentation import segmentation_probe
-from ..common import add_data, add_img_size
+from ..common import add_data, add_img_size, check_blocks, check_option
 from . import add_model_options, model_of, report
 
 EXAMPLE = """example:
@@ -33,7 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_option("--num-seg-classes", args.num_seg_classes, "[1, inf)")
+    check_option("--iterations", args.iterations, "[1, inf)")
+    check_option("--warmup", args.warmup, "[0, inf)")
+    check_option("--lr", args.lr, "(0, inf)")
     model = model_of(args)
+    check_blocks(model, args.blocks)
     metrics = segmentation_probe(
         model,
         args.data,

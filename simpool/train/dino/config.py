@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from ...data.config import default_workers
 from ..config import LoopConfig
 from .head import DINOHead
 from .loss import DINOLoss
@@ -90,7 +91,7 @@ class DinoDataConfig:
     root: str = ""
     train_split: str = "train"
     fraction: float = 1.0
-    num_workers: int = 4
+    num_workers: int = field(default_factory=default_workers)  # per process; default: the CPUs per local process
     global_crops_scale: tuple[float, ...] = (0.4, 1.0)
     local_crops_scale: tuple[float, ...] = (0.05, 0.4)
     local_crops_number: int = 6

@@ -72,9 +72,12 @@ class DINOHead(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_dim) -> (B, out_dim)`` logits in float32: the MLP follows the caller's autocast, the
+        normalisation and the last layer run in float32 with autocast off (the loss's precision needs them)."""
         x = self.mlp(x)  # (B, in_dim) -> (B, bottleneck_dim)
-        x = F.normalize(x, dim=-1, p=2)  # (B, bottleneck_dim), unit rows
-        return self.last_layer(x)  # (B, out_dim)
+        with torch.autocast(x.device.type, enabled=False):
+            x = F.normalize(x.float(), dim=-1, p=2)  # (B, bottleneck_dim), unit rows
+            return self.last_layer(x)  # (B, out_dim)
 
 
 class MultiCropWrapper(nn.Module):

@@ -38,11 +38,13 @@ def dino_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor
         )
     log_student = F.log_softmax(student_logits.float(), dim=-1).view(num_crops, batch, -1)  # (V, B, K)
     teacher = teacher_probs.float().view(num_teacher, batch, -1)  # (G, B, K)
-    # (G, B, K) x (V, B, K) -> (G, V): the batch mean of H(P_t(view g), P_s(view v)) for every pair
-    cross = -torch.einsum("gbk,vbk->gv", teacher, log_student) / batch
-    same_view = torch.eye(num_teacher, num_crops, dtype=torch.bool, device=cross.device)  # (G, V): v == g
-    pairs = num_teacher * num_crops - num_teacher  # G <= V: one same-view pair per teacher view
-    return cross.masked_fill(same_view, 0.0).sum() / pairs  # no boolean indexing: no host sync
+    total, pairs = student_logits.new_zeros((), dtype=torch.float32), 0
+    for g in range(num_teacher):
+        for v in range(num_crops):
+            if v != g:  # elementwise products summed over K, as DINO: no matmul that TF32 would round
+                total = total + torch.sum(-teacher[g] * log_student[v], dim=-1).mean()  # (B, K) -> (B,) -> ()
+                pairs += 1
+    return total / pairs
 
 
 def teacher_temperature_schedule(
@@ -60,7 +62,8 @@ def teacher_temperature_schedule(
 
 
 class DINOLoss(nn.Module):
-    """Cross-entropy between the centred, sharpened teacher and the student (DINO, ``main_dino.py``).
+    """Cross-entropy between the centred, sharpened teacher and the student (DINO, ``main_dino.py``), in float32
+    with autocast off whatever the caller does.
 
     ``P_t = softmax((g_t - c) / tau_t(epoch))``, ``P_s = softmax(g_s / tau_s)``; the loss is
     :func:`dino_cross_entropy`. After each call the centre follows the teacher's batch mean
@@ -105,12 +108,15 @@ class DINOLoss(nn.Module):
         """``student_output (V * B, K)``, ``teacher_output (G * B, K)``, view-major -> loss; updates the centre.
 
         ``weight`` scales this batch's share of the centre update (0: a stand-in batch that must still take
-        part in the all-reduce, see :class:`simpool.train.engine.Engine`).
+        part in the all-reduce, see :class:`simpool.train.engine.Engine`). Whatever the caller's autocast, the
+        loss is computed in float32 with autocast off: called under bf16 autocast it equals the float32 loss.
         """
         temp = float(self.teacher_temps[min(epoch, len(self.teacher_temps) - 1)])
-        teacher_probs = F.softmax((teacher_output.float() - self.center) / temp, dim=-1).detach()  # (G * B, K)
-        loss = dino_cross_entropy(student_output / self.student_temp, teacher_probs, self.num_crops)
-        self.update_center(teacher_output, weight)
+        with torch.autocast(student_output.device.type, enabled=False):
+            student_output, teacher_output = student_output.float(), teacher_output.float()
+            teacher_probs = F.softmax((teacher_output - self.center) / temp, dim=-1).detach()  # (G * B, K)
+            loss = dino_cross_entropy(student_output / self.student_temp, teacher_probs, self.num_crops)
+            self.update_center(teacher_output, weight)
         return loss
 
     @torch.no_grad()

@@ -7,6 +7,9 @@ Memory bank: the ``monitor.train_split`` folder; queries: the ``monitor.val_spli
 It runs on every process: each embeds its shard of a bounded subset (``monitor.max_images`` per split,
 spread evenly over the classes), the shards are gathered, and every process classifies on its device.
 No process waits at a barrier while another embeds a whole training set (NCCL's timeout would kill it).
+The folders are scanned and the subset chosen once per run (:class:`KnnMonitor`), not at every call. A
+process whose shard is empty (fewer images than processes) gathers zero rows; one whose shard fails (an
+unreadable folder or images) makes every process raise together (:func:`~simpool.train.distributed.run_together`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from ...data.datasets import collate_skip, create_dataset
-from ...evaluate.features import eval_transform, extract_features
+from ...evaluate.features import eval_transform, extract_features, pre_logits
 from ...evaluate.knn import knn_classify
-from ..distributed import DistInfo, all_gather_rows
+from ..distributed import DistInfo, all_gather_rows, run_together
 from .config import DinoConfig
 
 
@@ -42,6 +45,16 @@ def spread_over_classes(targets: list[int] | np.ndarray, max_images: int) -> lis
     return sorted(chosen)[:max_images] if len(chosen) > max_images else sorted(chosen)
 
 
+def pooled_width(backbone: nn.Module) -> int | None:
+    """The width of ``backbone``'s pooled features as timm states it: ``head_hidden_size`` (the pre-logits width),
+    else ``num_features``, else ``embed_dim``; None when the model has none of them."""
+    for name in ("head_hidden_size", "num_features", "embed_dim"):
+        width = getattr(backbone, name, None)
+        if isinstance(width, int) and width > 0:
+            return width
+    return None
+
+
 def _batches(loader: DataLoader):
     """``(images, labels, skipped)`` batches of ``collate_skip`` -> ``(images, labels)``, empty ones dropped."""
     for images, labels, _ in loader:
@@ -49,34 +62,64 @@ def _batches(loader: DataLoader):
             yield images, labels
 
 
-def _features(backbone: nn.Module, config: DinoConfig, split: str, info: DistInfo):
-    """This process's shard of the split's subset, embedded, then every shard gathered: ``(N, D)``, ``(N,)``."""
-    data, monitor = config.data, config.monitor
-    size = data.global_size
-    transform = eval_transform(resize=round(size * 256 / 224), crop=size, mean=tuple(data.mean), std=tuple(data.std))
-    dataset = create_dataset(data.dataset, data.root, split, transform)
-    targets = getattr(dataset, "targets", None)
-    if targets is None:
-        targets = [0] * len(dataset)
-    shard = spread_over_classes(targets, monitor.max_images)[info.rank :: info.world_size]
-    loader = DataLoader(
-        Subset(dataset, shard), batch_size=monitor.batch_size, num_workers=data.num_workers, collate_fn=collate_skip
-    )
-    features, labels = extract_features(backbone, _batches(loader), info.device, progress=False, desc=f"knn {split}")
-    return all_gather_rows(features), all_gather_rows(labels)
+class KnnMonitor:
+    """The k-NN monitor of one run: the two splits' subsets chosen once (at the first call), embedded at each.
 
+    Args:
+        config: the DINO config (``data`` for the folders and the transform, ``monitor`` for the subset and k).
+        info: this process's rank and device.
+    """
 
-@torch.no_grad()
-def knn_monitor(backbone: nn.Module, config: DinoConfig, info: DistInfo) -> dict[str, float]:
-    """``{"knn_top1", "knn_top5"}`` (percent) of ``backbone``; every process calls it; train/eval mode restored."""
-    was_training = backbone.training
-    try:
-        train_features, train_labels = _features(backbone, config, config.monitor.train_split, info)
-        test_features, test_labels = _features(backbone, config, config.monitor.val_split, info)
-    finally:
-        backbone.train(was_training)
-    k = min(config.monitor.k, len(train_features))
-    result = knn_classify(
-        train_features, train_labels, test_features, test_labels, k=k, temperature=config.monitor.temperature
-    )
-    return {"knn_top1": result["top1"], "knn_top5": result["top5"]}
+    def __init__(self, config: DinoConfig, info: DistInfo):
+        self.config, self.info = config, info
+        self.shards: dict[str, Subset] | None = None  # split -> this process's share of its subset
+
+    def _shard(self, split: str) -> Subset:
+        """This process's share of the split's class-balanced subset (the folder scanned here, once)."""
+        data, size = self.config.data, self.config.data.global_size
+        transform = eval_transform(
+            resize=round(size * 256 / 224), crop=size, mean=tuple(data.mean), std=tuple(data.std)
+        )
+        dataset = create_dataset(data.dataset, data.root, split, transform)
+        targets = getattr(dataset, "targets", None)
+        if targets is None:
+            targets = [0] * len(dataset)
+        subset = spread_over_classes(targets, self.config.monitor.max_images)
+        return Subset(dataset, subset[self.info.rank :: self.info.world_size])
+
+    def _embed(self, backbone: nn.Module, shard: Subset) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's shard embedded: ``(n, D)`` features, ``(n,)`` labels (``n`` may be 0)."""
+        device, size = self.info.device, self.config.data.global_size
+        if len(shard) == 0:  # zero rows of the right width, so that the gather has this process's part
+            width = pooled_width(backbone)
+            if width is None:  # a model that does not say: one forward pass tells
+                backbone.eval()
+                width = pre_logits(backbone, torch.zeros(1, 3, size, size, device=device)).shape[1]
+            return torch.zeros(0, width, device=device), torch.zeros(0, dtype=torch.long, device=device)
+        loader = DataLoader(
+            shard,
+            batch_size=self.config.monitor.batch_size,
+            num_workers=self.config.data.num_workers,
+            collate_fn=collate_skip,
+        )
+        return extract_features(backbone, _batches(loader), device, progress=False, desc="knn monitor")
+
+    @torch.no_grad()
+    def __call__(self, backbone: nn.Module) -> dict[str, float]:
+        """``{"knn_top1", "knn_top5"}`` (percent) of ``backbone``; every process calls it; train/eval mode restored."""
+        monitor, was_training = self.config.monitor, backbone.training
+        if self.shards is None:
+            splits = (monitor.train_split, monitor.val_split)
+            self.shards = run_together(lambda: {split: self._shard(split) for split in splits}, self.info)
+        try:
+            embedded = run_together(lambda: [self._embed(backbone, shard) for shard in self.shards.values()], self.info)
+        finally:
+            backbone.train(was_training)
+        (train_features, train_labels), (test_features, test_labels) = [
+            (all_gather_rows(features), all_gather_rows(labels)) for features, labels in embedded
+        ]
+        k = min(monitor.k, len(train_features))
+        result = knn_classify(
+            train_features, train_labels, test_features, test_labels, k=k, temperature=monitor.temperature
+        )
+        return {"knn_top1": result["top1"], "knn_top5": result["top5"]}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from timm.layers import convert_sync_batchnorm
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -34,7 +35,7 @@ from .config import DinoConfig
 from .data import MultiCropTransform, collate_crops
 from .head import DINOHead, MultiCropWrapper
 from .loss import DINOLoss
-from .monitor import knn_monitor
+from .monitor import KnnMonitor
 from .optim import (
     apply_schedules,
     build_optimizer,
@@ -58,7 +59,11 @@ def build_backbone(config: DinoConfig, student: bool) -> nn.Module:
         return build()
     try:
         return build(dynamic_img_size=True)
-    except TypeError:  # a CNN, or a token model that only takes its own size
+    except TypeError:  # a token model that only takes its own size
+        return build()
+    except ValueError as error:  # a CNN: create_model names the keyword its timm class does not take
+        if "'dynamic_img_size'" not in str(error):
+            raise
         return build()
 
 
@@ -158,9 +163,9 @@ class DinoRecipe(Recipe):
         self.teacher_forward = teacher
         if info.distributed and device.type == "cuda" and has_batchnorm(student):
             # DINO: synchronised BN in student and teacher, and the teacher's statistics kept in sync by DDP
-            student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
-            teacher = nn.SyncBatchNorm.convert_sync_batchnorm(teacher)
+            student, teacher = convert_sync_batchnorm(student), convert_sync_batchnorm(teacher)
             self.teacher_forward = wrap_teacher(teacher, [device.index])
+        self.knn_monitor = KnnMonitor(config, info)  # its subset chosen at the first call, kept for the run
         self.student, self.teacher = student, teacher  # the bare modules: the EMA pair and the exported backbone
         num_crops = 2 + config.data.local_crops_number
         loss_kwargs = dataclasses.asdict(config.loss)  # the section's fields are DINOLoss's arguments
@@ -201,16 +206,14 @@ class DinoRecipe(Recipe):
     def step(self, model: nn.Module, crops: list[torch.Tensor], targets: torch.Tensor, weight: float):
         """``crops`` (V tensors ``(B, C, S_v, S_v)``) -> (DINO loss, images).
 
-        The teacher sees the 2 global crops, the student all of them; the loss is computed in float32 with
-        autocast off, as DINO does (its einsum in half precision loses about 3e-3 of the gradient). ``weight``
-        0 (an empty batch's stand-in under DDP) leaves the centre as it is.
+        The teacher sees the 2 global crops, the student all of them; the heads' last layers and the loss run
+        in float32 with autocast off (:class:`DINOHead`, :class:`DINOLoss`). ``weight`` 0 (an empty batch's
+        stand-in under DDP) leaves the centre as it is.
         """
         crops = [crop.to(self.info.device, non_blocking=True) for crop in crops]
         teacher_output = self.teacher_forward(crops[:2])  # (2B, K): only the global crops
         student_output = model(crops)  # (V * B, K)
-        with torch.autocast(crops[0].device.type, enabled=False):
-            loss = self.dino_loss(student_output.float(), teacher_output.float(), self.epoch, weight=weight)
-        return loss, len(targets)
+        return self.dino_loss(student_output, teacher_output, self.epoch, weight=weight), len(targets)
 
     def before_update(self, update: int) -> None:
         apply_schedules(
@@ -237,7 +240,7 @@ class DinoRecipe(Recipe):
         )
         monitor = self.config.monitor
         if monitor.every and ((epoch + 1) % monitor.every == 0 or epoch + 1 == run.epochs):
-            row.update(knn_monitor(self.teacher.backbone, self.config, self.info))
+            row.update(self.knn_monitor(self.teacher.backbone))
         if self.folder is not None and self.info.is_main:
             save_checkpoint(self.teacher.backbone, self.folder.weights("teacher"))
 

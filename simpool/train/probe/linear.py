@@ -26,7 +26,7 @@ from ..distributed import DistInfo
 from ..engine import single_process
 from ..recipe import Loop, Parts, Recipe
 from ..schedule import Schedule
-from .grid import ProbeGrid, grid_accuracy, grid_step, linear_grid
+from .grid import ProbeGrid, evaluate_grid, grid_step, linear_grid
 from .optim import build_optimizer
 
 VAL_BATCH = 1024  # validation features per forward
@@ -113,7 +113,7 @@ class LinearProbeRecipe(Recipe):
         self.history: list[torch.Tensor] = []  # (heads,) top-1 after each epoch
 
     def build(self, info: DistInfo) -> Parts:
-        optimizer = build_optimizer(self.grid, "sgd", self.batch_size, weight_decay=0.0, momentum=0.9)
+        optimizer = build_optimizer(self.grid, "sgd", self.batch_size, momentum=0.9)
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.epochs, eta_min=0.0)
         return Parts(self.grid, optimizer, epochs=self.epochs, schedule=Schedule(cosine, on="epoch"))
 
@@ -129,14 +129,14 @@ class LinearProbeRecipe(Recipe):
             yield self.val_features[start : start + VAL_BATCH], self.val_labels[start : start + VAL_BATCH]
 
     def end_epoch(self, epoch: int, row: dict, model: nn.Module) -> None:
-        self.history.append(grid_accuracy(self.grid, self.validation(), self.device)["top1"])
+        self.history.append(evaluate_grid(self.grid, self.validation(), self.device)["top1"])
 
     def summary(self, row: dict) -> dict:
         """``{"heads": [{"lr", "best_top1", "best_epoch", "final_top1", "top1_per_epoch"}], "best": the head of
         largest best_top1}``."""
         table = torch.stack(self.history)  # (epochs, heads)
         results = []
-        for i, (_, lr) in enumerate(self.grid.entries):
+        for i, (_, lr, *_) in enumerate(self.grid.entries):
             best_epoch = int(table[:, i].argmax())
             results.append(
                 {

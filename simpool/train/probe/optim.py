@@ -1,7 +1,7 @@
-"""How the heads of a grid are optimized: one optimizer over every head, one param group per head x lr.
+"""How the heads of a grid are optimized: one optimizer over every head, one param group per entry of the grid.
 
-Each head ``i`` of a grid trains at ``lr_i x batch / 256`` (its base learning rate scaled by the global batch, as
-MAE, DINO and efficient-probing scale theirs). Three optimizers, by name:
+Each head ``i`` of a grid trains at ``lr_i x batch / 256`` with its own weight decay (its base learning rate
+scaled by the global batch, as MAE, DINO and efficient-probing scale theirs). Three optimizers, by name:
 
 - ``adamw``: AdamW (the attentive-probing default, base lr 1e-3);
 - ``lars``: timm's ``Lars`` (efficient-probing's protocol, base lr 0.1), two groups per head: its matrices
@@ -18,12 +18,12 @@ import torch
 DEFAULT_LR = {"adamw": 1e-3, "lars": 0.1, "sgd": 1e-3}  # base learning rates (x batch / 256)
 
 
-def head_groups(grid, batch_size: int, weight_decay: float) -> list[dict]:
-    """One param group per head of ``grid`` (its ``heads`` and their ``entries`` ``(name, base lr)``)."""
+def head_groups(grid, batch_size: int) -> list[dict]:
+    """One param group per head of ``grid`` (its ``heads`` and their :class:`~.grid.Entry`: base lr, weight decay)."""
     scale = batch_size / 256.0
     return [
-        {"params": [p for p in head.parameters() if p.requires_grad], "lr": lr * scale, "weight_decay": weight_decay}
-        for head, (_, lr) in zip(grid.heads, grid.entries, strict=True)
+        {"params": [p for p in head.parameters() if p.requires_grad], "lr": lr * scale, "weight_decay": wd}
+        for head, (_, lr, wd, _) in zip(grid.heads, grid.entries, strict=True)
     ]
 
 
@@ -54,13 +54,12 @@ OPTIMIZERS: dict[str, Callable[[list[dict], float], torch.optim.Optimizer]] = {
 }
 
 
-def build_optimizer(
-    grid, opt: str = "adamw", batch_size: int = 256, weight_decay: float = 0.0, momentum: float = 0.9
-) -> torch.optim.Optimizer:
-    """The optimizer ``opt`` over every head of ``grid`` (:class:`~.grid.ProbeGrid`); ``lr = base x batch / 256``."""
+def build_optimizer(grid, opt: str = "adamw", batch_size: int = 256, momentum: float = 0.9) -> torch.optim.Optimizer:
+    """The optimizer ``opt`` over every head of ``grid`` (:class:`~.grid.ProbeGrid`); ``lr = base x batch / 256``,
+    each head's weight decay its entry's."""
     if opt not in OPTIMIZERS:
         raise ValueError(f"optimizer {opt!r}; valid: {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[opt](head_groups(grid, batch_size, weight_decay), momentum)
+    return OPTIMIZERS[opt](head_groups(grid, batch_size), momentum)
 
 
 __all__ = ["DEFAULT_LR", "OPTIMIZERS", "build_optimizer", "head_groups"]

@@ -63,7 +63,7 @@ class OptimConfig:
     kwargs: dict = field(default_factory=dict)  # more create_optimizer_v2 arguments (betas, layer_decay...)
 
     BOUNDS: ClassVar[dict[str, str]] = {
-        "lr": "[0, inf)",
+        "lr": "[0, inf)",  # below sched.min_lr or sched.warmup_lr: refused by SupervisedRecipe.check
         "weight_decay": "[0, inf)",
         "momentum": "[0, 1]",
         "clip_grad": "[0, inf)",

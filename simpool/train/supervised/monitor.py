@@ -22,6 +22,7 @@ from PIL import Image
 from torch import nn
 
 from ...data import wsol
+from ...data.folders import load_rgb
 from ...models import attention_maps
 from ..distributed import unwrap
 
@@ -88,8 +89,7 @@ class AttentionMonitor:
         ids = ids[: max_images or len(ids)]
         pictures = []
         for image_id in ids:
-            with Image.open(Path(images) / image_id) as image:
-                resized = image.convert("RGB").resize((img_size, img_size), Image.BILINEAR)
+            resized = load_rgb(Path(images) / image_id).resize((img_size, img_size), Image.BILINEAR)
             pictures.append(torch.from_numpy(np.array(resized)).permute(2, 0, 1))  # (3, S, S)
         return torch.stack(pictures).float() / 255, [boxes[i] for i in ids], [sizes[i] for i in ids]
 

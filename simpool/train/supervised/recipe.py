@@ -24,10 +24,11 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ...data.datasets import ShardSampler, StepSampler, collate_skip, create_dataset
+from ...data.datasets import ShardSampler, StepSampler, check_skipped, collate_skip, create_dataset
 from ...data.transforms import build_transforms
 from ...models import create_model, save_checkpoint
 from ...models.checkpoint import load_pretrained
+from ...models.factory import check_input_size
 from ..distributed import DIST_BN_MODES, DistInfo, barrier, synchronize_batchnorm, unwrap
 from ..engine import configure_backends
 from ..launch import launch
@@ -126,6 +127,7 @@ def build_model(config: SupervisedConfig, num_classes: int, device: torch.device
         in_chans=config.data.in_chans,
         **config.model.kwargs,
     )
+    check_input_size(model, config.data.img_size, "data.img_size")  # model.kwargs.img_size: the model's
     if config.model.checkpoint:
         load_pretrained(model, config.model.checkpoint, key=config.model.checkpoint_key)
     if config.model.split_bn:  # after loading: a pretrained checkpoint has no aux_bn to fill them
@@ -182,6 +184,23 @@ class BestScore:
         self.score = float(state["score"] if isinstance(state, dict) else state)  # a float: an older last.pt
 
 
+def check_lr_floor(config: SupervisedConfig) -> None:
+    """Refuse an ``optim.lr`` below the schedule's floor (``sched.min_lr``, or ``sched.warmup_lr`` during a
+    warm-up): timm's schedule would train at the floor instead (``optim.lr=0`` at ``min_lr``, 1e-5 by default).
+
+    Raises:
+        ValueError: naming both keys and how to train at that rate (set the floor at or below it).
+    """
+    lr, sched = config.optim.lr, config.sched
+    floors = {"sched.min_lr": sched.min_lr, "sched.warmup_lr": sched.warmup_lr if sched.warmup_epochs else 0.0}
+    for key, floor in floors.items():
+        if lr < floor:
+            raise ValueError(
+                f"optim.lr={lr:g} is below {key}={floor:g}, so the schedule would train at {floor:g}: set {key} "
+                f"at or below optim.lr (e.g. {key}=0)"
+            )
+
+
 class SupervisedRecipe(Recipe):
     """One supervised training of a :class:`~simpool.train.supervised.config.SupervisedConfig`.
 
@@ -204,8 +223,11 @@ class SupervisedRecipe(Recipe):
         config = self.config
         mixing = config.mixup.mixup > 0 or config.mixup.cutmix > 0
         check_aug_splits(config.data.aug_splits, config.data.jsd, config.model.split_bn, mixing)
+        if config.model.sync_bn and config.model.split_bn:  # timm's train.py refuses it too
+            raise ValueError("model.sync_bn=true with model.split_bn=true: SyncBatchNorm drops the split; turn one off")
         if config.train.dist_bn not in DIST_BN_MODES:
             raise ValueError(f"train.dist_bn={config.train.dist_bn!r}: use one of {DIST_BN_MODES}")
+        check_lr_floor(config)
 
     def build(self, info: DistInfo) -> Parts:
         config, run = self.config, self.config.train
@@ -266,6 +288,8 @@ class SupervisedRecipe(Recipe):
     def end_epoch(self, epoch: int, row: dict, model: nn.Module) -> None:
         """dist-bn, validation (and of the EMA), the attention monitor, best and last weights."""
         run, info = self.config.train, self.info
+        sampler = self.train_loader.sampler  # the row's sums are over every process: all raise together
+        check_skipped(row["skipped"], sampler.updates_per_epoch * sampler.global_batch, "training images of the epoch")
         synchronize_batchnorm(model, info, run.dist_bn)
         if self.ema is not None:
             synchronize_batchnorm(self.ema.module, info, run.dist_bn)
@@ -285,6 +309,7 @@ class SupervisedRecipe(Recipe):
         """Top-1, top-5 and loss on the validation split (and of the EMA) into ``row``."""
         run, device, layout = self.config.train, self.info.device, dict(channels_last=self.config.model.channels_last)
         metrics = validate(model, self.val_loader, device, run.amp, **layout)
+        check_skipped(metrics["skipped"], metrics["images"] + metrics["skipped"], "validation images")
         row.update({"val_top1": metrics["top1"], "val_top5": metrics["top5"], "val_loss": metrics["loss"]})
         if self.ema is not None:
             ema_metrics = validate(self.ema.module, self.val_loader, device, run.amp, **layout)

@@ -25,7 +25,7 @@ def validate_checkpoint(
     """
     from torch.utils.data import DataLoader
 
-    from ...data.datasets import collate_skip, create_dataset
+    from ...data.datasets import check_skipped, collate_skip, create_dataset
     from ...data.transforms import build_transforms
     from ...models.loading import load_model
     from ...utils import default_device
@@ -43,6 +43,7 @@ def validate_checkpoint(
             f"{config_path} is a DINO recipe: validate needs a supervised run (simpool train); "
             "evaluate a DINO backbone with simpool eval knn or simpool eval linear"
         )
+    check_split_folder(data, split)  # never the bench rendered on the fly in place of the images named
     config = load_config(SupervisedConfig, config_path, [f"data.root={data}", f"data.val_split={split}"])
     dataset = create_dataset(config.data.dataset, config.data.root, split, build_transforms(config.data)[1])
     device = device or default_device()
@@ -56,7 +57,20 @@ def validate_checkpoint(
     )
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip)
     amp = config.train.amp if device.type == "cuda" else "none"
-    return validate(model.to(device), loader, device, amp, progress=progress)
+    result = validate(model.to(device), loader, device, amp, progress=progress)
+    check_skipped(result["skipped"], result["images"] + result["skipped"], f"images of {Path(data) / split}")
+    return result
+
+
+def check_split_folder(data: str | Path, split: str) -> None:
+    """Refuse a ``data`` root that is not a folder holding ``split/`` (an ImageFolder layout), in one line."""
+    data = Path(data)
+    if not data.exists():
+        raise FileNotFoundError(f"--data {data}: no such folder")
+    if not data.is_dir():
+        raise NotADirectoryError(f"--data {data} is a file: give the dataset root holding {split}/<class>/<image>")
+    if not (data / split).is_dir():
+        raise ValueError(f"--data {data} has no {split}/ folder: give the root holding {split}/<class>/<image>")
 
 
 DINO_SECTIONS = ("head", "loss")  # sections of a DINO recipe (simpool.train.dino.config) a supervised one lacks

@@ -166,3 +166,44 @@ def test_masks_without_a_root_are_a_clear_error(tmp_path, capsys):
     assert main(["eval", "localization", "--scoremaps", str(tmp_path), "--metadata", str(tmp_path / "meta")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "lists masks: give --mask-root" in err[0]
+
+
+@pytest.mark.parametrize("img_size", [None, 48])
+def test_model_maps_at_the_models_input_size_or_img_size(tmp_path, tiny_vit, tiny_vit_args, img_size):
+    # before: images always went in at 224, a traceback for a ViT built for 32 pixels; no --img-size
+    from torchvision import transforms
+
+    from simpool import attention_maps
+    from simpool.evaluate.features import IMAGENET_MEAN, IMAGENET_STD
+    from simpool.evaluate.localization import prepare_scoremaps
+    from simpool.models import save_checkpoint
+    from simpool.models.loading import set_image_size
+
+    torch.manual_seed(0)
+    model = tiny_vit(num_classes=3).eval()
+    save_checkpoint(model, tmp_path / "model.safetensors")
+    ids = ["c/one.png", "c/two.png"]
+    rng = np.random.default_rng(0)
+    (tmp_path / "data" / "c").mkdir(parents=True)
+    for image_id in ids:
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(tmp_path / "data" / image_id)
+    boxes = {i: np.array([[10, 10, 40, 50]]) for i in ids}
+    write_wsol_metadata(
+        tmp_path / "meta", WSOLMetadata(ids, dict.fromkeys(ids, 1), dict.fromkeys(ids, (80, 60)), boxes)
+    )
+    argv = ["eval", "localization", "--metadata", str(tmp_path / "meta"), "--data", str(tmp_path / "data")]
+    argv += ["--model", "vit_tiny_patch16_224", "--model-kwargs", *tiny_vit_args, "--no-baselines", "--device", "cpu"]
+    argv += ["--checkpoint", str(tmp_path / "model.safetensors"), "--save-scoremaps", str(tmp_path / "maps")]
+    argv += [] if img_size is None else ["--img-size", str(img_size)]
+    assert main([*argv, "--out", str(tmp_path / "r.json"), "--no-progress"]) == 0
+    side = img_size or 32
+    if img_size is not None:
+        set_image_size(model, img_size)  # the position embedding resampled, as the command does
+    resize = transforms.Compose(
+        [transforms.Resize((side, side)), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    )
+    images = torch.stack([resize(Image.open(tmp_path / "data" / i).convert("RGB")) for i in ids])  # (2, 3, S, S)
+    with torch.no_grad():
+        expected = prepare_scoremaps(attention_maps(model, images, source="pool"))  # (2, 224, 224)
+    for image_id, scoremap in zip(ids, expected, strict=True):
+        np.testing.assert_allclose(np.load(scoremap_path(tmp_path / "maps", image_id)), scoremap, atol=1e-6)

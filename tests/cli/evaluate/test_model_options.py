@@ -35,9 +35,13 @@ def test_a_classifier_checkpoint_builds_its_classifier_and_the_same_features(tmp
     save_checkpoint(tiny_vit(num_classes=0), tmp_path / "f.safetensors")
     args.checkpoint = str(tmp_path / "f.safetensors")
     assert model_from_args(args).num_classes == 0
-    # a checkpoint of another architecture is refused, naming the keys
+    # a checkpoint of another architecture is refused: under --pool auto (the default) as fitting no pool, under a
+    # named pool naming the keys
     save_checkpoint({"unrelated": torch.zeros(1)}, tmp_path / "bad.safetensors")
     args.checkpoint = str(tmp_path / "bad.safetensors")
+    with pytest.raises(ValueError, match="its parameter names fit none of the pools"):
+        model_from_args(args)
+    args.pool = "simpool"
     with pytest.raises(ValueError, match="unrelated"):
         model_from_args(args)
 

@@ -38,3 +38,16 @@ def test_wrapper_equals_one_pass_per_crop(tiny_vit):
     assert out.shape == (8, 9)  # view-major (V * B, K)
     separate = torch.cat([model.head(model.backbone(crop)) for crop in crops])
     torch.testing.assert_close(out, separate, rtol=1e-4, atol=1e-5)
+
+
+def test_the_last_layer_runs_in_float32_under_autocast():
+    torch.manual_seed(0)
+    head = DINOHead(16, out_dim=64, hidden_dim=32, bottleneck_dim=8)
+    x = torch.randn(4, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = head(x)  # (4, 64)
+        hidden = head.mlp(x)  # (4, 8): the MLP follows autocast (bf16)
+    weight = head.last_layer.weight.float()  # (64, 8): g * v / ||v||
+    expected = torch.nn.functional.normalize(hidden.float(), dim=-1) @ weight.T  # float32 throughout
+    assert hidden.dtype == torch.bfloat16 and logits.dtype == torch.float32
+    torch.testing.assert_close(logits, expected, rtol=1e-6, atol=1e-7)

@@ -60,3 +60,30 @@ def test_box_prior_from_the_training_masks_else_boxes_else_the_test_split(probe_
     prior, source = training_prior(config, test, test_folder, (64, 64))
     assert source == {"split": "test", "metadata": str(test_folder), "from": "masks"}
     np.testing.assert_array_equal(prior, rendered_masks(probe_bench / "dataset", test.image_ids).mean(0))
+
+
+def test_each_process_maps_its_block_and_scores_its_share(probe_bench, tiny_vit):
+    """Under torchrun no process works alone: the maps of 2 processes' blocks, and their shares of the scoring,
+    together give the single process's (here each process's part before the gather)."""
+    import torch
+
+    from simpool.train.distributed import DistInfo
+    from simpool.train.probe.attention import collect_maps, my_scores, shared_scores
+    from simpool.train.probe.grid import build_grid
+
+    from .conftest import tiny_backbone
+
+    config = config_of(probe_bench / "dataset", probe_bench / "unused")
+    grid = build_grid(tiny_backbone(tiny_vit), ["linear", "simpool"], [1e-3], 10, 32)
+    ids = read_wsol_metadata(probe_bench / "metadata" / "test").image_ids[:7]
+    one = DistInfo(0, 1, 0, torch.device("cpu"))
+    ranks = [DistInfo(rank, 2, rank, torch.device("cpu")) for rank in (0, 1)]
+    whole = collect_maps(config, grid, {"simpool": 1}, ids, one)["simpool"]  # (7, 4, 4)
+    parts = [collect_maps(config, grid, {"simpool": 1}, ids, info)["simpool"] for info in ranks]
+    assert [len(p) for p in parts] == [4, 3]  # contiguous blocks, not the whole set on rank 0
+    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=1e-6)
+    maps = {"a": whole, "b": whole * 2, "c": whole + 1}
+    scored = []
+    shares = [my_scores(maps, info, lambda m, r=info.rank: scored.append(r) or float(m.sum())) for info in ranks]
+    assert sorted(scored) == [0, 0, 1]  # a, c on rank 0 and b on rank 1: each name scored once
+    assert {**shares[0], **shares[1]} == shared_scores(maps, one, lambda m: float(m.sum()))

@@ -14,7 +14,7 @@ from .conftest import config_of
     [
         ({"heads": ["linear", "no_such_pool"]}, "unknown head 'no_such_pool'; valid heads: linear,"),
         ({"heads": ["gap", "gap"]}, "a head is named twice"),
-        ({"lrs": [0.1, float("inf")]}, "learning rates must be positive finite numbers"),
+        ({"lrs": [0.1, float("inf")]}, r"learning rates \(probe.lrs, --lr\) must be positive finite numbers"),
         ({"opt": "adam"}, "optimizer 'adam'; valid: adamw, lars, sgd"),
         ({"blocks_mode": "max"}, "blocks mode 'max'; valid: mean, concat"),
     ],

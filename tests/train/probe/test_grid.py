@@ -11,7 +11,7 @@ from simpool.train.probe.grid import (
     FrozenBackbone,
     ProbeHead,
     build_grid,
-    grid_accuracy,
+    evaluate_grid,
     grid_loss,
     grid_step,
     linear_grid,
@@ -43,13 +43,15 @@ class GridOnBatches(Recipe):
 def test_one_backbone_forward_per_batch_feeds_every_head_and_lr(tiny_vit):
     backbone = tiny_backbone(tiny_vit)
     grid = build_grid(backbone, HEADS, [1e-3, 1e-2], num_classes=3, img_size=32)
-    assert len(grid.heads) == 6 and backbone.calls == 0
+    calls = []
+    backbone.register_forward_hook(lambda module, inputs, output: calls.append(len(inputs[0])))
+    assert len(grid.heads) == 6
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     heads_before = [p.clone() for p in grid.heads.parameters()]
     images, labels = torch.randn(5 * 4, 3, 32, 32), torch.randint(0, 3, (20,))
     batches = [(images[i : i + 4], labels[i : i + 4]) for i in range(0, 20, 4)]
     Engine(GridOnBatches(grid, batches, epochs=2), Loop(progress=False)).run()
-    assert backbone.calls == 10  # 2 epochs x 5 batches, whatever the number of heads x lrs
+    assert calls == [4] * 10  # 2 epochs x 5 batches of 4, whatever the number of heads x lrs
     assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())
     assert all(not torch.equal(a, b) for a, b in zip(heads_before, grid.heads.parameters(), strict=True))
 
@@ -133,20 +135,20 @@ def test_linear_grid_heads_start_as_dino_and_take_features_as_they_are():
     features = torch.randn(3, 2000)
     logits = grid(features)  # (heads, B, classes)
     torch.testing.assert_close(logits[1], features @ grid.heads[1].fc.weight.T)
-    assert grid.entries == [("linear", 1e-3), ("linear", 1e-2)]
-    with pytest.raises(ValueError, match="learning rates must be positive"):
+    assert grid.entries == [("linear", 1e-3, 0.0, ()), ("linear", 1e-2, 0.0, ())]
+    with pytest.raises(ValueError, match=r"learning rates \(--lrs\) must be positive"):
         linear_grid(4, 2, [])
 
 
-def test_grid_accuracy_counts_top1_and_top5_hits_by_hand():
+def test_evaluate_grid_counts_top1_and_top5_hits_by_hand():
     # head 0 predicts the larger coordinate (3 of 4 right), head 1 the smaller one (1 of 4 right)
-    grid = linear_grid(2, 2, [0.1, 0.1])
+    grid = linear_grid(2, 2, [0.1, 0.2])
     with torch.no_grad():
         grid.heads[0].fc.weight.copy_(torch.eye(2))
         grid.heads[1].fc.weight.copy_(1 - torch.eye(2))
     features = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [3.0, 0.0]])
     labels = torch.tensor([0, 1, 0, 1])
     batches = [(features[:3], labels[:3]), (features[3:], labels[3:]), (features[:0], labels[:0])]
-    scores = grid_accuracy(grid, batches, torch.device("cpu"))
+    scores = evaluate_grid(grid, batches, torch.device("cpu"))
     assert scores["top1"].tolist() == [75.0, 25.0] and scores["count"] == 4
     assert scores["top5"].tolist() == [100.0, 100.0]  # 2 classes: both are in every top 5

@@ -28,7 +28,7 @@ def test_grid_equals_separate_runs():
     features, labels = torch.randn(40, 6), torch.randint(0, 3, (40,))
     grid = linear_grid(6, 3, [0.5, 5.0])
     singles = []
-    for head, (_, lr) in zip(grid.heads, grid.entries, strict=True):
+    for head, (_, lr, *_) in zip(grid.heads, grid.entries, strict=True):
         single = linear_grid(6, 3, [lr])
         single.heads[0] = copy.deepcopy(head)
         singles.append(single)

@@ -23,9 +23,10 @@ def test_lars_scales_the_base_lr_and_adapts_matrices_only(tiny_vit):
 
 def test_adamw_and_sgd_have_one_group_per_head():
     grid = linear_grid(4, 3, [0.001, 0.01, 0.1])
-    adamw = build_optimizer(grid, "adamw", batch_size=128, weight_decay=0.05)
+    grid.entries = [entry._replace(weight_decay=wd) for entry, wd in zip(grid.entries, [0.0, 0.05, 0.1], strict=True)]
+    adamw = build_optimizer(grid, "adamw", batch_size=128)
     assert [g["lr"] for g in adamw.param_groups] == pytest.approx([0.0005, 0.005, 0.05])  # x 128 / 256
-    assert [g["weight_decay"] for g in adamw.param_groups] == [0.05] * 3
+    assert [g["weight_decay"] for g in adamw.param_groups] == [0.0, 0.05, 0.1]  # each entry's own
     sgd = build_optimizer(grid, "sgd", batch_size=512, momentum=0.9)
     assert type(sgd).__name__ == "SGD" and [g["momentum"] for g in sgd.param_groups] == [0.9] * 3
     assert [[id(p) for p in g["params"]] for g in sgd.param_groups] == [

@@ -27,9 +27,9 @@ def test_the_table_and_the_selection_line():
         "selected": {"head": "simpool", "lr": 0.001, "test_top1": 62.5, "test_top5": 100.0},
     }
     lines = heads_table(result).splitlines()
-    header = ["head", "lr", "params", "GFLOPs", "held-out top1", "test top1", "test top5", "MaxBoxAccV2", "PxAP"]
-    assert re.split(r"\s{2,}", lines[0].strip()) == [*header, "mask mass"]
-    row = ["simpool", "0.001", "2442", "1.5e-05", "75.00", "62.50", "100.00", "41.25", "30.50", "0.50"]
+    header = ["head", "lr", "wd", "params", "GFLOPs", "held-out top1", "test top1", "test top5", "MaxBoxAccV2"]
+    assert re.split(r"\s{2,}", lines[0].strip()) == [*header, "PxAP", "mask mass"]
+    row = ["simpool", "0.001", "-", "2442", "1.5e-05", "75.00", "62.50", "100.00", "41.25", "30.50", "0.50"]
     assert lines[2].split() == row
     assert selection_line(result) == "selected on the held-out split: simpool lr 0.001: test top-1 62.50, top-5 100.00"
 

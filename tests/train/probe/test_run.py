@@ -92,3 +92,14 @@ def test_resume_gives_the_uninterrupted_result(probe_bench, tmp_path):
         assert resumed[key] == straight[key]
     heads = [torch.load(Path(r["run_dir"]) / "last.pt", weights_only=True)["heads"] for r in (straight, resumed)]
     assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
+
+
+@pytest.mark.slow
+def test_rank_0_failing_to_write_makes_every_rank_raise(torchrun):
+    """Rank 0's files written through run_together: the other rank raises its error too, none waits at a barrier."""
+    done = torchrun(Path(__file__).with_name("write_fails.py"), timeout=120)
+    lines = sorted(line for line in done.stdout.splitlines() if line.startswith("rank "))
+    assert lines == [
+        "rank 0 raised OSError: disk full",
+        "rank 1 raised RuntimeError: rank 0 failed: OSError: disk full",
+    ]

@@ -1,0 +1,35 @@
+"""``board.png`` of ``simpool board``: accuracy against attention quality, one point per head and backbone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .probe import save_figure
+
+
+def board_figure(points: list[dict], path: str | os.PathLike) -> Path:
+    """Test top-1 against MaxBoxAccV2, a marker per backbone and each point labelled with its head
+    (:func:`simpool.experiments.board.figure_points`); written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4.5))
+    backbones = list(dict.fromkeys(point["backbone"] for point in points))
+    for index, backbone in enumerate(backbones):
+        mine = [point for point in points if point["backbone"] == backbone]
+        axes.scatter([p["x"] for p in mine], [p["y"] for p in mine], s=30, marker="os^Dv<>p"[index % 8], label=backbone)
+        for point in mine:
+            axes.annotate(point["label"], (point["x"], point["y"]), textcoords="offset points", xytext=(4, 4))
+    axes.set_xlabel("attention quality: MaxBoxAccV2 (%)")
+    axes.set_ylabel("test top-1 (%)")
+    axes.set_title("probe board: accuracy vs attention quality" + ("" if points else " (no head with attention)"))
+    axes.grid(alpha=0.3)
+    if backbones:
+        axes.legend(fontsize="small")
+    try:
+        return save_figure(figure, path)
+    finally:
+        plt.close(figure)

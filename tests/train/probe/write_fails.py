@@ -1,0 +1,26 @@
+"""Run under ``torchrun --nproc_per_node=2``: rank 0 fails to write the probe's files; prints what each rank raised."""
+
+from datetime import timedelta
+
+import torch.distributed as dist
+
+from simpool.train.distributed import init_distributed
+from simpool.train.probe.run import ProbeRecipe
+
+info = init_distributed("cpu")
+dist.destroy_process_group()
+dist.init_process_group("gloo", timeout=timedelta(seconds=20))  # a rank left waiting gives up in 20 s
+recipe = object.__new__(ProbeRecipe)
+
+
+def write_results(report, num_tests):
+    raise OSError("disk full")
+
+
+recipe.write_results = write_results
+try:
+    recipe.finish(None, 1, info)
+    print(f"rank {info.rank} returned")
+except Exception as error:  # noqa: BLE001 - the test reads what each rank raised
+    print(f"rank {info.rank} raised {type(error).__name__}: {error}")
+dist.destroy_process_group()

@@ -77,3 +77,11 @@ def parse_kv(items) -> dict:
             raise ValueError(f"expected key=value, got {item!r}")
         kwargs[key.strip()] = yaml.safe_load(value)
     return kwargs
+
+
+class UnknownKeywordError(ValueError, TypeError):
+    """A constructor's keyword it does not take (a pool's or a timm model's), said in one line with the valid ones.
+
+    A ``ValueError`` for the command line (one line, exit code 2) and a ``TypeError`` for code that tries a keyword
+    and falls back without it, as it would on the constructor's own ``TypeError`` (``dynamic_img_size``, ``img_size``).
+    """

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..pooling import create_pool
+from ..utils import UnknownKeywordError
 from . import generic
 from .families import Family, default_gamma_of, family_of, family_of_name, get_path, init_generic_pool, install
 from .slot import PoolSlot, max_over_vectors
@@ -63,7 +64,7 @@ def create_model(
 _UNEXPECTED = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
 
 
-def misspelt_keyword(error: TypeError) -> ValueError | None:
+def misspelt_keyword(error: TypeError) -> UnknownKeywordError | None:
     """A one-line ``ValueError`` for a timm model's unexpected keyword (its keyword arguments), naming the word
     and the valid ones; None for another ``TypeError``. A pool's misspelt keyword is the pool registry's
     (:func:`simpool.pooling.create_pool`)."""
@@ -82,7 +83,8 @@ def misspelt_keyword(error: TypeError) -> ValueError | None:
     if owner is None:
         return None
     valid = [name for name in inspect.signature(owner).parameters if name not in ("self", "args", "kwargs")]
-    return ValueError(f"timm's {class_name} (model kwargs) takes no argument {word!r}; valid: {', '.join(valid)}")
+    message = f"timm's {class_name} (model kwargs) takes no argument {word!r}; valid: {', '.join(valid)}"
+    return UnknownKeywordError(message)
 
 
 def _create_model(model_name: str, pool: str, pool_kwargs: dict | None, num_classes: int, timm_kwargs: dict):

@@ -92,8 +92,13 @@ def load_model(
         model = build(num_classes=num_classes_in(state, model))
         if "img_size" not in model_kwargs:
             _fit_image_size(model, state)
-    load_state(model, state, notices=notices, source=str(checkpoint), strict=True)
+    failed = next((notice for notice in notices if notice.startswith(FILTER_FAILED)), None)
+    source = f"{checkpoint} ({failed})" if failed else str(checkpoint)
+    load_state(model, state, notices=[n for n in notices if n != failed], source=source, strict=True)
     return model.eval()
+
+
+FILTER_FAILED = "not converted by timm's"  # the start of the notice of a filter that could not read the state
 
 
 def timm_filter(model: nn.Module, state: dict[str, torch.Tensor], notices: list[str]) -> dict[str, torch.Tensor]:
@@ -105,9 +110,9 @@ def timm_filter(model: nn.Module, state: dict[str, torch.Tensor], notices: list[
     fits (ours, a timm or Hugging Face ``model.safetensors``, MAE's release once ``read_state_dict`` took its
     ``model`` entry) is left as it is. A line saying so joins ``notices``.
 
-    Raises:
-        ValueError: the filter cannot read the state (a key it needs is missing, a tensor cannot be reshaped):
-            one line naming the filter and its error, rather than a strict-load mismatch that hides it.
+    Where the filter cannot read the state (a key it needs is missing, a tensor cannot be reshaped: a broken
+    release, or simply a checkpoint of another pool), the state is left as it is and a line naming the filter and
+    its error joins ``notices``: :func:`load_model` puts it in the mismatch it then reports.
     """
     own = set(model.state_dict())
     head = set(classifier_keys(model))
@@ -121,12 +126,8 @@ def timm_filter(model: nn.Module, state: dict[str, torch.Tensor], notices: list[
         converted = convert(dict(state), model)
     except (KeyError, IndexError, RuntimeError, ValueError) as error:  # a state it cannot read; other errors are bugs
         reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-        missing, unexpected = sorted(own - set(state) - head), sorted(set(state) - own)
-        raise ValueError(
-            f"the checkpoint's names do not fit {type(model).__name__} (missing {missing[:3]}, unexpected "
-            f"{unexpected[:3]}, {len(missing) + len(unexpected)} in all) and timm's {family.__name__}."
-            f"checkpoint_filter_fn cannot convert them: {reason}"
-        ) from error
+        notices.append(f"{FILTER_FAILED} {family.__name__}.checkpoint_filter_fn: {reason}")
+        return state
     if set(converted) - head != own - head:
         return state
     if f"converted by timm's {family.__name__}.checkpoint_filter_fn" not in notices:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ..utils import UnknownKeywordError
+
 _POOLS: dict[str, Callable[..., nn.Module]] = {}
 _ALIASES: dict[str, tuple[str, dict]] = {}  # another name of a pool, with the defaults that name stands for
 
@@ -81,4 +83,4 @@ def create_pool(name: str, dim: int, **kwargs) -> nn.Module:
             raise
         valid = [key for key in parameters if key not in ("self", "dim")]
         message = f"pool {name!r} (pool_kwargs) takes no argument {unknown[0]!r}; valid: {', '.join(valid) or 'none'}"
-        raise ValueError(message) from None
+        raise UnknownKeywordError(message) from None

@@ -59,11 +59,7 @@ def build_backbone(config: DinoConfig, student: bool) -> nn.Module:
         return build()
     try:
         return build(dynamic_img_size=True)
-    except TypeError:  # a token model that only takes its own size
-        return build()
-    except ValueError as error:  # a CNN: create_model names the keyword its timm class does not take
-        if "'dynamic_img_size'" not in str(error):
-            raise
+    except TypeError:  # a CNN, or a token model that only takes its own size
         return build()
 
 

@@ -1,6 +1,9 @@
-"""Run under ``torchrun --nproc_per_node=2``: rank 0 fails to write the probe's files; prints what each rank raised."""
+"""Run under ``torchrun --nproc_per_node=2``: rank 0 fails to write the probe's files; each rank writes what it
+raised to ``<argv[1]>/rank<N>.txt``."""
 
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import torch.distributed as dist
 
@@ -20,7 +23,9 @@ def write_results(report, num_tests):
 recipe.write_results = write_results
 try:
     recipe.finish(None, 1, info)
-    print(f"rank {info.rank} returned")
+    outcome = f"rank {info.rank} returned"
 except Exception as error:  # noqa: BLE001 - the test reads what each rank raised
-    print(f"rank {info.rank} raised {type(error).__name__}: {error}")
+    outcome = f"rank {info.rank} raised {type(error).__name__}: {error}"
+# one file per rank (sys.argv[1] the folder): lines printed by two processes can interleave on one stdout
+Path(sys.argv[1], f"rank{info.rank}.txt").write_text(outcome)
 dist.destroy_process_group()

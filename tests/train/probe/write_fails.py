@@ -2,7 +2,6 @@
 raised to ``<argv[1]>/rank<N>.txt``."""
 
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import torch.distributed as dist
@@ -10,9 +9,7 @@ import torch.distributed as dist
 from simpool.train.distributed import init_distributed
 from simpool.train.probe.run import ProbeRecipe
 
-info = init_distributed("cpu")
-dist.destroy_process_group()
-dist.init_process_group("gloo", timeout=timedelta(seconds=20))  # a rank left waiting gives up in 20 s
+info = init_distributed("cpu", timeout_s=20)  # a rank left waiting gives up in 20 s
 recipe = object.__new__(ProbeRecipe)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -46,6 +47,9 @@ from .scoremaps import (
     prepare_scoremaps,
     resize_scoremap,
 )
+
+TRACE_THREADS = max(1, min(len(os.sched_getaffinity(0)), 8))  # threads tracing the maps' boxes
+TRACE_CHUNK = 64  # maps traced together (their boxes are held at once)
 
 
 def resize_boxes(boxes, image_size, resize_size=(RESIZE_LENGTH, RESIZE_LENGTH)) -> np.ndarray:
@@ -228,17 +232,24 @@ def box_accuracy_counts(
     """
     from tqdm import tqdm
 
+    if len(score_maps) != len(gt_boxes_224):
+        raise ValueError(f"{len(score_maps)} score maps and {len(gt_boxes_224)} box lists")
     counts = np.zeros((len(iou_thresholds), len(thresholds)), dtype=np.int64)
     levels = np.asarray(iou_thresholds, dtype=np.float64)[:, None] / 100  # (D, 1)
-    pairs = zip(score_maps, gt_boxes_224, strict=True)
-    bars = tqdm(pairs, total=len(score_maps), disable=not progress, desc="MaxBoxAccV2")
-    seen, candidates = None, None
-    for scoremap, boxes in bars:
-        # an image-independent map (a baseline, a model's mean map) repeats for every image: its boxes once
-        digest = hashlib.blake2b(np.ascontiguousarray(scoremap).tobytes(), digest_size=16).digest()
-        if digest != seen:
-            seen, candidates = digest, candidate_boxes(scoremap, thresholds, multi_contour)
-        counts += best_iou_curve(candidates, boxes)[None] >= levels  # (D, T)
+    bar = tqdm(total=len(score_maps), disable=not progress, desc="MaxBoxAccV2")
+    # the kernel (and findContours) release the GIL: the maps of a chunk are traced on every core at once
+    with ThreadPoolExecutor(max_workers=TRACE_THREADS) as pool:
+        for first in range(0, len(score_maps), TRACE_CHUNK):
+            maps = score_maps[first : first + TRACE_CHUNK]
+            # an image-independent map (a baseline, a model's mean map) repeats for every image: its boxes once
+            digests = [hashlib.blake2b(np.ascontiguousarray(m).tobytes(), digest_size=16).digest() for m in maps]
+            unique = {digest: scoremap for digest, scoremap in zip(digests, maps, strict=True)}
+            traced = pool.map(lambda scoremap: candidate_boxes(scoremap, thresholds, multi_contour), unique.values())
+            candidates = dict(zip(unique, traced, strict=True))
+            for digest, boxes in zip(digests, gt_boxes_224[first : first + TRACE_CHUNK], strict=True):
+                counts += best_iou_curve(candidates[digest], boxes)[None] >= levels  # (D, T)
+            bar.update(len(maps))
+    bar.close()
     return counts
 
 

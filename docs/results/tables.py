@@ -341,6 +341,8 @@ def make_demo_time() -> str:
     rows += [["- the rest (start, rendering, figures)", f"{report['wall_seconds'] - sum(parts.values()):.0f}"]]
     rows += [["goal", f"{timing['goal_seconds']}"]]
     rows += [["over the goal", f"{timing['make_wall_seconds'] - timing['goal_seconds']:+.0f}"]]
+    before = timing["before"]
+    rows += [[f"`make demo` at {before['commit']} ({before['note']})", f"{before['make_wall_seconds']:.0f}"]]
     source = (
         f"\nFrom `docs/results/make_demo_time.json` (`{timing['command']}` at {timing['commit']}, "
         f"{timing['date']}; {timing['machine']}; {timing['cpu_percent']}% CPU) and `docs/results/{timing['report']}`.\n"

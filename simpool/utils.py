@@ -46,6 +46,11 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, default=float) + "\n").encode())
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (``os.sched_getaffinity`` where the system has it, else ``os.cpu_count``)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def default_device() -> torch.device:
     """CUDA when available, else CPU: chosen once by entry points, then passed down."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

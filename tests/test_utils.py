@@ -32,3 +32,15 @@ def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):
     atomic_write_bytes(path, b"old")
     atomic_write_bytes(path, b"new")
     assert path.read_bytes() == b"new" and [p.name for p in path.parent.iterdir()] == ["file.txt"]
+
+
+def test_usable_cpus_reads_the_affinity_and_falls_back_where_there_is_none(monkeypatch):
+    import os
+
+    from simpool.utils import usable_cpus
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    assert usable_cpus() == 3
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS, Windows
+    monkeypatch.setattr(os, "cpu_count", lambda: 7)
+    assert usable_cpus() == 7

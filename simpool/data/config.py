@@ -9,6 +9,8 @@ from typing import ClassVar
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from ..utils import usable_cpus
+
 
 def default_workers(cap: int = 16) -> int:
     """Loader workers per training process: the CPUs this process may run on (``os.sched_getaffinity``) shared
@@ -16,7 +18,7 @@ def default_workers(cap: int = 16) -> int:
     The CPUs counted are hardware threads: a DGX H100 node (2 x 56-core CPUs: 112 cores, 224 threads, 8 GPUs) gives
     ``min(16, 224 // 8 - 1) = 16`` per process (128 in all, on 112 cores); with 112 visible CPUs (SMT off), 13;
     a 2-core machine, 1. The recipes set no ``num_workers``: each node gets what it has."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cpus = usable_cpus()
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(0, min(cap, cpus // local - 1))
 

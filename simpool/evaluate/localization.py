@@ -38,6 +38,7 @@ try:
 except ImportError:  # built without a C compiler: one findContours per distinct level, same numbers
     _level_sets = None
 
+from ..utils import usable_cpus
 from .pixel_ap import pxap
 from .scoremaps import (
     RESIZE_LENGTH,
@@ -48,7 +49,7 @@ from .scoremaps import (
     resize_scoremap,
 )
 
-TRACE_THREADS = max(1, min(len(os.sched_getaffinity(0)), 8))  # threads tracing the maps' boxes
+TRACE_THREADS = max(1, min(usable_cpus(), 8))  # threads tracing the maps' boxes
 TRACE_CHUNK = 64  # maps traced together (their boxes are held at once)
 
 

@@ -157,8 +157,8 @@ class ProbeRecipe(Recipe):
                 self.micro,
                 sampler=self.sampler,
                 collate_fn=collate_skip,
-                num_workers=config.data.num_workers,
-                pin_memory=info.device.type == "cuda",
+                num_workers=workers,
+                pin_memory=pin,
             )
         optimizer = build_optimizer(self.grid, settings.opt, batch, settings.momentum)
         scheduler, _ = create_scheduler_v2(

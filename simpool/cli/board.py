@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments.board import board_csv, board_markdown, figure_points, gather, stale
+    from ..experiments.board import baseline_levels, board_csv, board_markdown, figure_points, gather, stale
 
     rows = gather(args.runs, args.out)  # each run named relative to --out
     markdown, out = board_markdown(rows), Path(args.out)
@@ -40,6 +40,6 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "board.md", markdown.encode())
     atomic_write_bytes(out / "board.csv", board_csv(rows).encode())
-    board_figure(figure_points(rows), out / "board.png")
+    board_figure(figure_points(rows), out / "board.png", baseline_levels(rows))
     print(f"{len(rows)} rows from {len(set(row['run'] for row in rows))} runs -> {out}/board.md, board.csv, board.png")
     return 0

@@ -3,10 +3,11 @@
 ``simpool board RUNS... --out board/`` writes ``board.md``, ``board.csv`` and ``board.png`` (drawn by
 :mod:`simpool.visualize.board`); ``--check`` compares a committed ``board.md`` with what the runs give, so the
 board stays true. Pure functions of the results (the keys :mod:`simpool.train.probe.report` writes): each run
-gives one row per head at its selected setting, then its k-NN row. ``board.md`` has one row per (backbone, head):
-the mean ± sample std of its metrics over the runs (seeds), with their number; ``board.csv`` keeps every run's row.
-Runs are named by their folder relative to ``--out``, both resolved, so the board does not depend on how the paths
-were spelt, nor on their order.
+gives one row per head at its selected setting, then its k-NN row, then the maps that ignore the image that it
+scored on the same test images (uniform, centre, box prior, each head's mean map), beside which the heads' attention
+scores are read. ``board.md`` has one row per (backbone, head): the mean ± sample std of its metrics over the runs
+(seeds), with their number; ``board.csv`` keeps every run's row. Runs are named by their folder relative to
+``--out``, both resolved, so the board does not depend on how the paths were spelt, nor on their order.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ COLUMNS = (
 OPTIONAL = ("bg_gap", "MaxBoxAccV2", "PxAP")
 METRICS = ("holdout_top1", "test_top1", "bg_gap", "MaxBoxAccV2", "PxAP")  # mean ± std over runs; others: their values
 QUALITY = "MaxBoxAccV2"  # the attention quality of the figure's x axis
+BASELINE = "baseline: "  # the label of a map that ignores the image
+FIXED = ("uniform", "centre", "box_prior")  # the baselines that need no model
 
 
 def results_path(run: str | os.PathLike) -> Path:
@@ -56,11 +59,21 @@ def backbone_name(result: dict) -> str:
     return f"{backbone.get('model', '?')} ({Path(checkpoint).name})" if checkpoint else backbone.get("model", "?")
 
 
+def baseline_rows(result: dict) -> list[dict]:
+    """The maps that ignore the image, scored by the run on the same test images (``results.json`` ``baselines``:
+    uniform, centre, box prior and each head's own mean map), as rows with their attention scores alone."""
+    return [
+        {"head": name, "label": f"{BASELINE}{name}", **{key: scores.get(key) for key in ("MaxBoxAccV2", "PxAP")}}
+        for name, scores in result.get("baselines", {}).items()
+    ]
+
+
 def run_rows(result: dict, run: str) -> list[dict]:
-    """One row per head at its selected setting, then the k-NN row, each with its ``backbone`` and ``run``."""
+    """One row per head at its selected setting, then the k-NN row, then the image-independent baselines
+    (:func:`baseline_rows`), each with its ``backbone`` and ``run``."""
     if "heads" not in result:
         raise ValueError(f"{run}: its {RESULTS} has no 'heads' (not a finished simpool probe run?)")
-    rows = result_rows(result)
+    rows = result_rows(result) + baseline_rows(result)
     name = backbone_name(result)
     return [{**row, "label": row.get("label", row["head"]), "backbone": name, "run": run} for row in rows]
 
@@ -152,10 +165,29 @@ def figure_points(rows: list[dict]) -> list[dict]:
     ]
 
 
+def baseline_levels(rows: list[dict]) -> dict[str, float]:
+    """Per backbone, the strongest mean MaxBoxAccV2 of the maps that need no model (uniform, centre, box prior):
+    the level a head's attention must pass to say more than position (the figure's dashed line)."""
+    levels: dict[str, float] = {}
+    for row in aggregate(rows):
+        if row["label"] in {BASELINE + name for name in FIXED} and row.get(QUALITY) is not None:
+            levels[row["backbone"]] = max(levels.get(row["backbone"], float("-inf")), row[QUALITY][0])
+    return levels
+
+
 def stale(path: str | os.PathLike, expected: str) -> bool:
     """Whether the file at ``path`` is missing or differs from ``expected``."""
     path = Path(path)
     return not path.is_file() or path.read_text() != expected
 
 
-__all__ = ["aggregate", "board_csv", "board_markdown", "figure_points", "gather", "stale"]
+__all__ = [
+    "aggregate",
+    "baseline_levels",
+    "baseline_rows",
+    "board_csv",
+    "board_markdown",
+    "figure_points",
+    "gather",
+    "stale",
+]

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from simpool.cli.main import main
-from simpool.experiments.board import board_markdown, figure_points, gather
+from simpool.experiments.board import baseline_levels, board_markdown, figure_points, gather
 
 
 def _head(head, lr, holdout, top1, params, **extra):
@@ -21,14 +21,23 @@ def _knn(holdout, top1):
     return {"head": "knn", "label": "knn (k=20)", "holdout_top1": holdout, "test_top1": top1, "test_sets": {}}
 
 
-def _write(folder, model, checkpoint, heads, knn=None):
+def _write(folder, model, checkpoint, heads, knn=None, baselines=None):
     folder.mkdir()
     result = {"finished": True, "backbone": {"model": model, "checkpoint": checkpoint}, "heads": heads}
+    if baselines is not None:
+        result["baselines"] = baselines
     if knn is not None:
         result["knn"] = knn
     (folder / "results.json").write_text(json.dumps(result))
     return folder
 
+
+# the maps that ignore the image, as the probe scores them on its test images (mask_mass is not on the board)
+BASELINES = {
+    "uniform": {"MaxBoxAccV2": 14.0, "PxAP": 12.0, "mask_mass": 0.1},
+    "centre": {"MaxBoxAccV2": 11.5, "PxAP": 20.25, "mask_mass": 0.2},
+    "mean_map/ep": {"MaxBoxAccV2": 12.0, "PxAP": 18.0, "mask_mass": 0.15},
+}
 
 # three probe seeds of one DINO backbone; seed 2 selected simpool at another lr
 SEEDS = [
@@ -58,6 +67,7 @@ def runs(tmp_path):
         "resnet50",
         None,
         [_head("ep", 0.01, 65.0, 64.0, 20000, MaxBoxAccV2=30.25, PxAP=20.5)],
+        baselines=BASELINES,
     )
     return [sup, *reversed(dino)]  # given out of order: the board sorts the runs by path
 
@@ -77,6 +87,9 @@ EXPECTED = "\n".join(
         "| vit_small_patch16_224 (dino.safetensors) | knn (k=20) | 3 | - | - | 50.00 ± 0.00 | 50.00 ± 1.00 | - | - "
         "| - |",
         "| resnet50 | ep | 1 | 0.01 | 0.05 | 65.00 | 64.00 | 30.25 | 20.50 | 20000 |",
+        "| resnet50 | baseline: uniform | 1 | - | - | - | - | 14.00 | 12.00 | - |",
+        "| resnet50 | baseline: centre | 1 | - | - | - | - | 11.50 | 20.25 | - |",
+        "| resnet50 | baseline: mean_map/ep | 1 | - | - | - | - | 12.00 | 18.00 | - |",
         "",
         "mean ± sample std over the runs of a backbone and head. Runs: `../probe_dino_s0`, `../probe_dino_s1`, "
         "`../probe_dino_s2`, `../probe_sup`",
@@ -88,6 +101,7 @@ EXPECTED = "\n".join(
 def test_the_board_gives_each_backbone_and_head_the_mean_and_std_over_its_runs(runs, tmp_path):
     rows = gather(runs, tmp_path / "board")
     assert board_markdown(rows) == EXPECTED
+    assert baseline_levels(rows) == {"resnet50": 14.0}  # the strongest of uniform and centre (no model needed)
     assert figure_points(rows) == [
         {"backbone": "vit_small_patch16_224 (dino.safetensors)", "label": "simpool", "x": 56.5, "y": 69.0},
         {"backbone": "resnet50", "label": "ep", "x": 30.25, "y": 64.0},
@@ -111,6 +125,9 @@ def test_board_writes_md_csv_png_and_check_fails_when_stale(runs, tmp_path, caps
         ("simpool", "70.0", "57.5", "../probe_dino_s2"),
         ("knn (k=20)", "51.0", "", "../probe_dino_s2"),
         ("ep", "64.0", "30.25", "../probe_sup"),
+        ("baseline: uniform", "", "14.0", "../probe_sup"),
+        ("baseline: centre", "", "11.5", "../probe_sup"),
+        ("baseline: mean_map/ep", "", "12.0", "../probe_sup"),
     ]
     assert (out / "board.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     capsys.readouterr()

@@ -6,7 +6,9 @@
   as a fresh ``python block.py`` but for those imports' seconds.
 - A bash block runs as one ``bash -e`` script in that folder, ``simpool``, ``python`` and ``torchrun`` being this
   venv's, after the substitutions of :data:`SUBSTITUTIONS`: dataset paths of the docs become tiny exports of the
-  bench made here (:func:`workspace`), and a training line on one of them stops after one update.
+  bench made here (:func:`workspace`), and a training line on one of them stops after one update. Its ``simpool``
+  commands run in children forked from a server that has imported torch, timm and simpool
+  (:mod:`tests.command_server`): the same as the console script, without its seconds of imports each.
 - A checkpoint a line reads (``--checkpoint [LABEL=]NAME.safetensors``, a bare file name that no earlier line of the
   block writes) is made first, with the model, pool and kwargs the line names (:func:`make_checkpoints`).
 - A block that cannot run here says so in the doc, on the line before its fence: ``<!-- not run: needs 8 GPUs -->``.
@@ -43,6 +45,7 @@ from typing import NoReturn
 
 import pytest
 
+from tests import command_server as command_server_module
 from tests.conftest import write_image_folder
 
 REPO = Path(__file__).parents[1]
@@ -299,11 +302,18 @@ def make_workspace(root: Path) -> None:
     write_image_folder(data / "photos", classes=1, per_class=1, size=64)  # read at 896 px
 
 
+# The command server of this pytest process (:func:`command_server`): its socket and the folder of its client.
+COMMANDS: dict[str, str] = {}
+
+
 def _environment(home: Path) -> dict:
     venv = Path(sys.executable).parent
+    shim = f"{COMMANDS['shim']}{os.pathsep}" if COMMANDS else ""
+    server = {command_server_module.VARIABLE: COMMANDS["socket"]} if COMMANDS else {}
     return {
         **os.environ,
-        "PATH": f"{venv}{os.pathsep}{os.environ.get('PATH', '')}",
+        **server,
+        "PATH": f"{shim}{venv}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": str(REPO),
         "OMP_NUM_THREADS": "1",
         "CUDA_VISIBLE_DEVICES": "",
@@ -378,6 +388,25 @@ def python_server(tmp_path_factory):
     server.wait(timeout=60)
 
 
+@pytest.fixture(scope="session")
+def command_server(tmp_path_factory):
+    """One :mod:`tests.command_server` for this pytest process: from then on the bash blocks' ``simpool`` runs in
+    a child forked from it (:data:`COMMANDS`)."""
+    folder = tmp_path_factory.mktemp("commands")
+    socket_path = folder / "socket"
+    script = Path(command_server_module.__file__)
+    server = subprocess.Popen(
+        [sys.executable, str(script), str(socket_path)], stdout=subprocess.PIPE, text=True, env=_environment(folder)
+    )
+    if server.stdout.readline().strip() != "ready":
+        pytest.fail(f"the command server did not start ({server.wait(timeout=60)})", pytrace=False)
+    COMMANDS.update(socket=str(socket_path), shim=str(command_server_module.write_shim(folder / "bin")))
+    yield COMMANDS
+    COMMANDS.clear()
+    server.kill()
+    server.wait(timeout=60)
+
+
 def run_python_block(server: subprocess.Popen, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     """``python block.py`` in ``cwd`` with ``env``, through the server; fails the test when it runs past
     :data:`TIMEOUT`."""
@@ -406,11 +435,12 @@ def test_doc_block_runs(block: Block, workspace: Path, store: Path, request, tmp
     cwd = tmp_path / "cwd"
     shutil.copytree(workspace, cwd, symlinks=True)
     code = substitute(block.code, cwd / "data")
-    env = _environment(cwd)
     if block.lang == "python":
         (cwd / "block.py").write_text(code)
-        result = run_python_block(request.getfixturevalue("python_server"), cwd, env)
+        result = run_python_block(request.getfixturevalue("python_server"), cwd, _environment(cwd))
     else:
+        request.getfixturevalue("command_server")
+        env = _environment(cwd)
         commands = command_lines(code)
         reason = refusal(commands)
         if reason is not None:
@@ -495,6 +525,37 @@ def test_the_python_server_runs_a_block_as_python_would(python_server, tmp_path)
     assert result.returncode == 1 and "NameError: name 'torch' is not defined" in result.stdout
     (tmp_path / "block.py").write_text("raise SystemExit('no data')\n")
     assert run_python_block(python_server, tmp_path, dict(os.environ)).stdout == "no data\n"
+
+
+COMMANDS_CASES = {  # id: (arguments, exit code)
+    "help": (["--help"], 0),
+    "mistake": (["demo", "--preset", "nope"], 2),
+    "writes-in-its-folder": (
+        ["bench", "export", "--split", "test", "--num-images", "2", "--out", "x", "--no-progress"],
+        0,
+    ),
+}
+
+
+@pytest.mark.parametrize("argv, code", COMMANDS_CASES.values(), ids=COMMANDS_CASES)
+def test_the_command_server_runs_simpool_as_the_console_script_does(command_server, tmp_path, argv, code):
+    """Through the server (the command logged in served.jsonl) and through the real script (no server named): the
+    same exit code, stdout, stderr and files, in the caller's folder."""
+    served = Path(command_server["socket"]).with_name(command_server_module.SERVED)
+    outputs = []
+    for name in ("served", "real"):
+        folder = tmp_path / name
+        folder.mkdir()
+        env = _environment(folder)
+        if name == "real":
+            del env[command_server_module.VARIABLE]
+        before = served.read_text().splitlines() if served.exists() else []
+        result = subprocess.run(["simpool", *argv], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+        logged = served.read_text().splitlines()[len(before) :] if served.exists() else []
+        assert logged == ([json.dumps(argv)] if name == "served" else [])
+        files = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+        outputs.append((result.returncode, result.stdout, result.stderr, files))
+    assert outputs[0] == outputs[1] and outputs[0][0] == code
 
 
 def test_leading_bench_lines_are_shared_and_made_once(tmp_path):

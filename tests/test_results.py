@@ -61,3 +61,13 @@ def test_results_md_matches_its_kept_outputs():
         [sys.executable, str(SCRIPT), "--check"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_committed_probe_board_is_what_its_kept_runs_give():
+    """docs/results/probe_bench/board/board.md: ``simpool board ... --check`` on the kept results.json files."""
+    from simpool.cli.main import main
+
+    study = ROOT / "docs" / "results" / "probe_bench"
+    runs = sorted(str(path.parent) for path in study.glob("*/results.json"))
+    assert len(runs) >= 2  # the supervised and the randomly initialised backbones
+    assert main(["board", *runs, "--out", str(study / "board"), "--check"]) == 0

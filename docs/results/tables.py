@@ -276,10 +276,13 @@ DEMO_ROWS = {  # label: (key, digits)
 DEMO_MAPS = ("MaxBoxAccV2", "PxAP", "CorLoc", "mask_mass")
 
 
-def demo_run(path: str) -> Callable[[], str]:
+DEMO_COMMAND = "simpool demo seed={seed} --out DIR"
+
+
+def demo_run(path: str, command: str = DEMO_COMMAND, settings: str = "the default settings") -> Callable[[], str]:
     """One ``simpool demo`` run: both models' final scores, then every map that ignores the image scored alike, the
     models at initialisation and each model's own mean map, and the comparison at matched accuracy (chosen on
-    val)."""
+    val). ``command``: how the run was made (``{seed}`` filled from its report), ``settings``: what they were."""
 
     def table() -> str:
         report = load(path)
@@ -298,8 +301,8 @@ def demo_run(path: str) -> Callable[[], str]:
         others = markdown(["map", *DEMO_MAPS], rows)
         versions = report["versions"]
         source = (
-            f"\nFrom `docs/results/{path}`: `simpool demo seed={report['config']['seed']} --out DIR` (the default "
-            f"settings), simpool {versions['simpool']}, torch {versions['torch']}, {versions['threads']} threads, "
+            f"\nFrom `docs/results/{path}`: `{command.format(seed=report['config']['seed'])}` ({settings}), "
+            f"simpool {versions['simpool']}, torch {versions['torch']}, {versions['threads']} threads, "
             f"{report['wall_seconds'] / 60:.1f} wall minutes.\n"
         )
         return final + "\n" + others + source
@@ -325,6 +328,84 @@ def demo_seeds(folder: str) -> Callable[[], str]:
             f"(seed 0 on the idle machine, seeds 1 and 2 two at a time beside other work).\n"
         )
         return paired_table(paired) + "\n" + source
+
+    return table
+
+
+PROBE_VARIANTS = ("original", "only_fg", "mixed_same", "mixed_rand")
+PROBE_FIXED = ("uniform", "centre", "box_prior")  # the maps that need no model
+
+
+def _spread(values: list[float], digits: int, sign: str = "") -> str:
+    """``mean`` of one value, ``mean ± sample std`` of several (``sign="+"``: the mean signed)."""
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:{sign}.{digits}f}"
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return f"{mean:{sign}.{digits}f} ± {std:.{digits}f}"
+
+
+def _probe_head_rows(results: list[dict], variants: list[str]) -> list[list]:
+    """One row per head at its selected setting (and the k-NN row), over the runs (seeds) of one backbone; top-1 on
+    each of ``variants``; ``-`` where a run has no such number."""
+    strongest = [max(r["baselines"][name]["MaxBoxAccV2"] for name in PROBE_FIXED) for r in results]
+    rows = []
+    for index, head in enumerate([*results[0]["heads"], results[0]["knn"]]):
+        runs = [[*r["heads"], r["knn"]][index] for r in results]
+        assert all(run["label"] == head["label"] for run in runs), "runs of one backbone must probe the same heads"
+        lrs = "/".join(sorted({f"{run['lr']:g}" for run in runs})) if "lr" in head else "-"
+        cells = [_spread([run["test_top1"] for run in runs], 1)]
+        cells += [_spread([run["test_sets"][v]["top1"] for run in runs], 1) for v in variants]
+        cells.append(_spread([run["bg_gap"] for run in runs], 1) if "bg_gap" in head else "-")
+        if "MaxBoxAccV2" in head:
+            cells += [_spread([run[m] for run in runs], 1) for m in ("MaxBoxAccV2", "PxAP")]
+            margin = [run["MaxBoxAccV2"] - best for run, best in zip(runs, strongest, strict=True)]
+            cells.append(_spread(margin, 1, "+"))
+        else:
+            cells += ["-", "-", "-"]
+        rows.append([f"`{head['label']}`", lrs, *cells])
+    return rows
+
+
+def probe_bench(folder: str) -> Callable[[], str]:
+    """The probing study kept in ``folder`` (``docs/examples/probe_study.py``): per backbone, each head's top-1 on
+    the test split and on IN-9 variants, its BG-gap, MaxBoxAccV2 and PxAP, and its margin over the strongest map
+    that ignores the image; then those maps; then the few-shot top-1."""
+
+    def table() -> str:
+        study = load(f"{folder}/study.json")
+        names = list(dict.fromkeys(run["name"] for run in study["runs"]))
+        parts = []
+        for name in names:
+            runs = [run for run in study["runs"] if run["name"] == name]
+            results = [load(f"{folder}/{name}_s{run['seed']}/results.json") for run in runs]
+            variants = [v for v in PROBE_VARIANTS if v in results[0]["heads"][0]["test_sets"]]
+            header = ["head", "lr", "top-1 `test`", *(f"`{v}`" for v in variants), "BG-gap", "MaxBoxAccV2", "PxAP"]
+            header.append("MaxBoxAccV2 - strongest map ignoring the image")
+            seeds = ", ".join(str(run["seed"]) for run in runs)
+            rows = _probe_head_rows(results, variants)
+            parts.append(f"**{name}** (probe seeds {seeds}):\n\n" + markdown(header, rows))
+            maps = [
+                [name_, *(_spread([r["baselines"][name_][m] for r in results], 1) for m in ("MaxBoxAccV2", "PxAP"))]
+                for name_ in PROBE_FIXED
+            ]
+            parts.append(markdown([f"{name}: map ignoring the image", "MaxBoxAccV2", "PxAP"], maps))
+            few = [r["few_shot"] for r in results if "few_shot" in r]
+            if few:
+                shots = [str(k) for k in few[0]["shots"]]
+                rows = [
+                    [f"`{row}`", *(_spread([f["rows"][row][k]["mean"] for f in few], 1) for k in shots)]
+                    for row in few[0]["rows"]
+                ]
+                tries = few[0]["tries"]
+                parts.append(markdown([f"{name}: few-shot top-1 (mean of {tries} tries)", *shots], rows))
+        walls = ", ".join(f"{run['name']} seed {run['seed']} {run['wall_s'] / 60:.1f}" for run in study["runs"])
+        commands = "".join(f"- `{run['command']}`\n" for run in study["runs"])
+        source = (
+            f"\nFrom `docs/results/{folder}/study.json` and the `results.json` beside it: `{study['command']}` on "
+            f"{study['machine']}, {study['date']}; wall minutes: {walls}. The probe runs:\n\n{commands}"
+        )
+        return "\n".join(parts) + source
 
     return table
 
@@ -355,8 +436,14 @@ TABLES: dict[str, Callable[[], str]] = {
     "bench-regime-test": bench_regime("bench_regime_test.json"),
     "demo-seeds": demo_seeds("demo_default"),
     "demo-seed-0": demo_run("demo_default/seed_0/report.json"),
+    "converge-seed-1": demo_run(
+        "demo_converge_new/seed_1/report.json",
+        "simpool demo --preset converge seed={seed} --out DIR",
+        "the converge preset",
+    ),
     "make-demo-time": make_demo_time,
     "old-bench-converge": old_bench_converge,
+    "probe-bench": probe_bench("probe_bench"),
     "pxap-parity": pxap_parity,
     "maxboxacc-parity": maxboxacc_parity,
     "probe-heads-parity": probe_heads_parity,

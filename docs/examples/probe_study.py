@@ -8,7 +8,8 @@ Usage:
 Each backbone (a checkpoint of the bench ViT, given a short NAME) is probed once per seed by
 `simpool probe PROBE_ARGS --checkpoint CHECKPOINT --seed S --out RUNS_DIR/NAME_sS` (a finished run is only read
 again). Its `results.json` is copied to `OUT/NAME_sS/results.json`; `OUT/study.json` records the commands, the
-machine, the date, the load and each run's wall seconds; `simpool board` then writes `OUT/board/` from the copies,
+machine, the date, the load and each run's wall seconds (the runs an earlier study.json there kept stay, so seeds
+can be added later; `command` is then this invocation's); `simpool board` then writes `OUT/board/` from the copies,
 so that `simpool board OUT/*_s*/ --out OUT/board --check` keeps the committed board true.
 """
 
@@ -50,6 +51,16 @@ def probe_one(name: str, checkpoint: str, seed: int, runs: Path, out: Path, prob
     return {"name": name, "seed": seed, "command": command, "wall_s": round(time.perf_counter() - start, 1)}
 
 
+def merged(record: Path, runs: list[dict]) -> list[dict]:
+    """The runs an earlier ``study.json`` at ``record`` kept (each with the command that made it), then ``runs``;
+    a backbone and seed run again replaces its earlier entry. Sorted by backbone (first seen first), then seed."""
+    earlier = json.loads(record.read_text())["runs"] if record.exists() else []
+    new = {(run["name"], run["seed"]) for run in runs}
+    kept = [run for run in earlier if (run["name"], run["seed"]) not in new] + runs
+    order = list(dict.fromkeys(run["name"] for run in kept))
+    return sorted(kept, key=lambda run: (order.index(run["name"]), run["seed"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", type=backbone, action="append", required=True, help="NAME=CHECKPOINT")
@@ -65,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, checkpoint in args.backbone
         for seed in args.seeds
     ]
+    runs = merged(args.out / "study.json", runs)
     folders = [str(args.out / f"{run['name']}_s{run['seed']}") for run in runs]
     code = simpool(["board", *folders, "--out", str(args.out / "board")])
     write_record(args.out / "study.json", head, {"runs": runs})

@@ -35,8 +35,13 @@ def test_the_study_keeps_each_run_writes_a_true_board_and_a_table(tmp_path, monk
     record = json.loads((out / "study.json").read_text())
     assert [(run["name"], run["seed"]) for run in record["runs"]] == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
     assert all("--checkpoint" in run["command"] and run["wall_s"] > 0 for run in record["runs"])
+    assert (
+        study(["--backbone", "a=a.safetensors", "--seeds", "2", "--runs", "runs", "--out", str(out), "--", *probe]) == 0
+    )
+    record = json.loads((out / "study.json").read_text())  # a seed added later: the earlier runs stay, in order
+    assert [(run["name"], run["seed"]) for run in record["runs"]] == [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1)]
     kept = sorted(str(path.parent) for path in out.glob("*_s*/results.json"))
-    assert len(kept) == 4
+    assert len(kept) == 5
     assert simpool_main(["board", *kept, "--out", str(out / "board"), "--check"]) == 0
 
     spec = importlib.util.spec_from_file_location("results_tables", ROOT / "docs" / "results" / "tables.py")
@@ -46,6 +51,7 @@ def test_the_study_keeps_each_run_writes_a_true_board_and_a_table(tmp_path, monk
     text = tables.probe_bench("kept")()
     first = json.loads((out / "a_s0" / "results.json").read_text())["heads"][0]
     second = json.loads((out / "a_s1" / "results.json").read_text())["heads"][0]
-    assert text.startswith("**a** (probe seeds 0, 1):")
-    mean = (first["test_top1"] + second["test_top1"]) / 2
-    assert "| `linear` |" in text and f"| {mean:.1f} ± " in text  # the mean ± std over the two seeds
+    third = json.loads((out / "a_s2" / "results.json").read_text())["heads"][0]
+    assert text.startswith("**a** (probe seeds 0, 1, 2):")
+    mean = (first["test_top1"] + second["test_top1"] + third["test_top1"]) / 3
+    assert "| `linear` |" in text and f"| {mean:.1f} ± " in text  # the mean ± std over the three seeds

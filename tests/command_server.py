@@ -23,6 +23,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -107,21 +108,14 @@ def _wait(pid: int, connection: socket.socket) -> int:
     return 128 - code if code < 0 else code
 
 
-def _run_command(request: dict, fds: list[int]) -> NoReturn:
-    """In the forked child: ``simpool ARGV`` in the request's folder and environment, on the caller's stdio."""
+def exit_in_child(work: Callable[[], int]) -> NoReturn:
+    """In a forked child: run ``work`` and leave with its exit code, as the interpreter would give it (a
+    ``SystemExit`` of None is 0, of a message is 1 with the message printed; an exception prints its traceback and is
+    1), after flushing stdout and stderr; ``os._exit``, so nothing of the parent runs at exit."""
     code = 1
     try:
-        for target, fd in enumerate(fds):
-            os.dup2(fd, target)
-            os.close(fd)
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        sys.argv = ["simpool", *request["argv"]]
-        from simpool.cli import main
-
-        code = main(request["argv"])
-    except SystemExit as exit:  # as the interpreter treats it: None is 0, a message is printed and is 1
+        code = work()
+    except SystemExit as exit:
         code = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
         if not isinstance(exit.code, int | None):
             print(exit.code, file=sys.stderr)
@@ -131,6 +125,24 @@ def _run_command(request: dict, fds: list[int]) -> NoReturn:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code if isinstance(code, int) else 1)
+
+
+def _run_command(request: dict, fds: list[int]) -> NoReturn:
+    """In the forked child: ``simpool ARGV`` in the request's folder and environment, on the caller's stdio."""
+
+    def work() -> int:
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.argv = ["simpool", *request["argv"]]
+        from simpool.cli import main
+
+        return main(request["argv"])
+
+    exit_in_child(work)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -352,8 +351,8 @@ def serve() -> None:
 
 def _run_block(cwd: str, env: dict, log: str) -> NoReturn:
     """In the forked child: ``block.py`` as ``__main__`` in ``cwd`` with ``env``, stdout and stderr into ``log``."""
-    code = 1
-    try:
+
+    def work() -> int:
         output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.dup2(output, 1)
         os.dup2(output, 2)
@@ -363,17 +362,9 @@ def _run_block(cwd: str, env: dict, log: str) -> NoReturn:
         os.environ.update(env)
         sys.argv, sys.path[0] = ["block.py"], cwd
         runpy.run_path("block.py", run_name="__main__")
-        code = 0
-    except SystemExit as exit:  # as the interpreter treats it: None is 0, a message is printed and is 1
-        code = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
-        if not isinstance(exit.code, int | None):
-            print(exit.code, file=sys.stderr)
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        return 0
+
+    command_server_module.exit_in_child(work)
 
 
 @pytest.fixture(scope="session")

@@ -310,9 +310,10 @@ def demo_run(path: str, command: str = DEMO_COMMAND, settings: str = "the defaul
     return table
 
 
-def demo_seeds(folder: str) -> Callable[[], str]:
+def demo_seeds(folder: str, command: str = "simpool demo seed=S --out DIR", how: str = "") -> Callable[[], str]:
     """The paired table of ``simpool demo --pair`` kept in ``folder/paired.json``, rebuilt from its numbers by the
-    library's own :func:`simpool.experiments.demo.seeds.paired_table`, then the runs' commands and machine."""
+    library's own :func:`simpool.experiments.demo.seeds.paired_table`, then the runs' commands and machine.
+    ``command``: how each run was made; ``how``: how the runs shared the machine."""
 
     def table() -> str:
         from simpool.experiments.demo.seeds import paired_table
@@ -321,11 +322,11 @@ def demo_seeds(folder: str) -> Callable[[], str]:
         reports = [load(f"{folder}/seed_{run['seed']}/report.json") for run in paired["runs"]]
         versions = reports[0]["versions"]
         walls = ", ".join(f"{report['wall_seconds'] / 60:.1f}" for report in reports)
+        threads = ", ".join(str(report["versions"]["threads"]) for report in reports)
         source = (
-            f"\nFrom `docs/results/{folder}/paired.json` (`simpool demo --pair` of the three folders) and "
-            f"`seed_S/report.json` (`simpool demo seed=S --out DIR`, the default settings); simpool "
-            f"{versions['simpool']}, torch {versions['torch']}, timm {versions['timm']}; wall minutes per run: {walls} "
-            f"(seed 0 on the idle machine, seeds 1 and 2 two at a time beside other work).\n"
+            f"\nFrom `docs/results/{folder}/paired.json` (`simpool demo --pair` of the {len(reports)} folders) and "
+            f"`seed_S/report.json` (`{command}`); simpool {versions['simpool']}, torch {versions['torch']}, timm "
+            f"{versions['timm']}; threads per run: {threads}; wall minutes per run: {walls}{how}.\n"
         )
         return paired_table(paired) + "\n" + source
 
@@ -347,7 +348,9 @@ def _spread(values: list[float], digits: int, sign: str = "") -> str:
 
 def _probe_head_rows(results: list[dict], variants: list[str]) -> list[list]:
     """One row per head at its selected setting (and the k-NN row), over the runs (seeds) of one backbone; top-1 on
-    each of ``variants``; ``-`` where a run has no such number."""
+    each of ``variants``, the head's MaxBoxAccV2 and PxAP, the same score of its own mean map (its attention averaged
+    over the test images, used for every image) and its margin over the strongest of the maps that need no model;
+    ``-`` where a run has no such number."""
     strongest = [max(r["baselines"][name]["MaxBoxAccV2"] for name in PROBE_FIXED) for r in results]
     rows = []
     for index, head in enumerate([*results[0]["heads"], results[0]["knn"]]):
@@ -359,10 +362,12 @@ def _probe_head_rows(results: list[dict], variants: list[str]) -> list[list]:
         cells.append(_spread([run["bg_gap"] for run in runs], 1) if "bg_gap" in head else "-")
         if "MaxBoxAccV2" in head:
             cells += [_spread([run[m] for run in runs], 1) for m in ("MaxBoxAccV2", "PxAP")]
+            own = f"mean_map/{head['label']}"
+            cells.append(_spread([r["baselines"][own]["MaxBoxAccV2"] for r in results], 1))
             margin = [run["MaxBoxAccV2"] - best for run, best in zip(runs, strongest, strict=True)]
             cells.append(_spread(margin, 1, "+"))
         else:
-            cells += ["-", "-", "-"]
+            cells += ["-", "-", "-", "-"]
         rows.append([f"`{head['label']}`", lrs, *cells])
     return rows
 
@@ -381,7 +386,7 @@ def probe_bench(folder: str) -> Callable[[], str]:
             results = [load(f"{folder}/{name}_s{run['seed']}/results.json") for run in runs]
             variants = [v for v in PROBE_VARIANTS if v in results[0]["heads"][0]["test_sets"]]
             header = ["head", "lr", "top-1 `test`", *(f"`{v}`" for v in variants), "BG-gap", "MaxBoxAccV2", "PxAP"]
-            header.append("MaxBoxAccV2 - strongest map ignoring the image")
+            header += ["its own mean map's MaxBoxAccV2", "MaxBoxAccV2 - strongest fixed map"]
             seeds = ", ".join(str(run["seed"]) for run in runs)
             rows = _probe_head_rows(results, variants)
             parts.append(f"**{name}** (probe seeds {seeds}):\n\n" + markdown(header, rows))
@@ -434,12 +439,14 @@ def make_demo_time() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "bench-regime-val": bench_regime("bench_regime_val.json"),
     "bench-regime-test": bench_regime("bench_regime_test.json"),
-    "demo-seeds": demo_seeds("demo_default"),
+    "demo-seeds": demo_seeds(
+        "demo_default", how=" (seed 0 on the idle machine, seeds 1 and 2 two at a time beside other work)"
+    ),
     "demo-seed-0": demo_run("demo_default/seed_0/report.json"),
-    "converge-seed-1": demo_run(
-        "demo_converge_new/seed_1/report.json",
-        "simpool demo --preset converge seed={seed} --out DIR",
-        "the converge preset",
+    "converge-seeds": demo_seeds(
+        "demo_converge_new",
+        "simpool demo --preset converge seed=S --out DIR",
+        " (seed 1 with 2 threads beside other work; seeds 2 and 3 side by side, one thread each)",
     ),
     "make-demo-time": make_demo_time,
     "old-bench-converge": old_bench_converge,

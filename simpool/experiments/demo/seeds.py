@@ -12,15 +12,15 @@ interval, and so is each model's margin over the strongest of them in its run.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
-import scipy.stats
 
 from ...evaluate.attention_quality import strongest_baseline
 from ...utils import write_json
 from ..bench_report import FIXED_BASELINES, NAMES
+from .intervals import t_interval, wording
+from .paired_curves import curve_differences, curve_table, save_paired_curves
 
 FINAL_METRICS = ("acc_original", "acc_mixed_same", "acc_mixed_rand", "bg_gap", "MaxBoxAccV2", "PxAP", "CorLoc")
 FINAL_METRICS += ("mask_mass",)
@@ -32,25 +32,6 @@ PAIRED_SECTIONS = (  # (paired.json key, path in report.json to {kind: scores}, 
     ("init", ("baselines", "init"), MAP_METRICS, "at initialisation"),
     ("mean_map", ("baselines", "mean_map"), MAP_METRICS, "each model's own mean map"),
 )
-
-
-def t_interval(values) -> tuple[float, list[float] | None]:
-    """The mean of ``values`` and its Student-t 95% confidence interval ``[low, high]`` (None for one value)."""
-    values = np.asarray(values, dtype=np.float64)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, None
-    half = float(scipy.stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    return mean, [mean - half, mean + half]
-
-
-def wording(ci: list[float] | None) -> str:
-    """What an interval of SimPool - CLS says: "no consistent difference" when it covers 0."""
-    if ci is None:
-        return "one run: no interval"
-    if ci[0] <= 0 <= ci[1]:
-        return "no consistent difference"
-    return "SimPool higher" if ci[0] > 0 else "CLS higher"
 
 
 def _scores(report: dict, path: tuple[str, ...], kind: str, metric: str) -> float:
@@ -153,8 +134,9 @@ def pair_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> dict
     """The paired table of ``simpool demo`` runs, one per seed (:func:`read_runs`): ``runs``, ``config`` (without
     ``seed``), the paired sections (``final``, ``matched`` when every run has one, ``init``, ``mean_map``:
     :func:`paired_differences`), ``baselines`` (:func:`baseline_means`), ``over_strongest_baseline``
-    (:func:`over_strongest`), ``matched_level`` and ``table``
-    (:func:`paired_table`); written to ``out/paired.json`` when ``out`` is given."""
+    (:func:`over_strongest`), ``matched_level``, ``curves`` (SimPool - CLS at every curve point:
+    :func:`.paired_curves.curve_differences`, when the runs have curves) and ``table`` (:func:`paired_table`);
+    written to ``out/paired.json``, with ``out/paired_curves.png``, when ``out`` is given."""
     reports = read_runs(run_dirs)
     config = {key: value for key, value in reports[0]["config"].items() if key != "seed"}
     paired = {
@@ -172,8 +154,13 @@ def pair_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> dict
         paired["matched_level"] = {"mean": level, "ci95": ci}
     paired["baselines"] = baseline_means(reports)
     paired["over_strongest_baseline"] = over_strongest(reports)
+    curves = curve_differences(reports)
+    if curves is not None:
+        paired["curves"] = curves
     paired["table"] = paired_table(paired)
     if out is not None:
+        if curves is not None:
+            paired["curves_figure"] = str(save_paired_curves(curves, Path(out) / "paired_curves.png"))
         paired["paired_json"] = str(write_json(Path(out) / "paired.json", paired))
     return paired
 
@@ -189,8 +176,9 @@ def _interval(metric: str, ci: list[float] | None) -> str:
 
 
 def paired_table(paired: dict) -> str:
-    """Markdown: one table per paired section (CLS, SimPool, SimPool - CLS, its 95% interval, the wording) and
-    one of the maps that ignore the image (mean and 95% interval over the runs)."""
+    """Markdown: one table per paired section (CLS, SimPool, SimPool - CLS, its 95% interval, the wording), one of
+    the maps that ignore the image (mean and 95% interval over the runs), each model's margin over the strongest of
+    them and, when the runs have curves, SimPool - CLS at every curve point."""
     n, split = len(paired["runs"]), paired["config"]["eval_split"]
     lines = [f"{n} runs (seeds {', '.join(str(run['seed']) for run in paired['runs'])}), scored on {split}."]
     for key, _, _, title in PAIRED_SECTIONS:
@@ -218,4 +206,6 @@ def paired_table(paired: dict) -> str:
         for metric, row in margins.items():
             cells = f"{_number(metric, row['mean'])} | {_interval(metric, row['ci95'])} | {row['wording']}"
             lines.append(f"| {NAMES[kind]} {metric} | {cells} |")
+    if "curves" in paired:
+        lines += curve_table(paired["curves"])
     return "\n".join(lines)

@@ -11,7 +11,7 @@ import pytest
 
 from simpool.cli import main
 from simpool.experiments.demo import pair_runs, paired_differences
-from simpool.experiments.demo.seeds import FINAL_METRICS, MAP_METRICS, MATCHED_METRICS, t_interval, wording
+from simpool.experiments.demo.seeds import FINAL_METRICS, MAP_METRICS, MATCHED_METRICS
 
 T975 = {2: 4.302652729749462, 1: 12.706204736174704}  # Student t quantile 0.975 for 2 and 1 degrees of freedom
 FINAL = {"acc_original": 0.8, "acc_mixed_same": 0.7, "acc_mixed_rand": 0.6, "bg_gap": 0.1, "mask_mass": 0.3}
@@ -76,13 +76,6 @@ def test_paired_differences_by_formula():
     )
     with pytest.raises(ValueError, match="the report of seed 0 has no results/cls/PxAP"):
         paired_differences([{"config": {"seed": 0}, "results": {"cls": {}}}], ("PxAP",))
-
-
-def test_intervals_and_wording_of_few_runs():
-    assert t_interval([3.0]) == (3.0, None) and wording(None) == "one run: no interval"
-    mean, ci = t_interval([1.0, 3.0])  # sd sqrt(2): 2 +- 12.706 * sqrt(2) / sqrt(2)
-    assert mean == 2.0 and ci == pytest.approx([2 - T975[1], 2 + T975[1]])
-    assert wording([0.0, 1.0]) == "no consistent difference" and wording([0.1, 1.0]) == "SimPool higher"
 
 
 def write_runs(tmp_path, reports) -> list[str]:

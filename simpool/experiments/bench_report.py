@@ -6,7 +6,6 @@ sentences compare each model with the strongest of ``uniform``, ``centre`` and `
 
 from __future__ import annotations
 
-import io
 import platform
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from ..data.bench import SimPoolBench, normalize_images
 from ..evaluate.attention_quality import strongest_baseline
 from ..utils import atomic_write_bytes, write_json
+from ..visualize.figures import save_figure as write_figure
 
 ROWS = (  # (key, label, format)
     ("step", "update (checkpoint)", "{:d}"),
@@ -230,10 +230,7 @@ def save_curves(curves: dict[str, list[dict]], levels: dict[str, dict], gate: fl
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return write_figure(fig, path)
 
 
 def verdict(results: dict, baselines: dict) -> dict:
@@ -425,7 +422,4 @@ def save_figure(models: dict, sources: dict[str, str], config, path: Path, devic
                 ax.set_title(title, fontsize=8)
     fig.tight_layout()
     add_colorbar(fig, axes[:, 1:])  # each map's scale; a uniform map is drawn uniform (overlay)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return write_figure(fig, path)

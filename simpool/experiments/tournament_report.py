@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from ..utils import atomic_write_bytes
+from ..visualize.figures import save_figure as write_figure
 
 FIELDS = ("rank", "pool", "method", "group", "status", "accuracy", "final_loss", "pool_params", "seconds", "error")
 
@@ -68,10 +69,7 @@ def plot(rows: list[dict], path: Path, title: str = "") -> None:
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[g]) for g in groups]
     axis.legend(handles, [f"group {g}" for g in groups], fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+    write_figure(figure, path)
 
 
 def read_previous(out_dir: Path) -> dict[str, dict]:

@@ -87,6 +87,16 @@ def gamma_label(gamma: float | None) -> str:
     return "no γ" if gamma is None else f"γ = {gamma:g}"
 
 
+def save_figure(figure, path: str | Path, **savefig) -> Path:
+    """Write a Matplotlib figure as PNG (120 dpi, plus any ``savefig`` options), atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, **savefig)
+    plt.close(figure)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
 def save_png(picture, path: str | Path) -> Path:
     """Write one picture as PNG, atomically."""
     from PIL import Image

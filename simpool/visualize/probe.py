@@ -8,16 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils import atomic_write_bytes
+from . import figures
 from .overlay import add_colorbar, overlay, to_rgb
 
 
 def save_figure(figure, path: str | os.PathLike) -> Path:
-    import io
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    return atomic_write_bytes(path, buffer.getvalue())
+    return figures.save_figure(figure, path, bbox_inches="tight")
 
 
 def accuracy_figure(heads: list[dict], path: str | os.PathLike) -> Path:

@@ -2,18 +2,17 @@
 
 Each run scores both models at the same curve points (the same updates, on the same ``val`` images), so the two
 are paired at every point as they are at the end: the difference SimPool - CLS is taken per run and point, and its
-mean over runs is given with the Student-t 95% interval and wording of :mod:`.seeds`. This is what says *when* in
+mean over runs is given with the Student-t 95% interval and wording of :mod:`.intervals`. This is what says *when* in
 training one model's attention is ahead, with an interval, rather than from one seed's curves.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
-from ...utils import atomic_write_bytes
+from ...visualize.figures import save_figure as write_figure
 from ..bench_report import CURVE_LEVELS, NAMES
 from .intervals import t_interval, wording
 
@@ -127,7 +126,4 @@ def save_paired_curves(curves: dict, path: str | Path, metrics=CURVE_METRICS) ->
             ax.tick_params(labelsize=7)
             ax.legend(fontsize=6)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return atomic_write_bytes(Path(path), buffer.getvalue())
+    return write_figure(fig, Path(path))

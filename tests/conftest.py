@@ -3,11 +3,12 @@
 Tests ask for these by fixture name (pytest runs with ``--import-mode=importlib``). Module-level code that
 cannot take a fixture (parametrize tables, reference builders, ``tests/train/conftest.py``) imports the plain
 names instead: ``from tests.conftest import TINY_VIT`` (also ``TINY_VIT_YAML``, ``TINY_CONVNEXT``,
-``train_overrides``).
+``train_overrides``, ``demo_report``, ``DEMO_REPORTS``, ``write_report_runs``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -216,3 +217,48 @@ def torchrun() -> Callable[..., subprocess.CompletedProcess]:
         return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
     return launch
+
+
+# Hand-made ``simpool demo`` reports for pairing seeds (``simpool demo --pair``): the final and matched scores a
+# pairing reads and every image-independent baseline, without training anything.
+DEMO_FINAL = {"acc_original": 0.8, "acc_mixed_same": 0.7, "acc_mixed_rand": 0.6, "bg_gap": 0.1, "mask_mass": 0.3}
+
+
+def demo_scores(box: float, pxap: float, corloc: float) -> dict:
+    return {"MaxBoxAccV2": box, "PxAP": pxap, "CorLoc": corloc, "mask_mass": 0.3}
+
+
+def demo_report(seed: int, sim: tuple[float, float, float], cls=(40.0, 30.0, 20.0), **config) -> dict:
+    """A report whose SimPool - CLS is ``sim`` - ``cls`` (MaxBoxAccV2, PxAP, CorLoc), final and matched alike."""
+    results = {"cls": {**DEMO_FINAL, **demo_scores(*cls)}, "simpool": {**DEMO_FINAL, **demo_scores(*sim)}}
+    matched = {kind: {**r, "step": 10 * (1 + seed) if kind == "cls" else 5} for kind, r in results.items()}
+    return {
+        "config": {"seed": seed, "eval_split": "test", "epochs": 2.0, **config},
+        "results": results,
+        "matched": {"level": 0.5 + seed / 100, "results": matched},
+        "baselines": {
+            "uniform": demo_scores(20.0 + seed, 10.0, 1.0),
+            "centre": demo_scores(21.0, 12.0 + seed, 2.0),
+            "box_prior": demo_scores(22.0, 13.0, 3.0 + 2 * seed),
+            "init": {"cls": demo_scores(19.0, 9.0, 0.0), "simpool": demo_scores(19.0 + seed, 9.0, 0.0)},
+            "mean_map": {"cls": demo_scores(30.0, 20.0, 5.0), "simpool": demo_scores(31.0, 20.0, 5.0)},
+        },
+    }
+
+
+# Three seeds; SimPool - CLS by seed: MaxBoxAccV2 8, 10, 12; PxAP -1, 2, 5; CorLoc -5, -6, -7
+DEMO_REPORTS = [
+    demo_report(s, (40.0 + d[0], 30.0 + d[1], 20.0 + d[2]))
+    for s, d in enumerate([(8, -1, -5), (10, 2, -6), (12, 5, -7)])
+]
+
+
+def write_report_runs(root: Path, reports: Sequence[dict]) -> list[str]:
+    """Each report as ``root/run<i>/report.json``, as a finished demo run leaves it; returns the run folders."""
+    runs = []
+    for index, content in enumerate(reports):
+        run = root / f"run{index}"
+        run.mkdir()
+        (run / "report.json").write_text(json.dumps(content))
+        runs.append(str(run))
+    return runs

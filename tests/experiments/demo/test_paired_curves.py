@@ -11,7 +11,8 @@ from PIL import Image
 
 from simpool.cli import main
 from simpool.experiments.demo.paired_curves import CURVE_METRICS, curve_differences
-from tests.experiments.demo.test_seeds import REPORTS, write_runs
+from tests.conftest import DEMO_REPORTS as REPORTS
+from tests.conftest import write_report_runs as write_runs
 
 T975_2 = 4.302652729749462  # Student t quantile 0.975 for 2 degrees of freedom
 # SimPool - CLS per seed at the three curve points: equal, SimPool ahead (8, 10, 12), CLS ahead (-4, -5, -6)

@@ -12,37 +12,10 @@ import pytest
 from simpool.cli import main
 from simpool.experiments.demo import pair_runs, paired_differences
 from simpool.experiments.demo.seeds import FINAL_METRICS, MAP_METRICS, MATCHED_METRICS
+from tests.conftest import DEMO_REPORTS, demo_report, write_report_runs
 
 T975 = {2: 4.302652729749462}  # Student t quantile 0.975 for 2 degrees of freedom
-FINAL = {"acc_original": 0.8, "acc_mixed_same": 0.7, "acc_mixed_rand": 0.6, "bg_gap": 0.1, "mask_mass": 0.3}
-
-
-def scores(box: float, pxap: float, corloc: float) -> dict:
-    return {"MaxBoxAccV2": box, "PxAP": pxap, "CorLoc": corloc, "mask_mass": 0.3}
-
-
-def report(seed: int, sim: tuple[float, float, float], cls=(40.0, 30.0, 20.0), **config) -> dict:
-    """A report whose SimPool - CLS is ``sim`` - ``cls`` (MaxBoxAccV2, PxAP, CorLoc), final and matched alike."""
-    results = {"cls": {**FINAL, **scores(*cls)}, "simpool": {**FINAL, **scores(*sim)}}
-    matched = {kind: {**r, "step": 10 * (1 + seed) if kind == "cls" else 5} for kind, r in results.items()}
-    return {
-        "config": {"seed": seed, "eval_split": "test", "epochs": 2.0, **config},
-        "results": results,
-        "matched": {"level": 0.5 + seed / 100, "results": matched},
-        "baselines": {
-            "uniform": scores(20.0 + seed, 10.0, 1.0),
-            "centre": scores(21.0, 12.0 + seed, 2.0),
-            "box_prior": scores(22.0, 13.0, 3.0 + 2 * seed),
-            "init": {"cls": scores(19.0, 9.0, 0.0), "simpool": scores(19.0 + seed, 9.0, 0.0)},
-            "mean_map": {"cls": scores(30.0, 20.0, 5.0), "simpool": scores(31.0, 20.0, 5.0)},
-        },
-    }
-
-
-# differences by seed: MaxBoxAccV2 8, 10, 12; PxAP -1, 2, 5; CorLoc -5, -6, -7
-REPORTS = [
-    report(s, (40.0 + d[0], 30.0 + d[1], 20.0 + d[2])) for s, d in enumerate([(8, -1, -5), (10, 2, -6), (12, 5, -7)])
-]
+REPORTS = DEMO_REPORTS  # SimPool - CLS by seed: MaxBoxAccV2 8, 10, 12; PxAP -1, 2, 5; CorLoc -5, -6, -7
 
 
 def test_paired_differences_by_formula():
@@ -78,18 +51,8 @@ def test_paired_differences_by_formula():
         paired_differences([{"config": {"seed": 0}, "results": {"cls": {}}}], ("PxAP",))
 
 
-def write_runs(tmp_path, reports) -> list[str]:
-    runs = []
-    for index, content in enumerate(reports):
-        run = tmp_path / f"run{index}"
-        run.mkdir()
-        (run / "report.json").write_text(json.dumps(content))
-        runs.append(str(run))
-    return runs
-
-
 def test_pair_runs_writes_paired_json_and_the_table(tmp_path, capsys):
-    runs = write_runs(tmp_path, REPORTS)
+    runs = write_report_runs(tmp_path, REPORTS)
     out = tmp_path / "paired"
     assert main(["demo", "--pair", *runs, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -120,14 +83,14 @@ def test_pair_runs_writes_paired_json_and_the_table(tmp_path, capsys):
 @pytest.mark.parametrize(
     "reports, message",
     [
-        ([REPORTS[0], report(1, (1, 1, 1), epochs=3.0)], "differs from .*run0 in epochs \\(3.0 against 2.0\\)"),
+        ([REPORTS[0], demo_report(1, (1, 1, 1), epochs=3.0)], "differs from .*run0 in epochs \\(3.0 against 2.0\\)"),
         ([REPORTS[0], REPORTS[0]], "run0 and .*run1 have the same seed 0"),
         ([{k: v for k, v in REPORTS[0].items() if k != "baselines"}], "has no baselines: a report from an older"),
         ([REPORTS[0], {**REPORTS[1], "matched": None}], "some runs have a matched comparison and some not"),
     ],
 )
 def test_pairing_refuses_unlike_runs_in_one_line(tmp_path, capsys, reports, message):
-    runs = write_runs(tmp_path, reports)
+    runs = write_report_runs(tmp_path, reports)
     assert main(["demo", "--pair", *runs, "--out", str(tmp_path / "paired")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
@@ -136,6 +99,6 @@ def test_pairing_refuses_unlike_runs_in_one_line(tmp_path, capsys, reports, mess
 
 
 def test_pair_takes_no_overrides(tmp_path, capsys):
-    runs = write_runs(tmp_path, REPORTS)
+    runs = write_report_runs(tmp_path, REPORTS)
     assert main(["demo", "--quick", "--pair", *runs]) == 2
     assert "--pair reads finished runs" in capsys.readouterr().err

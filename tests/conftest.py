@@ -258,7 +258,7 @@ def write_report_runs(root: Path, reports: Sequence[dict]) -> list[str]:
     runs = []
     for index, content in enumerate(reports):
         run = root / f"run{index}"
-        run.mkdir()
+        run.mkdir(parents=True)
         (run / "report.json").write_text(json.dumps(content))
         runs.append(str(run))
     return runs

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..experiments.demo import PRESETS, DemoConfig, pair_runs, preset, run_demo
+from ..experiments.demo import PRESETS, DemoConfig, choose_lr, pair_runs, preset, run_demo
 from .common import add_no_progress, add_out, check_writable
 from .recipe import add_overrides, resolve_config
 
@@ -19,25 +19,38 @@ EXAMPLE = """examples:
   simpool demo --preset converge eval_split=val
   simpool demo --preset gpu
   simpool demo --pair outputs/demo_s1 outputs/demo_s2 outputs/demo_s3 --out outputs/demo_paired
+  simpool demo --choose-lr outputs/lr_3e-4 outputs/lr_1e-3 outputs/lr_3e-3 --out outputs/lr_choice
+each arm's learning rate, chosen on val (runs of one setting but lr, with eval_split=val), then scored on test:
+  simpool demo lr=3e-4 eval_split=val --out outputs/lr_3e-4     (and lr=1e-3, lr=3e-3)
+  simpool demo cls_lr=... simpool_lr=... --out outputs/demo     (the rates --choose-lr prints)
 """
-DEMO_OUT, PAIR_OUT = "outputs/demo", "outputs/demo_paired"
+DEMO_OUT, PAIR_OUT, CHOICE_OUT = "outputs/demo", "outputs/demo_paired", "outputs/lr_choice"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="a size of the job")
     parser.add_argument("--quick", action="store_true", help="the 'quick' preset: end to end in under 2 minutes")
     add_overrides(parser, example="seed=1 eval_split=val (DemoConfig fields, after the preset)")
-    parser.add_argument(
+    reads = parser.add_mutually_exclusive_group()
+    reads.add_argument(
         "--pair",
         nargs="+",
         metavar="RUN_DIR",
         default=None,
         help="pair finished runs of one setting, one per seed: SimPool - CLS with 95%% intervals (paired.json)",
     )
+    reads.add_argument(
+        "--choose-lr",
+        nargs="+",
+        metavar="RUN_DIR",
+        default=None,
+        help="choose each arm's learning rate from finished eval_split=val runs of one setting but lr, by val "
+        "top-1 on original (lr_choice.json); prints the cls_lr=... simpool_lr=... overrides of the final runs",
+    )
     add_out(
         parser,
         help=f"folder for report.md, report.json, figure.png and curves.png (default {DEMO_OUT}); with --pair, "
-        f"for paired.json (default {PAIR_OUT})",
+        f"for paired.json (default {PAIR_OUT}); with --choose-lr, for lr_choice.json (default {CHOICE_OUT})",
     )
     parser.add_argument("--fashion-mnist-dir", default=None, help="folder of the Fashion-MNIST IDX files")
     add_no_progress(parser)
@@ -55,9 +68,23 @@ def pair(args: argparse.Namespace) -> int:
     return 0
 
 
+def choose(args: argparse.Namespace) -> int:
+    """``--choose-lr``: each arm's learning rate from finished val runs, printed and written to ``lr_choice.json``."""
+    if args.overrides or args.quick:
+        raise ValueError("--choose-lr reads finished runs: it takes no key=value overrides and no --quick")
+    out = args.out or CHOICE_OUT
+    check_writable(out, kind="folder")
+    choice = choose_lr(args.choose_lr, out)
+    print(choice["table"])
+    print(f"choice: {choice['lr_choice_json']}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.pair is not None:
         return pair(args)
+    if args.choose_lr is not None:
+        return choose(args)
     args.out = args.out or DEMO_OUT
     check_writable(args.out, kind="folder")
     if args.fashion_mnist_dir:

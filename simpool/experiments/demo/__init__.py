@@ -25,8 +25,9 @@ then scores the two checkpoints on ``eval_split``.
 The package reads top to bottom: :mod:`.config` (``DemoConfig``, presets, the ViT), :mod:`.fairness` (the
 shared initialisation, the weight-decay groups), :mod:`.scoring` (the evaluation), :mod:`.arm` (one model's
 training, a :class:`~simpool.train.recipe.Recipe` with its curves), :mod:`.baselines`, :mod:`.matched`,
-:mod:`.study` (both arms and the report, run by :func:`~simpool.train.launch.launch`) and :mod:`.seeds` (runs of
-several seeds paired: ``simpool demo --pair``).
+:mod:`.study` (both arms and the report, run by :func:`~simpool.train.launch.launch`), :mod:`.seeds` (runs of
+several seeds paired: ``simpool demo --pair``) and :mod:`.lr_choice` (each arm's learning rate chosen on the
+validation split: ``simpool demo --choose-lr``).
 
 It writes ``report.md``, ``report.json`` (with the ``baselines``, the ``curves`` and ``matched``), ``figure.png``
 (Figure 1 of the paper: input | CLS attention | SimPool attention, ground-truth box drawn), ``curves.png``, the
@@ -41,6 +42,7 @@ from .arm import BenchArm, train_model
 from .baselines import PRIOR_IMAGES, demo_baselines, fixed_baselines, mean_map_scores, train_masks
 from .config import MODELS, PRESETS, DemoConfig, bench_vit, demo_config, preset
 from .fairness import copy_shared, decay_groups, initial_vit, parameter_count
+from .lr_choice import choose_lr
 from .matched import matched_report
 from .scoring import (
     ATTENTION_KEYS,
@@ -76,6 +78,7 @@ __all__ = [
     "PRIOR_IMAGES",
     "attention_scores",
     "bench_vit",
+    "choose_lr",
     "copy_shared",
     "curve_point",
     "curve_steps",

@@ -28,7 +28,8 @@ class BenchArm(Recipe):
     The model starts from :func:`~.fairness.initial_vit` (the parameters both kinds share are the same for a
     seed; a copy of the initial state is kept in ``initial_state``). One engine epoch of ``steps`` updates over a
     seeded order of the images (``config.epochs`` passes), AdamW (no weight decay on biases, norms, tokens and
-    position embeddings: :func:`~.fairness.decay_groups`) with a linear warm-up and a cosine decay,
+    position embeddings: :func:`~.fairness.decay_groups`) at the arm's learning rate (``config.arm_lr(kind)``),
+    with a linear warm-up and a cosine decay,
     label-smoothed cross-entropy, random horizontal flips. The curve points (:func:`~.scoring.curve_steps`, on
     the validation split) are measured once the model is built (update 0) and after the updates they name
     (:meth:`after_update`), and the model is saved there to ``checkpoint_dir/<kind>_<update>.safetensors`` when
@@ -64,7 +65,7 @@ class BenchArm(Recipe):
             for variant in (CURVE_VARIANTS if config.curve_points > 0 else ())
         }
         self.steps = max(1, int(config.epochs * len(self.data) / config.batch_size))
-        optimizer = torch.optim.AdamW(decay_groups(self.model, config.weight_decay), lr=config.lr)
+        optimizer = torch.optim.AdamW(decay_groups(self.model, config.weight_decay), lr=config.arm_lr(self.kind))
         schedule = warmup_cosine(optimizer, self.steps, max(1, int(config.warmup * self.steps)))
         self.generator = torch.Generator().manual_seed(config.seed)
         passes = math.ceil(config.epochs) + 1

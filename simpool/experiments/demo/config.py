@@ -24,6 +24,8 @@ class DemoConfig:
         gamma: SimPool's exponent (paper: 1.25 for ViTs).
         train_images: training images drawn from the bench's train split.
         epochs: passes over them; batch_size, lr, weight_decay, warmup: AdamW with a cosine schedule.
+        cls_lr, simpool_lr: one arm's own learning rate (unset: ``lr``), as ``simpool demo --choose-lr`` chooses
+            it on the validation split (:mod:`.lr_choice`).
         eval_images: images of ``eval_split`` per variant (the final evaluation, the baselines and the matched
             checkpoints score the same ones); figure_images: rows of the figure.
         curve_points: evaluations (and checkpoints) at regular updates during training, besides one at
@@ -47,6 +49,8 @@ class DemoConfig:
     epochs: float = 2.0
     batch_size: int = 128
     lr: float = 1e-3
+    cls_lr: float | None = None
+    simpool_lr: float | None = None
     weight_decay: float = 0.05
     warmup: float = 0.05
     eval_images: int = 2000
@@ -64,8 +68,13 @@ class DemoConfig:
         **dict.fromkeys(("image_size", "patch_size", "embed_dim", "depth", "num_heads", "batch_size"), "[1, inf)"),
         **dict.fromkeys(("train_images", "eval_images", "curve_images"), "[1, inf)"),
         **dict.fromkeys(("figure_images", "curve_points"), "[0, inf)"),
-        "epochs": "(0, inf)",
+        **dict.fromkeys(("epochs", "lr", "cls_lr", "simpool_lr"), "(0, inf)"),
     }
+
+    def arm_lr(self, kind: str) -> float:
+        """The learning rate the arm ``kind`` (``cls`` or ``simpool``) trains at: its own, else ``lr``."""
+        own = getattr(self, f"{kind}_lr") if kind in MODELS else None
+        return self.lr if own is None else own
 
     def bench(self) -> BenchConfig:
         return BenchConfig(

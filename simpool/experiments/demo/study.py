@@ -52,6 +52,7 @@ class DemoStudy:
             "result": result,
             "outputs": outputs,
             "parameters": parameters,
+            "lr": self.config.arm_lr(kind),
             "evaluation_seconds": seconds,
         }
 
@@ -94,8 +95,8 @@ class DemoStudy:
 
     @staticmethod
     def result(arm: dict) -> dict:
-        """An arm's ``results`` entry: training summary, parameter count, final scores."""
-        keys = ("seconds", "steps", "loss", "curve_seconds", "parameters")
+        """An arm's ``results`` entry: training summary, parameter count, learning rate, final scores."""
+        keys = ("seconds", "steps", "loss", "curve_seconds", "parameters", "lr")
         return {**{key: arm[key] for key in keys}, **arm["result"]}
 
     @staticmethod

@@ -10,6 +10,7 @@ the function that writes it from the JSON files under ``docs/results/``. Typed n
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import re
@@ -333,6 +334,31 @@ def demo_seeds(folder: str, command: str = "simpool demo seed=S --out DIR", how:
     return table
 
 
+def lr_choice(folder: str) -> Callable[[], str]:
+    """Each arm's learning rate chosen on ``val`` (``simpool demo --choose-lr``, kept in ``folder/lr_choice.json``),
+    rebuilt by the library's own :func:`simpool.experiments.demo.lr_choice.lr_table`, then the grid runs' commands."""
+
+    def table() -> str:
+        from simpool.experiments.demo.lr_choice import lr_table
+
+        choice = load(f"{folder}/lr_choice.json")
+        runs = list(dict.fromkeys(point["run"] for arm in choice["arms"].values() for point in arm["grid"]))
+        reports = [json.loads((HERE.parents[1] / run / "report.json").read_text()) for run in runs]
+        versions = reports[0]["versions"]
+        lrs = ", ".join(f"{report['config']['lr']:g}" for report in reports)
+        walls = ", ".join(f"{report['wall_seconds'] / 60:.1f}" for report in reports)
+        threads = ", ".join(str(report["versions"]["threads"]) for report in reports)
+        source = (
+            f"\nFrom `docs/results/{folder}/lr_choice.json` (`simpool demo --choose-lr` of the {len(runs)} folders "
+            f"`{folder}/lr_L`) and `lr_L/report.json` (`simpool demo lr=L eval_split=val --out DIR`, L = {lrs}); "
+            f"simpool {versions['simpool']}, torch {versions['torch']}, timm {versions['timm']}; threads per run: "
+            f"{threads}; wall minutes per run: {walls}.\n"
+        )
+        return lr_table(choice) + "\n" + source
+
+    return table
+
+
 PROBE_VARIANTS = ("original", "only_fg", "mixed_same", "mixed_rand")
 PROBE_FIXED = ("uniform", "centre", "box_prior")  # the maps that need no model
 
@@ -372,6 +398,35 @@ def _probe_head_rows(results: list[dict], variants: list[str]) -> list[list]:
     return rows
 
 
+def dino_backbone() -> str:
+    """The DINO bench backbone of the probing study: per epoch its loss and the k-NN top-1 its monitor measured."""
+    folder = "probe_bench/dino_backbone"
+    run = load(f"{folder}/run.json")
+    with open(HERE / folder / "log.csv", newline="") as handle:
+        epochs = list(csv.DictReader(handle))
+    header = ["epoch", "updates", "train loss", "k-NN top-1 `val`", "k-NN top-5 `val`", "images/s"]
+    rows = [
+        [int(e["epoch"]) + 1, e["update"], f"{float(e['train_loss']):.3f}", f"{float(e['knn_top1']):.1f}"]
+        + [f"{float(e['knn_top5']):.1f}", f"{float(e['images_per_s']):.0f}"]
+        for e in epochs
+    ]
+    minutes = sum(float(e["time_s"]) for e in epochs) / 60
+    commands = "; ".join(f"`{command}`" for command in run["commands"])
+    source = (
+        f"\nFrom `docs/results/{folder}/log.csv` and `config.yaml` (the run's own) and `run.json`: {commands} on "
+        f"{run['machine']}, {run['date']}; {minutes:.0f} minutes of training ({run['note']}).\n"
+    )
+    return markdown(header, rows) + source
+
+
+def _probe_runs(runs: list[dict]) -> str:
+    """``probe seeds 0, 1, 2 on `a.safetensors```, or per seed its checkpoint when the runs probe several."""
+    checkpoints = [re.search(r"--checkpoint (\S+)", run["command"]).group(1) for run in runs]
+    if len(set(checkpoints)) == 1:
+        return f"probe seeds {', '.join(str(run['seed']) for run in runs)} on `{checkpoints[0]}`"
+    return "probe seed " + ", ".join(f"{run['seed']} on `{c}`" for run, c in zip(runs, checkpoints, strict=True))
+
+
 def probe_bench(folder: str) -> Callable[[], str]:
     """The probing study kept in ``folder`` (``docs/examples/probe_study.py``): per backbone, each head's top-1 on
     the test split and on IN-9 variants, its BG-gap, MaxBoxAccV2 and PxAP, and its margin over the strongest map
@@ -387,9 +442,8 @@ def probe_bench(folder: str) -> Callable[[], str]:
             variants = [v for v in PROBE_VARIANTS if v in results[0]["heads"][0]["test_sets"]]
             header = ["head", "lr", "top-1 `test`", *(f"`{v}`" for v in variants), "BG-gap", "MaxBoxAccV2", "PxAP"]
             header += ["its own mean map's MaxBoxAccV2", "MaxBoxAccV2 - strongest fixed map"]
-            seeds = ", ".join(str(run["seed"]) for run in runs)
             rows = _probe_head_rows(results, variants)
-            parts.append(f"**{name}** (probe seeds {seeds}):\n\n" + markdown(header, rows))
+            parts.append(f"**{name}** ({_probe_runs(runs)}):\n\n" + markdown(header, rows))
             maps = [
                 [name_, *(_spread([r["baselines"][name_][m] for r in results], 1) for m in ("MaxBoxAccV2", "PxAP"))]
                 for name_ in PROBE_FIXED
@@ -450,7 +504,9 @@ TABLES: dict[str, Callable[[], str]] = {
     ),
     "make-demo-time": make_demo_time,
     "old-bench-converge": old_bench_converge,
+    "lr-choice": lr_choice("demo_default/lr_grid"),
     "probe-bench": probe_bench("probe_bench"),
+    "dino-backbone": dino_backbone,
     "pxap-parity": pxap_parity,
     "maxboxacc-parity": maxboxacc_parity,
     "probe-heads-parity": probe_heads_parity,

@@ -61,6 +61,7 @@ def test_demo_end_to_end_writes_report_figures_and_weights(tmp_path, capsys):
         result = report["results"][kind]
         assert (result["steps"], result["loss"]) == (4, trained["loss"])
         assert result["parameters"] == parameter_count(trained["model"])
+        assert result["lr"] == config.arm_lr(kind) == config.lr  # each arm's rate, stated
         scored, outputs = score_model(kind, trained["model"], config, device, datasets, progress=False)
         assert {key: result[key] for key in scored} == scored
         assert report["baselines"]["mean_map"][kind] == mean_map_scores(outputs, config.patch_size)

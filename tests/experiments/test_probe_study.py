@@ -52,6 +52,9 @@ def test_the_study_keeps_each_run_writes_a_true_board_and_a_table(tmp_path, monk
     first = json.loads((out / "a_s0" / "results.json").read_text())["heads"][0]
     second = json.loads((out / "a_s1" / "results.json").read_text())["heads"][0]
     third = json.loads((out / "a_s2" / "results.json").read_text())["heads"][0]
-    assert text.startswith("**a** (probe seeds 0, 1, 2):")
+    assert text.startswith("**a** (probe seeds 0, 1, 2 on `a.safetensors`):")
+    # runs of one name on several checkpoints (one backbone seed each) name each run's checkpoint
+    runs = [{"seed": s, "command": f"simpool probe --checkpoint {c}.safetensors"} for s, c in enumerate("xy")]
+    assert tables._probe_runs(runs) == "probe seed 0 on `x.safetensors`, 1 on `y.safetensors`"
     mean = (first["test_top1"] + second["test_top1"] + third["test_top1"]) / 3
     assert "| `linear` |" in text and f"| {mean:.1f} ± " in text  # the mean ± std over the three seeds

@@ -311,6 +311,17 @@ def demo_run(path: str, command: str = DEMO_COMMAND, settings: str = "the defaul
     return table
 
 
+def _demo_runs(reports: list[dict]) -> str:
+    """What made a table's ``simpool demo`` runs: the versions, and each run's threads and wall minutes."""
+    versions = reports[0]["versions"]
+    walls = ", ".join(f"{report['wall_seconds'] / 60:.1f}" for report in reports)
+    threads = ", ".join(str(report["versions"]["threads"]) for report in reports)
+    return (
+        f"simpool {versions['simpool']}, torch {versions['torch']}, timm {versions['timm']}; threads per run: "
+        f"{threads}; wall minutes per run: {walls}"
+    )
+
+
 def demo_seeds(folder: str, command: str = "simpool demo seed=S --out DIR", how: str = "") -> Callable[[], str]:
     """The paired table of ``simpool demo --pair`` kept in ``folder/paired.json``, rebuilt from its numbers by the
     library's own :func:`simpool.experiments.demo.seeds.paired_table`, then the runs' commands and machine.
@@ -321,13 +332,9 @@ def demo_seeds(folder: str, command: str = "simpool demo seed=S --out DIR", how:
 
         paired = load(f"{folder}/paired.json")
         reports = [load(f"{folder}/seed_{run['seed']}/report.json") for run in paired["runs"]]
-        versions = reports[0]["versions"]
-        walls = ", ".join(f"{report['wall_seconds'] / 60:.1f}" for report in reports)
-        threads = ", ".join(str(report["versions"]["threads"]) for report in reports)
         source = (
             f"\nFrom `docs/results/{folder}/paired.json` (`simpool demo --pair` of the {len(reports)} folders) and "
-            f"`seed_S/report.json` (`{command}`); simpool {versions['simpool']}, torch {versions['torch']}, timm "
-            f"{versions['timm']}; threads per run: {threads}; wall minutes per run: {walls}{how}.\n"
+            f"`seed_S/report.json` (`{command}`); {_demo_runs(reports)}{how}.\n"
         )
         return paired_table(paired) + "\n" + source
 
@@ -344,15 +351,11 @@ def lr_choice(folder: str) -> Callable[[], str]:
         choice = load(f"{folder}/lr_choice.json")
         runs = list(dict.fromkeys(point["run"] for arm in choice["arms"].values() for point in arm["grid"]))
         reports = [json.loads((HERE.parents[1] / run / "report.json").read_text()) for run in runs]
-        versions = reports[0]["versions"]
         lrs = ", ".join(f"{report['config']['lr']:g}" for report in reports)
-        walls = ", ".join(f"{report['wall_seconds'] / 60:.1f}" for report in reports)
-        threads = ", ".join(str(report["versions"]["threads"]) for report in reports)
         source = (
             f"\nFrom `docs/results/{folder}/lr_choice.json` (`simpool demo --choose-lr` of the {len(runs)} folders "
             f"`{folder}/lr_L`) and `lr_L/report.json` (`simpool demo lr=L eval_split=val --out DIR`, L = {lrs}); "
-            f"simpool {versions['simpool']}, torch {versions['torch']}, timm {versions['timm']}; threads per run: "
-            f"{threads}; wall minutes per run: {walls}.\n"
+            f"{_demo_runs(reports)}.\n"
         )
         return lr_table(choice) + "\n" + source
 

@@ -56,35 +56,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_no_progress(parser)
 
 
-def pair(args: argparse.Namespace) -> int:
-    """``--pair``: the paired table of finished runs, printed and written to ``paired.json``."""
-    if args.overrides or args.quick:
-        raise ValueError("--pair reads finished runs: it takes no key=value overrides and no --quick")
-    out = args.out or PAIR_OUT
-    check_writable(out, kind="folder")
-    paired = pair_runs(args.pair, out)
-    print(paired["table"])
-    print(f"paired: {paired['paired_json']}")
-    return 0
+# the options that read finished runs: option -> (default --out, reader, what it wrote, its key in the result)
+READERS = {
+    "pair": (PAIR_OUT, pair_runs, "paired", "paired_json"),
+    "choose_lr": (CHOICE_OUT, choose_lr, "choice", "lr_choice_json"),
+}
 
 
-def choose(args: argparse.Namespace) -> int:
-    """``--choose-lr``: each arm's learning rate from finished val runs, printed and written to ``lr_choice.json``."""
+def read_finished(args: argparse.Namespace, option: str) -> int:
+    """``--pair`` or ``--choose-lr``: a table of finished runs, printed and written to a JSON file in ``--out``."""
     if args.overrides or args.quick:
-        raise ValueError("--choose-lr reads finished runs: it takes no key=value overrides and no --quick")
-    out = args.out or CHOICE_OUT
+        flag = "--" + option.replace("_", "-")
+        raise ValueError(f"{flag} reads finished runs: it takes no key=value overrides and no --quick")
+    default, reader, label, key = READERS[option]
+    out = args.out or default
     check_writable(out, kind="folder")
-    choice = choose_lr(args.choose_lr, out)
-    print(choice["table"])
-    print(f"choice: {choice['lr_choice_json']}")
+    result = reader(getattr(args, option), out)
+    print(result["table"])
+    print(f"{label}: {result[key]}")
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.pair is not None:
-        return pair(args)
-    if args.choose_lr is not None:
-        return choose(args)
+    for option in READERS:
+        if getattr(args, option) is not None:
+            return read_finished(args, option)
     args.out = args.out or DEMO_OUT
     check_writable(args.out, kind="folder")
     if args.fashion_mnist_dir:

@@ -73,7 +73,9 @@ class DemoConfig:
 
     def arm_lr(self, kind: str) -> float:
         """The learning rate the arm ``kind`` (``cls`` or ``simpool``) trains at: its own, else ``lr``."""
-        own = getattr(self, f"{kind}_lr") if kind in MODELS else None
+        if kind not in MODELS:
+            raise ValueError(f"unknown model kind {kind!r}; valid kinds: {', '.join(MODELS)}")
+        own = getattr(self, f"{kind}_lr")
         return self.lr if own is None else own
 
     def bench(self) -> BenchConfig:

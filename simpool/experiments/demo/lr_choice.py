@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 
 from ...utils import write_json
-from .config import MODELS
+from .config import MODELS, DemoConfig
+from .seeds import first_difference
 
 CRITERION = "acc_original"  # val top-1 on the bench's original images
 SHOWN = ("acc_original", "acc_mixed_rand", "MaxBoxAccV2")  # in the table, for the reader; only CRITERION chooses
@@ -22,9 +23,8 @@ LR_KEYS = ("lr", *(f"{kind}_lr" for kind in MODELS))  # the config fields a grid
 
 
 def arm_lr(config: dict, kind: str) -> float:
-    """The learning rate the arm ``kind`` of a report's ``config`` trained at (its own, else ``lr``)."""
-    own = config.get(f"{kind}_lr")
-    return config["lr"] if own is None else own
+    """The learning rate the arm ``kind`` of a report's ``config`` trained at (:meth:`DemoConfig.arm_lr`)."""
+    return DemoConfig(**config).arm_lr(kind)
 
 
 def read_grid(run_dirs: list[str | Path]) -> list[tuple[str, dict]]:
@@ -48,13 +48,8 @@ def read_grid(run_dirs: list[str | Path]) -> list[tuple[str, dict]]:
                 f"{run} was scored on {config.get('eval_split')!r}: choose learning rates on runs with "
                 "eval_split=val, and score the chosen ones on test once"
             )
-        first = grid[0][1]["config"] if grid else config
-        for key in sorted(set(first) | set(config)):
-            if key not in LR_KEYS and first.get(key) != config.get(key):
-                raise ValueError(
-                    f"{run} differs from {grid[0][0] if grid else run} in {key} ({config.get(key)!r} against "
-                    f"{first.get(key)!r}): a grid varies the learning rate alone"
-                )
+        if grid and (difference := first_difference(grid[0][1]["config"], config, LR_KEYS)):
+            raise ValueError(f"{run} differs from {grid[0][0]} in {difference}: a grid varies the learning rate alone")
         for kind in MODELS:
             lr = arm_lr(config, kind)
             if lr in seen[kind]:

@@ -98,6 +98,15 @@ def over_strongest(reports: list[dict], metrics=("MaxBoxAccV2", "PxAP")) -> dict
     return margins
 
 
+def first_difference(first: dict, config: dict, ignore: tuple[str, ...] = ()) -> str | None:
+    """The first key (sorted) but ``ignore`` where two runs' configs differ, as ``"key (value against first's)"``;
+    None when they agree."""
+    for key in sorted(set(first) | set(config)):
+        if key not in ignore and first.get(key) != config.get(key):
+            return f"{key} ({config.get(key)!r} against {first.get(key)!r})"
+    return None
+
+
 def read_runs(run_dirs: list[str | Path]) -> list[dict]:
     """The ``report.json`` of each run folder, checked: one setting (every config field but ``seed`` equal), one
     run per seed, reports with baselines.
@@ -119,13 +128,8 @@ def read_runs(run_dirs: list[str | Path]) -> list[dict]:
         if seed in seeds:
             raise ValueError(f"{seeds[seed]} and {run} have the same seed {seed}: pair one run per seed")
         seeds[seed] = run
-        first = reports[0]["config"] if reports else report["config"]
-        for key in sorted(set(first) | set(report["config"])):
-            if key != "seed" and first.get(key) != report["config"].get(key):
-                raise ValueError(
-                    f"{run} differs from {run_dirs[0]} in {key} ({report['config'].get(key)!r} against "
-                    f"{first.get(key)!r}): pair runs of one setting"
-                )
+        if reports and (difference := first_difference(reports[0]["config"], report["config"], ("seed",))):
+            raise ValueError(f"{run} differs from {run_dirs[0]} in {difference}: pair runs of one setting")
         reports.append(report)
     return reports
 

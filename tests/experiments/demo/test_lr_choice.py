@@ -102,6 +102,8 @@ def test_choose_lr_takes_no_overrides_and_not_pair(tmp_path, capsys):
 def test_arm_lr_is_the_arms_own_else_lr():
     config = demo_config("quick", lr=1e-3, simpool_lr=3e-3)
     assert (config.arm_lr("cls"), config.arm_lr("simpool")) == (1e-3, 3e-3)
+    with pytest.raises(ValueError, match="unknown model kind 'gap'; valid kinds: cls, simpool"):
+        config.arm_lr("gap")
     with pytest.raises(ValueError, match="config key 'cls_lr' must be in \\(0, inf\\), got 0"):
         demo_config("quick", cls_lr=0.0)
 

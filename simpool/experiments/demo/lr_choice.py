@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ...evaluate.attention_quality import strongest_baseline
 from ...utils import write_json
+from ..bench_report import FIXED_BASELINES
 from .config import MODELS, DemoConfig
 from .seeds import first_difference
 
@@ -59,6 +61,20 @@ def read_grid(run_dirs: list[str | Path]) -> list[tuple[str, dict]]:
     return grid
 
 
+def grid_point(run: str, report: dict, kind: str) -> dict:
+    """One arm of one grid run: its rate, its ``SHOWN`` scores and, beside its MaxBoxAccV2, the maps that ignore the
+    image on the same ``val`` images: the strongest fixed map (``strongest_map``) and the arm's own mean map."""
+    baselines = report["baselines"]
+    fixed = {name: baselines[name] for name in FIXED_BASELINES}
+    return {
+        "lr": arm_lr(report["config"], kind),
+        "run": run,
+        **{metric: report["results"][kind][metric] for metric in SHOWN},
+        "strongest_map": strongest_baseline(fixed)[1],
+        "mean_map": baselines["mean_map"][kind]["MaxBoxAccV2"],
+    }
+
+
 def choose_lr(run_dirs: list[str | Path], out: str | Path | None = None) -> dict:
     """Each arm's learning rate (:func:`read_grid`): ``{"criterion", "split", "config", "arms": {kind: {"grid":
     [{"lr", "run", SHOWN...}] by rate, "lr"}}, "overrides", "table"}``; written to ``out/lr_choice.json`` when
@@ -66,13 +82,7 @@ def choose_lr(run_dirs: list[str | Path], out: str | Path | None = None) -> dict
     grid = read_grid(run_dirs)
     arms = {}
     for kind in MODELS:
-        points = sorted(
-            (
-                {"lr": arm_lr(report["config"], kind), "run": run, **{m: report["results"][kind][m] for m in SHOWN}}
-                for run, report in grid
-            ),
-            key=lambda point: point["lr"],
-        )
+        points = sorted((grid_point(run, report, kind) for run, report in grid), key=lambda point: point["lr"])
         best = max(points, key=lambda point: (point[CRITERION], -point["lr"]))
         arms[kind] = {"grid": points, "lr": best["lr"]}
     config = {key: value for key, value in grid[0][1]["config"].items() if key not in LR_KEYS}
@@ -92,10 +102,12 @@ def choose_lr(run_dirs: list[str | Path], out: str | Path | None = None) -> dict
 def lr_table(choice: dict) -> str:
     """Markdown: per arm and learning rate, the ``val`` scores, the chosen rate marked; then the overrides."""
     lines = [f"Scores on {choice['split']}; each arm's rate chosen by {choice['criterion']}.", ""]
-    lines += [f"| arm | lr | {' | '.join(SHOWN)} | chosen |", "|---|---|" + "---|" * len(SHOWN) + "---|"]
+    header = [*SHOWN, "strongest map ignoring the image", "its own mean map"]
+    lines += [f"| arm | lr | {' | '.join(header)} | chosen |", "|---|---|" + "---|" * len(header) + "---|"]
     for kind, arm in choice["arms"].items():
         for point in arm["grid"]:
             cells = [f"{point[m]:.3f}" if m.startswith("acc_") else f"{point[m]:.1f}" for m in SHOWN]
+            cells += [f"{point['strongest_map']:.1f}", f"{point['mean_map']:.1f}"]
             mark = "yes" if point["lr"] == arm["lr"] else ""
             lines.append(f"| {kind} | {point['lr']:g} | {' | '.join(cells)} | {mark} |")
     lines.append(f"\nthe final runs: simpool demo ... {choice['overrides']}")

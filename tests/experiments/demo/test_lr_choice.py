@@ -57,8 +57,10 @@ def test_choose_lr_command_writes_the_choice_and_prints_the_overrides(tmp_path, 
     printed = capsys.readouterr().out
     written = json.loads((out / "lr_choice.json").read_text())
     assert written["arms"]["simpool"]["lr"] == 3e-3 and written["table"] in printed
-    assert "| cls | 0.001 | 0.750 | 0.600 | 40.0 | yes |" in printed  # lr, top-1 original, mixed_rand, MaxBoxAccV2
-    assert "| cls | 0.003 | 0.720 | 0.600 | 40.0 |  |" in printed
+    # lr, top-1 original, mixed_rand, MaxBoxAccV2; beside it the strongest fixed map (box_prior 22) and the own mean map
+    assert "| cls | 0.001 | 0.750 | 0.600 | 40.0 | 22.0 | 30.0 | yes |" in printed
+    assert "| cls | 0.003 | 0.720 | 0.600 | 40.0 | 22.0 | 30.0 |  |" in printed
+    assert "| simpool | 0.003 | 0.780 | 0.600 | 50.0 | 22.0 | 31.0 | yes |" in printed
     assert "simpool demo ... cls_lr=0.001 simpool_lr=0.003" in printed
 
 

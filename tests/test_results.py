@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,7 @@ def test_the_committed_probe_board_is_what_its_kept_runs_give():
     from simpool.cli.main import main
 
     study = ROOT / "docs" / "results" / "probe_bench"
-    runs = sorted(str(path.parent) for path in study.glob("*/results.json"))
-    assert len(runs) >= 2  # the supervised and the randomly initialised backbones
+    record = json.loads((study / "study.json").read_text())["runs"]
+    runs = [f"{run['name']}={study / run['name']}_s{run['seed']}" for run in record]
+    assert len({run["name"] for run in record}) >= 2  # the supervised and the randomly initialised backbones
     assert main(["board", *runs, "--out", str(study / "board"), "--check"]) == 0

@@ -9,8 +9,9 @@ Each backbone (a checkpoint of the bench ViT, given a short NAME) is probed once
 `simpool probe PROBE_ARGS --checkpoint CHECKPOINT --seed S --out RUNS_DIR/NAME_sS` (a finished run is only read
 again). Its `results.json` is copied to `OUT/NAME_sS/results.json`; `OUT/study.json` records the commands, the
 machine, the date, the load and each run's wall seconds (the runs an earlier study.json there kept stay, so seeds
-can be added later; `command` is then this invocation's); `simpool board` then writes `OUT/board/` from the copies,
-so that `simpool board OUT/*_s*/ --out OUT/board --check` keeps the committed board true.
+can be added later; `command` is then this invocation's); `simpool board NAME=OUT/NAME_sS ...` then writes
+`OUT/board/` from the copies, each backbone's seeds one row per head, so that the same command with `--check`
+keeps the committed board true.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds
     ]
     runs = merged(args.out / "study.json", runs)
-    folders = [str(args.out / f"{run['name']}_s{run['seed']}") for run in runs]
+    folders = [f"{run['name']}={args.out / run['name']}_s{run['seed']}" for run in runs]  # a name: one backbone
     code = simpool(["board", *folders, "--out", str(args.out / "board")])
     write_record(args.out / "study.json", head, {"runs": runs})
     print(json.dumps(runs, indent=1))

@@ -379,17 +379,22 @@ def _probe_head_rows(results: list[dict], variants: list[str]) -> list[list]:
     """One row per head at its selected setting (and the k-NN row), over the runs (seeds) of one backbone; top-1 on
     each of ``variants``, the head's MaxBoxAccV2 and PxAP, the same score of its own mean map (its attention averaged
     over the test images, used for every image) and its margin over the strongest of the maps that need no model;
-    ``-`` where a run has no such number."""
+    ``-`` where a run has no such number, ``no map`` where the head's maps are constant (GAP's uniform attention:
+    :func:`simpool.evaluate.attention_quality.read_scores`)."""
+    from simpool.evaluate.attention_quality import read_scores
+
     strongest = [max(r["baselines"][name]["MaxBoxAccV2"] for name in PROBE_FIXED) for r in results]
     rows = []
     for index, head in enumerate([*results[0]["heads"], results[0]["knn"]]):
-        runs = [[*r["heads"], r["knn"]][index] for r in results]
+        runs = [read_scores([*r["heads"], r["knn"]][index]) for r in results]
         assert all(run["label"] == head["label"] for run in runs), "runs of one backbone must probe the same heads"
         lrs = "/".join(sorted({f"{run['lr']:g}" for run in runs})) if "lr" in head else "-"
         cells = [_spread([run["test_top1"] for run in runs], 1)]
         cells += [_spread([run["test_sets"][v]["top1"] for run in runs], 1) for v in variants]
         cells.append(_spread([run["bg_gap"] for run in runs], 1) if "bg_gap" in head else "-")
-        if "MaxBoxAccV2" in head:
+        if any(run.get("MaxBoxAccV2", 0) is None for run in runs):  # a constant map: nothing to score
+            cells += ["no map (constant)", "-", "-", "-"]
+        elif "MaxBoxAccV2" in head:
             cells += [_spread([run[m] for run in runs], 1) for m in ("MaxBoxAccV2", "PxAP")]
             own = f"mean_map/{head['label']}"
             cells.append(_spread([r["baselines"][own]["MaxBoxAccV2"] for r in results], 1))

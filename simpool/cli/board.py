@@ -11,11 +11,19 @@ from ..utils import atomic_write_bytes
 EXAMPLE = """example:
   simpool board runs/probe_dino runs/probe_sup --out board/
   simpool board runs/probe_dino runs/probe_sup --out board/ --check   # exit 1 when board/board.md is stale
+  simpool board sup=runs/sup_s0 sup=runs/sup_s1 dino=runs/dino_s0 --out board/   # runs of one NAME: one backbone
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="probe run folders (or their results.json files)")
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="probe run folders (or their results.json files), each as RUN or NAME=RUN: runs of one NAME are one "
+        "backbone on the board (its seeds), whatever their checkpoints; without a name a backbone is its model and "
+        "checkpoint",
+    )
     parser.add_argument("--out", required=True, help="the board's folder: board.md, board.csv, board.png")
     parser.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 when OUT/board.md differs from what the runs give"

@@ -12,6 +12,11 @@
 :func:`baseline_scores` scores the maps that ignore the image (:mod:`simpool.evaluate.baselines`) the same way:
 every attention score stands beside them.
 
+A set of maps that are each one value over all their locations (the uniform attention of GAP or of a head that
+updates every token alike) ranks no location above another: its ranking scores (``RANKED``) are ``None``, not the
+0 MaxBoxAccV2 that min-max normalising it to zeros would give, and its mask mass is the uniform map's.
+:func:`read_scores` reads scores written before that rule the same way.
+
 ``attention_quality`` scores a set of low-resolution maps ``(N, h, w)`` with all of them: each map goes the
 reference's own route (bicubic to 224, min-max) for MaxBoxAccV2, is thresholded on its patch grid for DINO-seg,
 and is upsampled bilinearly to its mask's size for the mass. The probes (``simpool probe``) and the demo
@@ -30,6 +35,27 @@ from .baselines import image_independent, mean_map
 from .discovery import corloc, dino_seg
 from .localization import max_box_acc_v2
 from .pixel_ap import pxap
+
+RANKED = ("MaxBoxAccV2", "BoxAcc@50", "CorLoc", "PxAP")  # the scores of how a map ranks its locations
+
+
+def constant_maps(maps: np.ndarray) -> bool:
+    """Whether every one of the ``(N, h, w)`` maps is a single value over its locations (and there is one)."""
+    maps = np.asarray(maps)
+    if maps.size == 0:
+        return False
+    flat = maps.reshape(len(maps), -1)  # (N, h * w)
+    return bool((flat.max(axis=1) == flat.min(axis=1)).all())
+
+
+def read_scores(scores: dict) -> dict:
+    """``scores`` (a head's or a baseline's) with the ranking scores of constant maps ``None``: outputs written
+    before :func:`attention_quality` left them unscored gave such maps MaxBoxAccV2 0 and the uniform map's mask
+    mass (to float32 rounding); those read as unscored."""
+    legacy = scores.get("MaxBoxAccV2") == 0 and "uniform_mask_mass" in scores and scores.get("mask_mass") is not None
+    if legacy and abs(scores["mask_mass"] - scores["uniform_mask_mass"]) <= 1e-6:
+        return {**scores, **{key: None for key in RANKED if key in scores}}
+    return scores
 
 
 def mask_mass(maps: np.ndarray, masks: np.ndarray) -> float:
@@ -74,19 +100,22 @@ def attention_quality(
     """``{"MaxBoxAccV2", "BoxAcc@50"}`` (percent) with ``boxes`` (per image ``(G, 4)`` in pixels of its
     ``(W, H)`` size), and ``"CorLoc"`` (percent) with them when ``patch_size`` (pixels per patch of the maps)
     is given; ``{"PxAP"}`` (percent) and ``{"mask_mass", "uniform_mask_mass"}`` (fractions) with ``masks``
-    ``(N, H, W)``."""
+    ``(N, H, W)``. Constant maps (:func:`constant_maps`) get ``None`` for the ranking scores."""
     maps = np.asarray(maps)  # (N, h, w), in its own precision (float64 when not floating)
     if not np.issubdtype(maps.dtype, np.floating):
         maps = maps.astype(np.float64)
-    result: dict[str, float] = {}
-    if boxes is not None:
+    result: dict[str, float | None] = {}
+    constant = constant_maps(maps)
+    if boxes is not None and constant:
+        result.update({"MaxBoxAccV2": None, "BoxAcc@50": None, **({"CorLoc": None} if patch_size is not None else {})})
+    elif boxes is not None:
         scores = max_box_acc_v2(maps, boxes, image_sizes, cam_curve_interval=cam_curve_interval)
         result.update({"MaxBoxAccV2": scores["MaxBoxAccV2"], "BoxAcc@50": scores["BoxAcc@50"]})
         if patch_size is not None:
             result["CorLoc"] = dino_seg_corloc(maps, boxes, image_sizes, patch_size)
     if masks is not None:
         masks = np.asarray(masks)
-        result["PxAP"] = pxap(maps, masks.astype(np.uint8), cam_curve_interval=cam_curve_interval)
+        result["PxAP"] = None if constant else pxap(maps, masks.astype(np.uint8), cam_curve_interval=cam_curve_interval)
         result["mask_mass"] = mask_mass(upsample(maps, masks.shape[-2:]), masks)
         result["uniform_mask_mass"] = float(masks.astype(np.float64).mean())  # what a uniform map scores
     return result
@@ -132,7 +161,9 @@ def baseline_scores(
 
 def strongest_baseline(baselines: dict[str, dict[str, float]], metric: str = "MaxBoxAccV2") -> tuple[str, float]:
     """The image-independent map (``uniform``, ``centre``, ``box_prior``) that scores highest on ``metric``."""
-    fixed = {name: scores[metric] for name, scores in baselines.items() if "/" not in name and metric in scores}
+    fixed = {
+        name: scores[metric] for name, scores in baselines.items() if "/" not in name and scores.get(metric) is not None
+    }
     if not fixed:
         raise ValueError(f"no image-independent baseline has {metric!r}")
     name = max(fixed, key=fixed.get)
@@ -140,11 +171,14 @@ def strongest_baseline(baselines: dict[str, dict[str, float]], metric: str = "Ma
 
 
 __all__ = [
+    "RANKED",
     "attention_quality",
     "baseline_maps",
     "baseline_scores",
+    "constant_maps",
     "dino_seg_corloc",
     "mask_mass",
+    "read_scores",
     "strongest_baseline",
     "upsample",
 ]

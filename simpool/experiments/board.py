@@ -19,6 +19,7 @@ import os
 import statistics
 from pathlib import Path
 
+from ..evaluate.attention_quality import read_scores
 from ..train.probe.report import result_rows
 
 RESULTS = "results.json"
@@ -63,33 +64,56 @@ def baseline_rows(result: dict) -> list[dict]:
     """The maps that ignore the image, scored by the run on the same test images (``results.json`` ``baselines``:
     uniform, centre, box prior and each head's own mean map), as rows with their attention scores alone."""
     return [
-        {"head": name, "label": f"{BASELINE}{name}", **{key: scores.get(key) for key in ("MaxBoxAccV2", "PxAP")}}
+        {
+            "head": name,
+            "label": f"{BASELINE}{name}",
+            **{key: read_scores(scores).get(key) for key in ("MaxBoxAccV2", "PxAP")},
+        }
         for name, scores in result.get("baselines", {}).items()
     ]
 
 
-def run_rows(result: dict, run: str) -> list[dict]:
+def run_rows(result: dict, run: str, name: str | None = None) -> list[dict]:
     """One row per head at its selected setting, then the k-NN row, then the image-independent baselines
-    (:func:`baseline_rows`), each with its ``backbone`` and ``run``."""
+    (:func:`baseline_rows`), each with its ``backbone`` (``name``, else :func:`backbone_name`) and ``run``."""
     if "heads" not in result:
         raise ValueError(f"{run}: its {RESULTS} has no 'heads' (not a finished simpool probe run?)")
-    rows = result_rows(result) + baseline_rows(result)
-    name = backbone_name(result)
+    rows = [read_scores(row) for row in result_rows(result)] + baseline_rows(result)
+    name = name or backbone_name(result)
     return [{**row, "label": row.get("label", row["head"]), "backbone": name, "run": run} for row in rows]
 
 
+def named_run(run: str | os.PathLike) -> tuple[str | None, Path]:
+    """``NAME=PATH`` as ``(NAME, PATH)`` (runs of one name are one backbone on the board, their seeds say), a plain
+    path (or one that exists with a ``=`` in it) as ``(None, path)``."""
+    text = str(run)
+    name, _, path = text.partition("=")
+    if not path or Path(text).exists():
+        return None, Path(text)
+    if not name:
+        raise ValueError(f"{text}: give NAME=RUN with a name, or a run folder")
+    return name, Path(path)
+
+
 def gather(runs: list[str | os.PathLike], out: str | os.PathLike) -> list[dict]:
-    """Every run's rows, each ``run`` its folder relative to ``out``; the runs sorted by resolved path (the board
-    does not depend on the order they are given in, nor on how they are spelt)."""
+    """Every run's rows, each ``run`` its folder relative to ``out`` and its backbone named by ``NAME=`` where it
+    has one (:func:`named_run`); the runs sorted by resolved path (the board does not depend on the order they are
+    given in, nor on how they are spelt)."""
     if not runs:
         raise ValueError("no run given: name probe run folders (or their results.json files)")
-    rows, base = [], Path(out).resolve()
-    for path in sorted({results_path(run).resolve() for run in runs}):
+    rows, base, names = [], Path(out).resolve(), {}
+    for run in runs:
+        name, path = named_run(run)
+        path = results_path(path).resolve()
+        if names.get(path, name) != name:
+            raise ValueError(f"{path} is given twice, as {names[path]} and as {name}")
+        names[path] = name
+    for path in sorted(names):
         try:
             result = json.loads(path.read_text())
         except json.JSONDecodeError as error:
             raise ValueError(f"{path} is not valid JSON: {error}") from None
-        rows += run_rows(result, Path(os.path.relpath(path.parent, base)).as_posix())
+        rows += run_rows(result, Path(os.path.relpath(path.parent, base)).as_posix(), names[path])
     return rows
 
 
@@ -156,10 +180,18 @@ def board_csv(rows: list[dict]) -> str:
 
 
 def figure_points(rows: list[dict]) -> list[dict]:
-    """The figure's points, one per (backbone, head) with an attention quality: ``{"backbone", "label", "x", "y"}``
-    (x: mean MaxBoxAccV2, y: mean top-1 over the runs). The linear and k-NN rows have no attention and no point."""
+    """The figure's points, one per (backbone, head) with an attention quality: ``{"backbone", "label", "x", "y",
+    "xerr", "yerr"}`` (x: mean MaxBoxAccV2, y: mean top-1 over the runs, the errors their sample std, 0 for one
+    run). The k-NN rows and heads without a scored map (a constant one) have no point."""
     return [
-        {"backbone": row["backbone"], "label": row["label"], "x": row[QUALITY][0], "y": row["test_top1"][0]}
+        {
+            "backbone": row["backbone"],
+            "label": row["label"],
+            "x": row[QUALITY][0],
+            "y": row["test_top1"][0],
+            "xerr": row[QUALITY][1] or 0.0,
+            "yerr": row["test_top1"][1] or 0.0,
+        }
         for row in aggregate(rows)
         if row.get(QUALITY) is not None and row.get("test_top1") is not None
     ]
@@ -189,5 +221,6 @@ __all__ = [
     "board_markdown",
     "figure_points",
     "gather",
+    "named_run",
     "stale",
 ]

@@ -40,7 +40,7 @@ def accuracy_figure(heads: list[dict], path: str | os.PathLike) -> Path:
 
 def score_title(name: str, scores: dict | None) -> str:
     """A column's title: its name, and its MaxBoxAccV2 and PxAP when it has them."""
-    parts = [f"{key} {scores[key]:.1f}" for key in ("MaxBoxAccV2", "PxAP") if scores and key in scores]
+    parts = [f"{key} {scores[key]:.1f}" for key in ("MaxBoxAccV2", "PxAP") if scores and scores.get(key) is not None]
     return "\n".join([name, *parts])
 
 

@@ -7,7 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from simpool.evaluate.attention_quality import attention_quality, baseline_scores, mask_mass, strongest_baseline
+from simpool.evaluate.attention_quality import (
+    attention_quality,
+    baseline_scores,
+    constant_maps,
+    mask_mass,
+    read_scores,
+    strongest_baseline,
+)
 from simpool.evaluate.localization import pxap
 
 
@@ -73,3 +80,27 @@ def test_baselines_are_scored_as_a_model_is():
     assert strongest_baseline(scores) == ("box_prior", 100.0)  # mean_map/m is a model's, not image-independent
     with pytest.raises(ValueError, match="no image-independent baseline has 'CorLoc2'"):
         strongest_baseline(scores, "CorLoc2")
+
+
+def test_constant_maps_rank_nothing_and_get_no_ranking_score():
+    # GAP's attention: one value everywhere. Min-max normalising it gives zeros, which would score MaxBoxAccV2 0 and
+    # PxAP the mask share, as if it were a map; it is none, so those scores are None and its mass the uniform one
+    boxes = [np.array([[0, 0, 16, 16]])] * 2
+    masks = np.zeros((2, 32, 32), dtype=bool)
+    masks[:, :16, :16] = True
+    flat = np.full((2, 4, 4), 1 / 16, dtype=np.float32)
+    scores = attention_quality(flat, boxes, [(32, 32)] * 2, masks, patch_size=8)
+    assert {key: scores[key] for key in ("MaxBoxAccV2", "BoxAcc@50", "CorLoc", "PxAP")} == dict.fromkeys(
+        ("MaxBoxAccV2", "BoxAcc@50", "CorLoc", "PxAP")
+    )
+    assert scores["mask_mass"] == pytest.approx(0.25) and scores["uniform_mask_mass"] == 0.25
+    # one constant map among others is scored as the reference scores it (it finds no box)
+    mixed = flat.copy()
+    mixed[0, :2, :2] = 1.0
+    assert not constant_maps(mixed) and constant_maps(flat) and not constant_maps(flat[:0])
+    assert attention_quality(mixed, boxes, [(32, 32)] * 2)["MaxBoxAccV2"] == 50.0
+    # scores written before this rule read the same way; a real 0 with more than the uniform mass stays
+    old = {"MaxBoxAccV2": 0.0, "BoxAcc@50": 0.0, "PxAP": 25.0, "mask_mass": 0.25000001, "uniform_mask_mass": 0.25}
+    assert read_scores(old) == old | {"MaxBoxAccV2": None, "BoxAcc@50": None, "PxAP": None}
+    real = old | {"mask_mass": 0.3}
+    assert read_scores(real) == real

@@ -102,9 +102,10 @@ def test_the_board_gives_each_backbone_and_head_the_mean_and_std_over_its_runs(r
     rows = gather(runs, tmp_path / "board")
     assert board_markdown(rows) == EXPECTED
     assert baseline_levels(rows) == {"resnet50": 14.0}  # the strongest of uniform and centre (no model needed)
+    dino = {"backbone": "vit_small_patch16_224 (dino.safetensors)", "label": "simpool", "x": 56.5, "y": 69.0}
     assert figure_points(rows) == [
-        {"backbone": "vit_small_patch16_224 (dino.safetensors)", "label": "simpool", "x": 56.5, "y": 69.0},
-        {"backbone": "resnet50", "label": "ep", "x": 30.25, "y": 64.0},
+        dino | {"xerr": 1.0, "yerr": 1.0},  # the sample std over the three seeds
+        {"backbone": "resnet50", "label": "ep", "x": 30.25, "y": 64.0, "xerr": 0.0, "yerr": 0.0},
     ]
 
 
@@ -152,3 +153,48 @@ def test_check_does_not_depend_on_how_the_paths_are_spelt(runs, tmp_path, monkey
 def test_a_folder_without_results_is_one_line(tmp_path, capsys):
     assert main(["board", str(tmp_path), "--out", str(tmp_path / "b")]) == 2
     assert f"{tmp_path}: no results.json there" in capsys.readouterr().err
+
+
+def test_runs_named_alike_are_one_backbone_whatever_their_checkpoints(tmp_path, capsys):
+    # two backbone seeds, each its own checkpoint: without names two backbones, with one name one backbone of 2 runs
+    runs = [
+        _write(
+            tmp_path / f"sup_s{seed}", "vit_tiny", f"/ckpt/sup_s{seed}.safetensors", [_head("ep", 0.01, 60, top1, 9)]
+        )
+        for seed, top1 in enumerate((60.0, 64.0))
+    ]
+    plain = gather(runs, tmp_path / "board")
+    assert sorted({row["backbone"] for row in plain}) == [
+        "vit_tiny (sup_s0.safetensors)",
+        "vit_tiny (sup_s1.safetensors)",
+    ]
+    named = gather([f"supervised={run}" for run in runs], tmp_path / "board")
+    assert "| supervised | ep | 2 | 0.01 | 0.05 | 60.00 ± 0.00 | 62.00 ± 2.83 |" in board_markdown(named)
+    out = tmp_path / "board"
+    assert main(["board", *(f"supervised={run}" for run in runs), "--out", str(out)]) == 0
+    assert main(["board", *(f"supervised={run}" for run in runs), "--out", str(out), "--check"]) == 0
+    assert main(["board", *map(str, runs), "--out", str(out), "--check"]) == 1  # other names: another board
+    capsys.readouterr()
+    assert main(["board", f"a={runs[0]}", f"b={runs[0]}", "--out", str(out)]) == 2
+    assert "is given twice, as a and as b" in capsys.readouterr().err
+    assert main(["board", f"={runs[0]}", "--out", str(out)]) == 2
+    assert "give NAME=RUN with a name" in capsys.readouterr().err
+
+
+def test_a_constant_map_is_unscored_on_the_board_also_in_older_results(tmp_path):
+    # gap's attention is uniform: older results.json scored it MaxBoxAccV2 0 with the uniform map's mask mass
+    old_gap = _head(
+        "gap", 0.01, 50, 50, 9, MaxBoxAccV2=0.0, PxAP=12.61, mask_mass=0.12612231, uniform_mask_mass=0.126122314
+    )
+    new_gap = _head("gap", 0.01, 50, 52, 9, MaxBoxAccV2=None, PxAP=None, mask_mass=0.1261, uniform_mask_mass=0.1261)
+    # a trained map that scored 0 but put more than the uniform share on the object stays scored
+    zero = _head("ep", 0.01, 50, 55, 9, MaxBoxAccV2=0.0, PxAP=14.0, mask_mass=0.2, uniform_mask_mass=0.126122314)
+    runs = [_write(tmp_path / "old", "vit", None, [old_gap, zero]), _write(tmp_path / "new", "vit", None, [new_gap])]
+    rows = gather(runs, tmp_path / "board")
+    assert sorted((row["run"], row["label"], row["MaxBoxAccV2"], row["PxAP"]) for row in rows) == [
+        ("../new", "gap", None, None),
+        ("../old", "ep", 0.0, 14.0),
+        ("../old", "gap", None, None),
+    ]
+    assert [point["label"] for point in figure_points(rows)] == ["ep"]
+    assert "| vit | gap | 2 | 0.01 | 0.05 | 50.00 ± 0.00 | 51.00 ± 1.41 | - | - | 9 |" in board_markdown(rows)

@@ -42,7 +42,9 @@ def test_the_study_keeps_each_run_writes_a_true_board_and_a_table(tmp_path, monk
     assert [(run["name"], run["seed"]) for run in record["runs"]] == [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1)]
     kept = sorted(str(path.parent) for path in out.glob("*_s*/results.json"))
     assert len(kept) == 5
-    assert simpool_main(["board", *kept, "--out", str(out / "board"), "--check"]) == 0
+    named = [f"{Path(run).name.split('_s')[0]}={run}" for run in kept]  # the board names each backbone
+    assert simpool_main(["board", *named, "--out", str(out / "board"), "--check"]) == 0
+    assert "| a | linear | 3 |" in (out / "board" / "board.md").read_text()
 
     spec = importlib.util.spec_from_file_location("results_tables", ROOT / "docs" / "results" / "tables.py")
     tables = importlib.util.module_from_spec(spec)

@@ -204,6 +204,11 @@ def _cell(value, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _score(value):
+    """An attention score for a table: ``-`` where there is none (a head without one, or a constant map)."""
+    return "-" if value is None else value
+
+
 def heads_table(result: dict) -> str:
     """Each head at its selected setting (its options in its name, lr, weight decay), parameters, GFLOPs, held-out
     and test accuracy (a column per further test set, and the BG-gap when the IN-9 variants were tested), attention
@@ -224,7 +229,7 @@ def heads_table(result: dict) -> str:
                 h["test_top1"],
                 h["test_top5"],
                 *extra,
-                *(h.get(key, "-") for key in ATTENTION_SCORES),
+                *(_score(h.get(key)) for key in ATTENTION_SCORES),
             )
         )
     header = ("head", "lr", "wd", "params", "GFLOPs", "held-out top1", "test top1", "test top5")
@@ -235,7 +240,7 @@ def heads_table(result: dict) -> str:
 def baselines_table(result: dict) -> str:
     """The image-independent maps on the same test images, scored as the heads are: ``uniform``, ``centre``,
     ``box_prior`` and each head's ``mean_map``."""
-    rows = [(name, *(s.get(key, "-") for key in ATTENTION_SCORES)) for name, s in result["baselines"].items()]
+    rows = [(name, *(_score(s.get(key)) for key in ATTENTION_SCORES)) for name, s in result["baselines"].items()]
     return format_table(rows, ("baseline", *ATTENTION_HEADER))
 
 
@@ -247,7 +252,7 @@ def attention_lines(result: dict) -> list[str]:
     for metric in ("MaxBoxAccV2", "PxAP"):
         if metric in result["baselines"]["centre"]:
             name, value = strongest_baseline(result["baselines"], metric)
-            above = [h["head"] for h in result["heads"] if h[metric] > value]
+            above = [h["head"] for h in result["heads"] if h.get(metric) is not None and h[metric] > value]
             lines.append(
                 f"{metric}: strongest image-independent baseline {name} {value:.2f}; heads above it: "
                 + (", ".join(above) or "none")

@@ -341,9 +341,10 @@ def demo_seeds(folder: str, command: str = "simpool demo seed=S --out DIR", how:
     return table
 
 
-def lr_choice(folder: str) -> Callable[[], str]:
+def lr_choice(folder: str, settings: str = "") -> Callable[[], str]:
     """Each arm's learning rate chosen on ``val`` (``simpool demo --choose-lr``, kept in ``folder/lr_choice.json``),
-    rebuilt by the library's own :func:`simpool.experiments.demo.lr_choice.lr_table`, then the grid runs' commands."""
+    rebuilt by the library's own :func:`simpool.experiments.demo.lr_choice.lr_table`, then the grid runs' commands
+    (``settings``: their overrides other than the rate, ``depth=8 `` for example)."""
 
     def table() -> str:
         from simpool.experiments.demo.lr_choice import lr_table
@@ -354,12 +355,55 @@ def lr_choice(folder: str) -> Callable[[], str]:
         lrs = ", ".join(f"{report['config']['lr']:g}" for report in reports)
         source = (
             f"\nFrom `docs/results/{folder}/lr_choice.json` (`simpool demo --choose-lr` of the {len(runs)} folders "
-            f"`{folder}/lr_L`) and `lr_L/report.json` (`simpool demo lr=L eval_split=val --out DIR`, L = {lrs}); "
+            f"`{folder}/lr_L`) and `lr_L/report.json` (`simpool demo {settings}lr=L eval_split=val --out DIR`, "
+            f"L = {lrs}); "
             f"{_demo_runs(reports)}.\n"
         )
         return lr_table(choice) + "\n" + source
 
     return table
+
+
+DEPTH_FOLDERS = {4: "demo_default", 8: "demo_depth/depth_8", 12: "demo_depth/depth_12"}  # blocks: paired runs
+
+
+def _paired_cell(row: dict, digits: int) -> str:
+    """``+d [lo, hi] reading`` of one paired difference of ``paired.json``."""
+    low, high = row["ci95"]
+    return f"{row['mean']:+.{digits}f} [{low:.{digits}f}, {high:.{digits}f}] {row['wording']}"
+
+
+def depth_sweep() -> str:
+    """The default demo at several depths (the ``simpool demo --pair`` of each depth's seeds): both arms' test top-1
+    and MaxBoxAccV2, SimPool - CLS with its 95% interval, each arm over the strongest map that ignores the image,
+    the parameters and the wall time per run."""
+    header = ["blocks", "parameters CLS / SimPool", "top-1 `original` CLS / SimPool", "SimPool - CLS"]
+    header += ["MaxBoxAccV2 CLS / SimPool", "SimPool - CLS", "PxAP SimPool - CLS", "strongest fixed map"]
+    header += ["CLS - strongest fixed map", "SimPool - strongest fixed map", "own mean maps CLS / SimPool"]
+    rows, sources = [], []
+    for depth, folder in DEPTH_FOLDERS.items():
+        paired = load(f"{folder}/paired.json")
+        reports = [load(f"{folder}/seed_{run['seed']}/report.json") for run in paired["runs"]]
+        if {report["config"]["depth"] for report in reports} != {depth}:
+            raise SystemExit(f"docs/results/{folder}: runs not of depth {depth}")
+        final, over, results = paired["final"], paired["over_strongest_baseline"], reports[0]["results"]
+        strongest = max(paired["baselines"][name]["MaxBoxAccV2"]["mean"] for name in ("uniform", "centre", "box_prior"))
+        row = [depth, f"{results['cls']['parameters']:,} / {results['simpool']['parameters']:,}"]
+        row += [f"{final['acc_original']['cls']:.3f} / {final['acc_original']['simpool']:.3f}"]
+        row += [_paired_cell(final["acc_original"], 3)]
+        row += [f"{final['MaxBoxAccV2']['cls']:.1f} / {final['MaxBoxAccV2']['simpool']:.1f}"]
+        row += [_paired_cell(final["MaxBoxAccV2"], 1), _paired_cell(final["PxAP"], 1), f"{strongest:.1f}"]
+        row += [_paired_cell(over[kind]["MaxBoxAccV2"], 1) for kind in ("cls", "simpool")]
+        mean_map = paired["mean_map"]["MaxBoxAccV2"]
+        rows.append(row + [f"{mean_map['cls']:.1f} / {mean_map['simpool']:.1f}"])
+        seeds = ", ".join(str(run["seed"]) for run in paired["runs"])
+        sources.append(f"- {depth} blocks: `docs/results/{folder}/paired.json` (seeds {seeds}); {_demo_runs(reports)}")
+    note = (
+        "\nMeans over the runs; each difference is paired by seed, mean [95% CI] and its reading. Made by "
+        "`simpool demo depth=D seed=S --out DIR` (4 blocks: the default demo) and "
+        "`simpool demo --pair DIR...` per depth:\n\n"
+    )
+    return markdown(header, rows) + note + "\n".join(sources) + "\n"
 
 
 PROBE_VARIANTS = ("original", "only_fg", "mixed_same", "mixed_rand")
@@ -513,6 +557,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "make-demo-time": make_demo_time,
     "old-bench-converge": old_bench_converge,
     "lr-choice": lr_choice("demo_default/lr_grid"),
+    "depth-sweep": depth_sweep,
+    "lr-choice-depth-8": lr_choice("demo_depth/depth_8/lr_grid", "depth=8 "),
     "probe-bench": probe_bench("probe_bench"),
     "dino-backbone": dino_backbone,
     "pxap-parity": pxap_parity,

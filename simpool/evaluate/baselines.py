@@ -4,7 +4,8 @@ A score of an attention map means little without these beside it. On a dataset w
 a centred Gaussian finds them as well as a model does; a model's own mean map, used for every image, shows how
 much of its score comes from where it looks on average rather than from what it sees.
 
-- :func:`uniform`: near-uniform maps, ``1 + 1e-6 * noise`` (seeded): an exactly constant map normalises to zeros;
+- :func:`uniform`: near-uniform maps, ``1 + 1e-6 * noise`` (seeded): an exactly constant map ranks nothing and is
+  left unscored;
 - :func:`centre`: a centred Gaussian of standard deviation ``sigma`` (a fraction of each side);
 - :func:`box_prior`: the mean of the training split's masks (or of its boxes' filled rectangles) on the map's grid;
 - :func:`mean_map`: a model's maps averaged over the evaluation split, one map for every image.

@@ -5,7 +5,7 @@ split (:mod:`simpool.evaluate.baselines`), made on a ``grid``, then bicubic to 2
 :func:`~simpool.evaluate.localization.model_scoremaps` treats a model's map, and scored by
 :func:`~simpool.evaluate.localization.wsol_localization` (MaxBoxAccV2, and PxAP where the split has masks):
 
-- ``uniform``: ``1 + 1e-6 u``, one seeded noise map (an exactly constant map normalises to zeros);
+- ``uniform``: ``1 + 1e-6 u``, one seeded noise map (an exactly constant map ranks nothing);
 - ``centre``: a centred Gaussian of standard deviation a quarter of each side;
 - ``box_prior``: :func:`object_prior`, the mean object of a split (its masks, else its boxes filled) on ``grid``;
 - ``mean_map/<name>``: the scored maps' own mean (each scaled to sum 1), the part of their score that position

@@ -14,7 +14,7 @@ from torchvision import transforms
 from simpool.data.bench import BenchConfig, SimPoolBench
 from simpool.data.folders import load_rgb
 from simpool.data.wsol import read_wsol_metadata
-from simpool.evaluate.attention_quality import attention_quality, constant_maps
+from simpool.evaluate.attention_quality import attention_quality
 from simpool.evaluate.baselines import box_prior, centre, mean_map, uniform
 from simpool.evaluate.pixel_ap import pxap
 from simpool.models.attention import attention_maps
@@ -149,7 +149,7 @@ def baselines_by_hand(run_dir: Path) -> dict[str, dict]:
     }
     scores = {}
     for name, value in maps.items():
-        ranked = not constant_maps(value)  # a constant map (gap's mean map) has no PxAP
+        ranked = bool(np.ptp(value.reshape(len(value), -1), axis=1).any())  # a constant map (gap's mean) has no PxAP
         scores[name] = {**attention_quality(value, boxes, sizes, masks), "PxAP": pxap(value, masks) if ranked else None}
     return scores
 

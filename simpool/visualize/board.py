@@ -6,17 +6,29 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .labels import spread
 from .probe import save_figure
 
 
 def board_figure(points: list[dict], path: str | os.PathLike, levels: dict[str, float] | None = None) -> Path:
-    """Test top-1 against MaxBoxAccV2 (:func:`simpool.experiments.board.figure_points`): a panel per backbone,
-    sharing both axes, each point a head with its label and, over several runs, its sample std as error bars;
-    in each panel a dashed line at the strongest map that ignores the image (``levels``:
-    :func:`simpool.experiments.board.baseline_levels`). Written atomically."""
+    """:func:`draw_board`, written atomically to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure = draw_board(points, levels)
+    try:
+        return save_figure(figure, path)
+    finally:
+        plt.close(figure)
+
+
+def draw_board(points: list[dict], levels: dict[str, float] | None = None):
+    """Test top-1 against MaxBoxAccV2 (:func:`simpool.experiments.board.figure_points`): a panel per backbone,
+    sharing both axes, each point a head with its label (:func:`label_points`) and, over several runs, its sample
+    std as error bars; in each panel a dashed line at the strongest map that ignores the image (``levels``:
+    :func:`simpool.experiments.board.baseline_levels`). Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
 
     backbones = list(dict.fromkeys([point["backbone"] for point in points] + list(levels or {}))) or [""]
@@ -36,10 +48,6 @@ def board_figure(points: list[dict], path: str | os.PathLike, levels: dict[str, 
             elinewidth=0.6,
             alpha=0.8,
         )
-        for point in mine:
-            axes.annotate(
-                point["label"], (point["x"], point["y"]), textcoords="offset points", xytext=(3, 3), fontsize=7
-            )
         if backbone in (levels or {}):
             axes.axvline(levels[backbone], color="grey", linestyle="--", linewidth=1)
         axes.set_title(backbone or "no head with attention", fontsize=9)
@@ -50,7 +58,32 @@ def board_figure(points: list[dict], path: str | os.PathLike, levels: dict[str, 
         "probe board: accuracy vs attention quality (dashed: the strongest map that ignores the image)", fontsize=10
     )
     figure.tight_layout()
-    try:
-        return save_figure(figure, path)
-    finally:
-        plt.close(figure)
+    for backbone, axes in zip(backbones, panels[0], strict=True):  # after the layout: label in display units
+        label_points(axes, [point for point in points if point["backbone"] == backbone])
+    return figure
+
+
+def label_points(axes, points: list[dict], fontsize: float = 7.0) -> None:
+    """Each point's label to its right, moved up or down as little as keeps the labels of one panel a line apart
+    and inside the panel (:func:`simpool.visualize.labels.spread`), with a thin line back to its point when it
+    moved."""
+    if not points:
+        return
+    pixels = axes.transData.transform([(point["x"], point["y"]) for point in points])  # (P, 2) display pixels
+    per_point = 72.0 / axes.figure.dpi  # display pixels to typographic points
+    wanted = [float(y) for y in pixels[:, 1]]
+    gap = 1.2 * fontsize / per_point
+    bottom, top = axes.get_window_extent().intervaly
+    targets = spread(wanted, gap, lo=bottom + gap / 2, hi=top - gap / 2)
+    for point, y, placed in zip(points, wanted, targets, strict=True):
+        shift = (placed - y) * per_point
+        axes.annotate(
+            point["label"],
+            (point["x"], point["y"]),
+            textcoords="offset points",
+            xytext=(6, shift),
+            va="center",
+            fontsize=fontsize,
+            annotation_clip=False,
+            arrowprops={"arrowstyle": "-", "linewidth": 0.4, "color": "grey"} if abs(shift) > 1 else None,
+        )

@@ -559,6 +559,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "lr-choice": lr_choice("demo_default/lr_grid"),
     "depth-sweep": depth_sweep,
     "lr-choice-depth-8": lr_choice("demo_depth/depth_8/lr_grid", "depth=8 "),
+    "lr-choice-depth-12": lr_choice("demo_depth/depth_12/lr_grid", "depth=12 "),
     "probe-bench": probe_bench("probe_bench"),
     "dino-backbone": dino_backbone,
     "pxap-parity": pxap_parity,

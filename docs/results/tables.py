@@ -364,7 +364,12 @@ def lr_choice(folder: str, settings: str = "") -> Callable[[], str]:
     return table
 
 
-DEPTH_FOLDERS = {4: "demo_default", 8: "demo_depth/depth_8", 12: "demo_depth/depth_12"}  # blocks: paired runs
+DEPTH_FOLDERS = (  # (row label, blocks, folder of paired.json): the sweep's 3 seeds, then 12 blocks' 5-seed follow-up
+    ("4", 4, "demo_default"),
+    ("8", 8, "demo_depth/depth_8"),
+    ("12", 12, "demo_depth/depth_12"),
+    ("12, seeds 0-4 (follow-up)", 12, "demo_depth/depth_12/five_seeds"),
+)
 
 
 def _paired_cell(row: dict, digits: int) -> str:
@@ -381,14 +386,14 @@ def depth_sweep() -> str:
     header += ["MaxBoxAccV2 CLS / SimPool", "SimPool - CLS", "PxAP SimPool - CLS", "strongest fixed map"]
     header += ["CLS - strongest fixed map", "SimPool - strongest fixed map", "own mean maps CLS / SimPool"]
     rows, sources = [], []
-    for depth, folder in DEPTH_FOLDERS.items():
+    for label, depth, folder in DEPTH_FOLDERS:
         paired = load(f"{folder}/paired.json")
-        reports = [load(f"{folder}/seed_{run['seed']}/report.json") for run in paired["runs"]]
+        reports = [json.loads((HERE.parents[1] / run["run"] / "report.json").read_text()) for run in paired["runs"]]
         if {report["config"]["depth"] for report in reports} != {depth}:
             raise SystemExit(f"docs/results/{folder}: runs not of depth {depth}")
         final, over, results = paired["final"], paired["over_strongest_baseline"], reports[0]["results"]
         strongest = max(paired["baselines"][name]["MaxBoxAccV2"]["mean"] for name in ("uniform", "centre", "box_prior"))
-        row = [depth, f"{results['cls']['parameters']:,} / {results['simpool']['parameters']:,}"]
+        row = [label, f"{results['cls']['parameters']:,} / {results['simpool']['parameters']:,}"]
         row += [f"{final['acc_original']['cls']:.3f} / {final['acc_original']['simpool']:.3f}"]
         row += [_paired_cell(final["acc_original"], 3)]
         row += [f"{final['MaxBoxAccV2']['cls']:.1f} / {final['MaxBoxAccV2']['simpool']:.1f}"]

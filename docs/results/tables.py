@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from simpool.evaluate.baselines import FIXED  # the maps that ignore the image and need no model
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "RESULTS.md"
 BLOCK = re.compile(r"(<!-- table (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
@@ -74,9 +76,6 @@ def pxap_parity() -> str:
     return markdown(header, rows) + source_line(output, "pxap_parity.json")
 
 
-BASELINES = ("uniform", "centre", "box_prior")
-
-
 def _regime_rows(output: dict) -> list[list]:
     """One row per regime: its scales and overhang, the objects' area, each baseline's MaxBoxAccV2 and PxAP."""
     rows = []
@@ -85,8 +84,8 @@ def _regime_rows(output: dict) -> list[list]:
         rows.append(
             [f"{regime['min_scale']:g}-{regime['max_scale']:g}", f"{regime['overhang']:g}"]
             + [f"{regime['object_area']:.3f}"]
-            + [f"{scores[name]['MaxBoxAccV2']:.1f}" for name in BASELINES]
-            + [f"{scores[name]['PxAP']:.1f}" for name in BASELINES]
+            + [f"{scores[name]['MaxBoxAccV2']:.1f}" for name in FIXED]
+            + [f"{scores[name]['PxAP']:.1f}" for name in FIXED]
             + [f"{regime['margin_over_uniform']:+.1f}"]
         )
     return rows
@@ -293,7 +292,7 @@ def demo_run(path: str, command: str = DEMO_COMMAND, settings: str = "the defaul
             for label, (key, digits) in DEMO_ROWS.items()
         ]
         final = markdown(["final, on `test`", "CLS", "SimPool"], rows)
-        maps = [(name, baselines[name]) for name in ("uniform", "centre", "box_prior")]
+        maps = [(name, baselines[name]) for name in FIXED]
         maps += [(f"{k} at initialisation", baselines["init"][k]) for k in ("cls", "simpool")]
         maps += [(f"{k}'s own mean map", baselines["mean_map"][k]) for k in ("cls", "simpool")]
         level = f"matched `mixed_rand` {matched['level']:.3f}"
@@ -392,7 +391,7 @@ def depth_sweep() -> str:
         if {report["config"]["depth"] for report in reports} != {depth}:
             raise SystemExit(f"docs/results/{folder}: runs not of depth {depth}")
         final, over, results = paired["final"], paired["over_strongest_baseline"], reports[0]["results"]
-        strongest = max(paired["baselines"][name]["MaxBoxAccV2"]["mean"] for name in ("uniform", "centre", "box_prior"))
+        strongest = max(paired["baselines"][name]["MaxBoxAccV2"]["mean"] for name in FIXED)
         row = [label, f"{results['cls']['parameters']:,} / {results['simpool']['parameters']:,}"]
         row += [f"{final['acc_original']['cls']:.3f} / {final['acc_original']['simpool']:.3f}"]
         row += [_paired_cell(final["acc_original"], 3)]
@@ -412,7 +411,6 @@ def depth_sweep() -> str:
 
 
 PROBE_VARIANTS = ("original", "only_fg", "mixed_same", "mixed_rand")
-PROBE_FIXED = ("uniform", "centre", "box_prior")  # the maps that need no model
 
 
 def _spread(values: list[float], digits: int, sign: str = "") -> str:
@@ -432,7 +430,7 @@ def _probe_head_rows(results: list[dict], variants: list[str]) -> list[list]:
     :func:`simpool.evaluate.attention_quality.read_scores`)."""
     from simpool.evaluate.attention_quality import read_scores
 
-    strongest = [max(r["baselines"][name]["MaxBoxAccV2"] for name in PROBE_FIXED) for r in results]
+    strongest = [max(r["baselines"][name]["MaxBoxAccV2"] for name in FIXED) for r in results]
     rows = []
     for index, head in enumerate([*results[0]["heads"], results[0]["knn"]]):
         runs = [read_scores([*r["heads"], r["knn"]][index]) for r in results]
@@ -503,7 +501,7 @@ def probe_bench(folder: str) -> Callable[[], str]:
             parts.append(f"**{name}** ({_probe_runs(runs)}):\n\n" + markdown(header, rows))
             maps = [
                 [name_, *(_spread([r["baselines"][name_][m] for r in results], 1) for m in ("MaxBoxAccV2", "PxAP"))]
-                for name_ in PROBE_FIXED
+                for name_ in FIXED
             ]
             parts.append(markdown([f"{name}: map ignoring the image", "MaxBoxAccV2", "PxAP"], maps))
             few = [r["few_shot"] for r in results if "few_shot" in r]

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+FIXED = ("uniform", "centre", "box_prior")  # the maps that ignore the image and need no model
 NOISE = 1e-6  # the uniform map's relative noise: breaks ties, far below any model's contrast
 
 

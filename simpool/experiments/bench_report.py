@@ -14,6 +14,7 @@ import torch
 
 from ..data.bench import SimPoolBench, normalize_images
 from ..evaluate.attention_quality import strongest_baseline
+from ..evaluate.baselines import FIXED
 from ..utils import atomic_write_bytes, write_json
 from ..visualize.figures import save_figure as write_figure
 
@@ -33,7 +34,6 @@ ROWS = (  # (key, label, format)
     ("parameters", "parameters", "{:,}"),
 )
 BASELINE_COLUMNS = (("MaxBoxAccV2", "{:.2f}"), ("PxAP", "{:.2f}"), ("CorLoc", "{:.2f}"), ("mask_mass", "{:.3f}"))
-FIXED_BASELINES = ("uniform", "centre", "box_prior")  # the maps that ignore the image and need no model
 NAMES = {"cls": "CLS", "simpool": "SimPool"}
 CURVE_PANELS = (  # (curve point key, axis label)
     ("top1_original", "top-1 original"),
@@ -77,7 +77,7 @@ def baseline_table(results: dict, baselines: dict) -> str:
     """Each model's attention beside the maps that ignore the image, one row per map: the models, ``uniform``,
     ``centre``, ``box_prior``, each model at initialisation and each model's own mean map."""
     rows = [(f"{NAMES.get(kind, kind)} attention", scores) for kind, scores in results.items()]
-    rows += [(f"{name} map", baselines[name]) for name in FIXED_BASELINES if name in baselines]
+    rows += [(f"{name} map", baselines[name]) for name in FIXED if name in baselines]
     for group, label in (("init", "at initialisation"), ("mean_map", "mean map")):
         rows += [(f"{NAMES.get(kind, kind)} {label}", scores) for kind, scores in baselines.get(group, {}).items()]
     lines = [
@@ -99,7 +99,7 @@ def _against(value: float, reference: tuple[str, float]) -> str:
 def baseline_sentences(results: dict, baselines: dict, metrics: tuple[str, ...] = ("MaxBoxAccV2", "PxAP")) -> list[str]:
     """One sentence per model: its attention's ``metrics`` against the strongest image-independent baseline of each
     (``strongest_baseline``) and against its own mean map, and its attention at initialisation."""
-    fixed = {name: baselines[name] for name in FIXED_BASELINES if name in baselines}
+    fixed = {name: baselines[name] for name in FIXED if name in baselines}
     sentences = []
     for kind, result in results.items():
         parts = []
@@ -237,7 +237,7 @@ def verdict(results: dict, baselines: dict) -> dict:
     """SimPool - CLS on the headline numbers, whether both learned the object, and each model's margin over the
     strongest image-independent baseline and over its own mean map (MaxBoxAccV2 and PxAP)."""
     cls, sim = results.get("cls", {}), results.get("simpool", {})
-    fixed = {name: baselines[name] for name in FIXED_BASELINES if name in baselines}
+    fixed = {name: baselines[name] for name in FIXED if name in baselines}
     strongest = {metric: strongest_baseline(fixed, metric) for metric in ("MaxBoxAccV2", "PxAP")} if fixed else {}
     return {
         "both_learned_object": all(r["learned_object"] for r in results.values()),

@@ -20,6 +20,7 @@ import statistics
 from pathlib import Path
 
 from ..evaluate.attention_quality import read_scores
+from ..evaluate.baselines import FIXED
 from ..train.probe.report import result_rows
 
 RESULTS = "results.json"
@@ -41,7 +42,6 @@ OPTIONAL = ("bg_gap", "MaxBoxAccV2", "PxAP")
 METRICS = ("holdout_top1", "test_top1", "bg_gap", "MaxBoxAccV2", "PxAP")  # mean ± std over runs; others: their values
 QUALITY = "MaxBoxAccV2"  # the attention quality of the figure's x axis
 BASELINE = "baseline: "  # the label of a map that ignores the image
-FIXED = ("uniform", "centre", "box_prior")  # the baselines that need no model
 
 
 def results_path(run: str | os.PathLike) -> Path:

@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 
 from ...evaluate.attention_quality import strongest_baseline
+from ...evaluate.baselines import FIXED
 from ...utils import write_json
-from ..bench_report import FIXED_BASELINES
 from .config import MODELS, DemoConfig
 from .seeds import first_difference
 
@@ -65,7 +65,7 @@ def grid_point(run: str, report: dict, kind: str) -> dict:
     """One arm of one grid run: its rate, its ``SHOWN`` scores and, beside its MaxBoxAccV2, the maps that ignore the
     image on the same ``val`` images: the strongest fixed map (``strongest_map``) and the arm's own mean map."""
     baselines = report["baselines"]
-    fixed = {name: baselines[name] for name in FIXED_BASELINES}
+    fixed = {name: baselines[name] for name in FIXED}
     return {
         "lr": arm_lr(report["config"], kind),
         "run": run,

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from ...evaluate.attention_quality import strongest_baseline
+from ...evaluate.baselines import FIXED
 from ...utils import write_json
-from ..bench_report import FIXED_BASELINES, NAMES
+from ..bench_report import NAMES
 from .intervals import t_interval, wording
 from .paired_curves import curve_differences, curve_table, save_paired_curves
 
@@ -71,7 +72,7 @@ def paired_differences(reports: list[dict], metrics, section: tuple[str, ...] = 
 def baseline_means(reports: list[dict], metrics=MAP_METRICS) -> dict:
     """``{name: {metric: {"mean", "ci95", "n"}}}`` of the maps that ignore the image, over the reports."""
     means = {}
-    for name in FIXED_BASELINES:
+    for name in FIXED:
         means[name] = {}
         for metric in metrics:
             mean, ci = t_interval([_scores(report, ("baselines",), name, metric) for report in reports])
@@ -89,7 +90,7 @@ def over_strongest(reports: list[dict], metrics=("MaxBoxAccV2", "PxAP")) -> dict
         for metric in metrics:
             values = [
                 _scores(report, ("results",), kind, metric)
-                - strongest_baseline({name: report["baselines"][name] for name in FIXED_BASELINES}, metric)[1]
+                - strongest_baseline({name: report["baselines"][name] for name in FIXED}, metric)[1]
                 for report in reports
             ]
             mean, ci = t_interval(values)

@@ -73,3 +73,38 @@ def test_the_committed_probe_board_is_what_its_kept_runs_give():
     runs = [f"{run['name']}={study / run['name']}_s{run['seed']}" for run in record]
     assert len({run["name"] for run in record}) >= 2  # the supervised and the randomly initialised backbones
     assert main(["board", *runs, "--out", str(study / "board"), "--check"]) == 0
+
+
+def _demo_report(subset_images: int, steps: int, maxbox: tuple[float, float]) -> dict:
+    """A made-up ``simpool demo`` report: curves ending at ``steps`` with MaxBoxAccV2 ``maxbox`` (CLS, SimPool)."""
+    fixed = {"uniform": {"MaxBoxAccV2": 15.0}, "centre": {"MaxBoxAccV2": 12.0}, "box_prior": {"MaxBoxAccV2": 11.0}}
+    point = {"step": steps, "top1_original": 0.4, "top1_mixed_rand": 0.2, "PxAP": 20.0}
+    results = {"steps": steps, "acc_original": 0.5, "acc_mixed_rand": 0.25, "MaxBoxAccV2": 30.0, "PxAP": 25.0}
+    return {
+        "curve_subset": {"split": "val", "images": subset_images, "baselines": fixed},
+        "curves": {
+            k: [{**point, "step": 0, "MaxBoxAccV2": 99.0}, {**point, "MaxBoxAccV2": value}]  # the start, then the end
+            for k, value in zip(("cls", "simpool"), maxbox, strict=True)
+        },
+        "results": {"cls": results, "simpool": results},
+        "baselines": {**fixed, "mean_map": {"cls": {"MaxBoxAccV2": 13.0}, "simpool": {"MaxBoxAccV2": 12.0}}},
+        "config": {"eval_images": 2000, "eval_split": "val"},
+        "versions": {"simpool": "0", "torch": "0", "timm": "0", "threads": 2},
+        "wall_seconds": 60.0,
+    }
+
+
+def test_longer_schedule_reads_each_run_at_its_end_and_refuses_other_curve_images(monkeypatch):
+    spec = importlib.util.spec_from_file_location("results_tables_longer", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    reports = {"short.json": _demo_report(400, 625, (24.0, 18.0)), "long.json": _demo_report(400, 1250, (33.0, 53.0))}
+    monkeypatch.setattr(module, "LONGER", (("2 epochs", "short.json"), ("4 epochs", "long.json")))
+    monkeypatch.setattr(module, "load", reports.__getitem__)
+    rows = [line for line in module.longer_schedule().splitlines() if line.startswith("| ")][1:]
+    assert [row.split(" | ")[1] for row in rows] == ["625", "1,250", "1,250"]
+    assert [row.split(" | ")[5] for row in rows] == ["24.0 / 18.0", "33.0 / 53.0", "30.0 / 30.0"]
+    assert rows[-1].endswith("| 15.0 | 13.0 / 12.0 |")  # the strongest fixed map, then the longer run's mean maps
+    reports["long.json"] = _demo_report(300, 1250, (33.0, 53.0))
+    with pytest.raises(SystemExit, match="not on the same val images"):
+        module.longer_schedule()

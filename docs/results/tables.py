@@ -363,9 +363,10 @@ def lr_choice(folder: str, settings: str = "") -> Callable[[], str]:
     return table
 
 
-DEPTH_FOLDERS = (  # (row label, blocks, folder of paired.json): the sweep's 3 seeds, then 12 blocks' 5-seed follow-up
+DEPTH_FOLDERS = (  # (row label, blocks, folder of paired.json): the sweep's 3 seeds, then the 5-seed follow-ups
     ("4", 4, "demo_default"),
     ("8", 8, "demo_depth/depth_8"),
+    ("8, seeds 0-4 (follow-up)", 8, "demo_depth/depth_8/five_seeds"),
     ("12", 12, "demo_depth/depth_12"),
     ("12, seeds 0-4 (follow-up)", 12, "demo_depth/depth_12/five_seeds"),
 )
@@ -408,6 +409,53 @@ def depth_sweep() -> str:
         "`simpool demo --pair DIR...` per depth:\n\n"
     )
     return markdown(header, rows) + note + "\n".join(sources) + "\n"
+
+
+LONGER = (  # (schedule, report.json): 8 blocks, seed 1, where SimPool's map did not form in 2 epochs
+    ("2 epochs", "demo_depth/depth_8/seed_1/report.json"),
+    ("4 epochs", "demo_depth/depth_8/longer/seed_1/report.json"),
+)
+
+
+def _arms(point: dict | list[dict], key: str, digits: int) -> str:
+    """``CLS / SimPool`` of one score, from a pair of curve points or a run's ``results``."""
+    return " / ".join(f"{point[k][key]:.{digits}f}" for k in ("cls", "simpool"))
+
+
+def longer_schedule() -> str:
+    """The 8-block seed-1 run again with twice the updates (exploratory, on ``val``): both arms at the end of each
+    schedule on the curves' ``val`` images (the same 400 in both runs), then the longer run on all of ``val``."""
+    reports = [(label, load(path)) for label, path in LONGER]
+    subsets = {json.dumps(report["curve_subset"], sort_keys=True) for _, report in reports}
+    if len(subsets) != 1:
+        raise SystemExit("docs/results/demo_depth/depth_8: the runs' curves are not on the same val images")
+    header = ["schedule", "updates", "images", "top-1 `original` CLS / SimPool", "top-1 `mixed_rand` CLS / SimPool"]
+    header += ["MaxBoxAccV2 CLS / SimPool", "PxAP CLS / SimPool", "strongest fixed map", "own mean maps CLS / SimPool"]
+    rows = []
+    for label, report in reports:
+        curves, subset = report["curves"], report["curve_subset"]
+        end = {k: curves[k][-1] for k in ("cls", "simpool")}
+        strongest = max(subset["baselines"][name]["MaxBoxAccV2"] for name in FIXED)
+        rows.append(
+            [label, f"{end['cls']['step']:,}", f"the curves' {subset['images']} `val`"]
+            + [_arms(end, key, 3) for key in ("top1_original", "top1_mixed_rand")]
+            + [_arms(end, key, 1) for key in ("MaxBoxAccV2", "PxAP")]
+            + [f"{strongest:.1f}", "- (not on the curves)"]
+        )
+    label, report = reports[-1]
+    results, config = report["results"], report["config"]
+    strongest = max(report["baselines"][name]["MaxBoxAccV2"] for name in FIXED)
+    rows.append(
+        [label, f"{results['cls']['steps']:,}", f"all {config['eval_images']:,} `{config['eval_split']}`"]
+        + [_arms(results, key, 3) for key in ("acc_original", "acc_mixed_rand")]
+        + [_arms(results, key, 1) for key in ("MaxBoxAccV2", "PxAP")]
+        + [f"{strongest:.1f}", _arms(report["baselines"]["mean_map"], "MaxBoxAccV2", 1)]
+    )
+    commands = "`simpool demo depth=8 seed=1 --out DIR` (scored on `test`; its curves on `val`) and "
+    commands += "`simpool demo depth=8 seed=1 epochs=4 eval_split=val --out DIR`"
+    paths = ", ".join(f"`docs/results/{path}`" for _, path in LONGER)
+    source = f"\nFrom {paths}: {commands}; {_demo_runs([report for _, report in reports])}.\n"
+    return markdown(header, rows) + source
 
 
 PROBE_VARIANTS = ("original", "only_fg", "mixed_same", "mixed_rand")
@@ -562,6 +610,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "lr-choice": lr_choice("demo_default/lr_grid"),
     "depth-sweep": depth_sweep,
     "lr-choice-depth-8": lr_choice("demo_depth/depth_8/lr_grid", "depth=8 "),
+    "longer-schedule": longer_schedule,
     "lr-choice-depth-12": lr_choice("demo_depth/depth_12/lr_grid", "depth=12 "),
     "probe-bench": probe_bench("probe_bench"),
     "dino-backbone": dino_backbone,

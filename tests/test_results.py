@@ -75,10 +75,10 @@ def test_the_committed_probe_board_is_what_its_kept_runs_give():
     assert main(["board", *runs, "--out", str(study / "board"), "--check"]) == 0
 
 
-def _demo_report(subset_images: int, steps: int, maxbox: tuple[float, float]) -> dict:
+def _demo_report(subset_images: int, epochs: float, steps: int, maxbox: tuple[float, float], depth: int = 8) -> dict:
     """A made-up ``simpool demo`` report: curves ending at ``steps`` with MaxBoxAccV2 ``maxbox`` (CLS, SimPool)."""
     fixed = {"uniform": {"MaxBoxAccV2": 15.0}, "centre": {"MaxBoxAccV2": 12.0}, "box_prior": {"MaxBoxAccV2": 11.0}}
-    point = {"step": steps, "top1_original": 0.4, "top1_mixed_rand": 0.2, "PxAP": 20.0}
+    point = {"step": steps, "epoch": epochs, "top1_original": 0.4, "top1_mixed_rand": 0.2, "PxAP": 20.0}
     results = {"steps": steps, "acc_original": 0.5, "acc_mixed_rand": 0.25, "MaxBoxAccV2": 30.0, "PxAP": 25.0}
     return {
         "curve_subset": {"split": "val", "images": subset_images, "baselines": fixed},
@@ -88,7 +88,7 @@ def _demo_report(subset_images: int, steps: int, maxbox: tuple[float, float]) ->
         },
         "results": {"cls": results, "simpool": results},
         "baselines": {**fixed, "mean_map": {"cls": {"MaxBoxAccV2": 13.0}, "simpool": {"MaxBoxAccV2": 12.0}}},
-        "config": {"eval_images": 2000, "eval_split": "val"},
+        "config": {"eval_images": 2000, "eval_split": "val", "epochs": epochs, "depth": depth, "seed": 1},
         "versions": {"simpool": "0", "torch": "0", "timm": "0", "threads": 2},
         "wall_seconds": 60.0,
     }
@@ -98,13 +98,17 @@ def test_longer_schedule_reads_each_run_at_its_end_and_refuses_other_curve_image
     spec = importlib.util.spec_from_file_location("results_tables_longer", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    reports = {"short.json": _demo_report(400, 625, (24.0, 18.0)), "long.json": _demo_report(400, 1250, (33.0, 53.0))}
-    monkeypatch.setattr(module, "LONGER", (("2 epochs", "short.json"), ("4 epochs", "long.json")))
+    short, long = "demo_depth/depth_8/seed_1/report.json", "demo_depth/depth_8/longer/seed_1/report.json"
+    reports = {short: _demo_report(400, 2.0, 625, (24.0, 18.0)), long: _demo_report(400, 4.0, 1250, (33.0, 53.0))}
+    monkeypatch.setattr(module, "LONGER", ((8, 1),))
     monkeypatch.setattr(module, "load", reports.__getitem__)
-    rows = [line for line in module.longer_schedule().splitlines() if line.startswith("| ")][1:]
-    assert [row.split(" | ")[1] for row in rows] == ["625", "1,250", "1,250"]
-    assert [row.split(" | ")[5] for row in rows] == ["24.0 / 18.0", "33.0 / 53.0", "30.0 / 30.0"]
-    assert rows[-1].endswith("| 15.0 | 13.0 / 12.0 |")  # the strongest fixed map, then the longer run's mean maps
-    reports["long.json"] = _demo_report(300, 1250, (33.0, 53.0))
+    rows = [line.split(" | ") for line in module.longer_schedule().splitlines() if line.startswith("| 8 blocks")]
+    assert [row[1:3] for row in rows] == [["2 epochs", "625"], ["4 epochs", "1,250"], ["4 epochs", "1,250"]]
+    assert [row[6] for row in rows] == ["24.0 / 18.0", "33.0 / 53.0", "30.0 / 30.0"]
+    assert rows[-1][-2:] == ["15.0", "13.0 / 12.0 |"]  # the strongest fixed map, then the longer run's mean maps
+    reports[long] = _demo_report(300, 4.0, 1250, (33.0, 53.0))
     with pytest.raises(SystemExit, match="not on the same val images"):
+        module.longer_schedule()
+    reports[long] = _demo_report(400, 4.0, 1250, (33.0, 53.0), depth=12)
+    with pytest.raises(SystemExit, match="not the run of 8 blocks, seed 1"):
         module.longer_schedule()

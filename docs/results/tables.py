@@ -411,9 +411,10 @@ def depth_sweep() -> str:
     return markdown(header, rows) + note + "\n".join(sources) + "\n"
 
 
-LONGER = (  # (schedule, report.json): 8 blocks, seed 1, where SimPool's map did not form in 2 epochs
-    ("2 epochs", "demo_depth/depth_8/seed_1/report.json"),
-    ("4 epochs", "demo_depth/depth_8/longer/seed_1/report.json"),
+LONGER = (  # (blocks, seed): runs where SimPool's map did not lead in 2 epochs, run again with epochs=4 on val
+    (8, 1),
+    (8, 4),
+    (12, 1),
 )
 
 
@@ -422,40 +423,52 @@ def _arms(point: dict | list[dict], key: str, digits: int) -> str:
     return " / ".join(f"{point[k][key]:.{digits}f}" for k in ("cls", "simpool"))
 
 
-def longer_schedule() -> str:
-    """The 8-block seed-1 run again with twice the updates (exploratory, on ``val``): both arms at the end of each
-    schedule on the curves' ``val`` images (the same 400 in both runs), then the longer run on all of ``val``."""
-    reports = [(label, load(path)) for label, path in LONGER]
-    subsets = {json.dumps(report["curve_subset"], sort_keys=True) for _, report in reports}
-    if len(subsets) != 1:
-        raise SystemExit("docs/results/demo_depth/depth_8: the runs' curves are not on the same val images")
-    header = ["schedule", "updates", "images", "top-1 `original` CLS / SimPool", "top-1 `mixed_rand` CLS / SimPool"]
-    header += ["MaxBoxAccV2 CLS / SimPool", "PxAP CLS / SimPool", "strongest fixed map", "own mean maps CLS / SimPool"]
+def _longer_rows(run: str, short: dict, long: dict) -> list[list]:
+    """Both arms at the end of each schedule on the curves' ``val`` images, then the longer run on all of ``val``."""
+    if short["curve_subset"] != long["curve_subset"]:
+        raise SystemExit(f"{run}: the two runs' curves are not on the same val images")
     rows = []
-    for label, report in reports:
+    for report in (short, long):
         curves, subset = report["curves"], report["curve_subset"]
         end = {k: curves[k][-1] for k in ("cls", "simpool")}
         strongest = max(subset["baselines"][name]["MaxBoxAccV2"] for name in FIXED)
         rows.append(
-            [label, f"{end['cls']['step']:,}", f"the curves' {subset['images']} `val`"]
+            [run, f"{end['cls']['epoch']:g} epochs", f"{end['cls']['step']:,}", f"the curves' {subset['images']} `val`"]
             + [_arms(end, key, 3) for key in ("top1_original", "top1_mixed_rand")]
             + [_arms(end, key, 1) for key in ("MaxBoxAccV2", "PxAP")]
             + [f"{strongest:.1f}", "- (not on the curves)"]
         )
-    label, report = reports[-1]
-    results, config = report["results"], report["config"]
-    strongest = max(report["baselines"][name]["MaxBoxAccV2"] for name in FIXED)
+    results, config = long["results"], long["config"]
+    strongest = max(long["baselines"][name]["MaxBoxAccV2"] for name in FIXED)
     rows.append(
-        [label, f"{results['cls']['steps']:,}", f"all {config['eval_images']:,} `{config['eval_split']}`"]
+        [run, f"{config['epochs']:g} epochs", f"{results['cls']['steps']:,}"]
+        + [f"all {config['eval_images']:,} `{config['eval_split']}`"]
         + [_arms(results, key, 3) for key in ("acc_original", "acc_mixed_rand")]
         + [_arms(results, key, 1) for key in ("MaxBoxAccV2", "PxAP")]
-        + [f"{strongest:.1f}", _arms(report["baselines"]["mean_map"], "MaxBoxAccV2", 1)]
+        + [f"{strongest:.1f}", _arms(long["baselines"]["mean_map"], "MaxBoxAccV2", 1)]
     )
-    commands = "`simpool demo depth=8 seed=1 --out DIR` (scored on `test`; its curves on `val`) and "
-    commands += "`simpool demo depth=8 seed=1 epochs=4 eval_split=val --out DIR`"
-    paths = ", ".join(f"`docs/results/{path}`" for _, path in LONGER)
-    source = f"\nFrom {paths}: {commands}; {_demo_runs([report for _, report in reports])}.\n"
-    return markdown(header, rows) + source
+    return rows
+
+
+def longer_schedule() -> str:
+    """The runs of :data:`LONGER` again with twice the updates (exploratory, on ``val``): :func:`_longer_rows` each,
+    then where the numbers come from."""
+    header = ["run", "schedule", "updates", "images", "top-1 `original` CLS / SimPool"]
+    header += ["top-1 `mixed_rand` CLS / SimPool", "MaxBoxAccV2 CLS / SimPool", "PxAP CLS / SimPool"]
+    header += ["strongest fixed map", "own mean maps CLS / SimPool"]
+    rows, sources = [], []
+    for depth, seed in LONGER:
+        paths = [f"demo_depth/depth_{depth}/{folder}seed_{seed}/report.json" for folder in ("", "longer/")]
+        short, long = (load(path) for path in paths)
+        if {short["config"]["depth"], long["config"]["depth"]} != {depth} or long["config"]["seed"] != seed:
+            raise SystemExit(f"docs/results/{paths[1]}: not the run of {depth} blocks, seed {seed}")
+        rows += _longer_rows(f"{depth} blocks, seed {seed}", short, long)
+        sources.append(
+            f"- `docs/results/{paths[0]}` (`simpool demo depth={depth} seed={seed} --out DIR`, scored on `test`, "
+            f"its curves on `val`) and `docs/results/{paths[1]}` (`simpool demo depth={depth} seed={seed} epochs=4 "
+            f"eval_split=val --out DIR`); {_demo_runs([short, long])}"
+        )
+    return markdown(header, rows) + "\nFrom:\n\n" + "\n".join(sources) + "\n"
 
 
 PROBE_VARIANTS = ("original", "only_fg", "mixed_same", "mixed_rand")

@@ -418,7 +418,7 @@ LONGER = (  # (blocks, seed): runs where SimPool's map did not lead in 2 epochs,
 )
 
 
-def _arms(point: dict | list[dict], key: str, digits: int) -> str:
+def _arms(point: dict, key: str, digits: int) -> str:
     """``CLS / SimPool`` of one score, from a pair of curve points or a run's ``results``."""
     return " / ".join(f"{point[k][key]:.{digits}f}" for k in ("cls", "simpool"))
 

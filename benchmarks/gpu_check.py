@@ -80,9 +80,8 @@ def check_demo(smoke: bool, device: torch.device) -> dict:
         return {"skipped": skipped, "summary": skipped, "for_8_gpus": "-"}
     if smoke:
         preset = dict(PRESETS["quick"], train_images=64, eval_images=32, figure_images=2, embed_dim=48, depth=1)
-        preset.update(
-            curve_points=2, curve_images=16
-        )  # the curves' code path, at a fraction of the quick preset's cost
+        # the curves' code path, at a fraction of the quick preset's cost
+        preset.update(curve_points=2, curve_images=16)
     else:  # the gpu preset cut to about 1.5 minutes on one GPU (the whole check: at most 8)
         preset = dict(PRESETS["gpu"], train_images=10000, epochs=10.0, eval_images=2000)
     config = DemoConfig(**preset)

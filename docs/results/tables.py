@@ -29,6 +29,19 @@ def load(relative: str) -> dict | list:
     return json.loads((HERE / relative).read_text())
 
 
+def load_run(run: str) -> dict:
+    """The ``report.json`` of a run folder named from the repository root, as ``paired.json`` and ``lr_choice.json``
+    name their runs."""
+    return json.loads((HERE.parents[1] / run / "report.json").read_text())
+
+
+def strongest_fixed(baselines: dict) -> float:
+    """MaxBoxAccV2 of the strongest map that ignores the image among a report's :data:`FIXED` baselines."""
+    from simpool.evaluate.attention_quality import strongest_baseline
+
+    return strongest_baseline({name: baselines[name] for name in FIXED}, "MaxBoxAccV2")[1]
+
+
 def markdown(header: list[str], rows: list[list]) -> str:
     """A Markdown table; floats as given by the caller (format them first)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -350,7 +363,7 @@ def lr_choice(folder: str, settings: str = "") -> Callable[[], str]:
 
         choice = load(f"{folder}/lr_choice.json")
         runs = list(dict.fromkeys(point["run"] for arm in choice["arms"].values() for point in arm["grid"]))
-        reports = [json.loads((HERE.parents[1] / run / "report.json").read_text()) for run in runs]
+        reports = [load_run(run) for run in runs]
         lrs = ", ".join(f"{report['config']['lr']:g}" for report in reports)
         source = (
             f"\nFrom `docs/results/{folder}/lr_choice.json` (`simpool demo --choose-lr` of the {len(runs)} folders "
@@ -388,7 +401,7 @@ def depth_sweep() -> str:
     rows, sources = [], []
     for label, depth, folder in DEPTH_FOLDERS:
         paired = load(f"{folder}/paired.json")
-        reports = [json.loads((HERE.parents[1] / run["run"] / "report.json").read_text()) for run in paired["runs"]]
+        reports = [load_run(run["run"]) for run in paired["runs"]]
         if {report["config"]["depth"] for report in reports} != {depth}:
             raise SystemExit(f"docs/results/{folder}: runs not of depth {depth}")
         final, over, results = paired["final"], paired["over_strongest_baseline"], reports[0]["results"]
@@ -431,7 +444,7 @@ def _longer_rows(run: str, short: dict, long: dict) -> list[list]:
     for report in (short, long):
         curves, subset = report["curves"], report["curve_subset"]
         end = {k: curves[k][-1] for k in ("cls", "simpool")}
-        strongest = max(subset["baselines"][name]["MaxBoxAccV2"] for name in FIXED)
+        strongest = strongest_fixed(subset["baselines"])
         rows.append(
             [run, f"{end['cls']['epoch']:g} epochs", f"{end['cls']['step']:,}", f"the curves' {subset['images']} `val`"]
             + [_arms(end, key, 3) for key in ("top1_original", "top1_mixed_rand")]
@@ -439,7 +452,7 @@ def _longer_rows(run: str, short: dict, long: dict) -> list[list]:
             + [f"{strongest:.1f}", "- (not on the curves)"]
         )
     results, config = long["results"], long["config"]
-    strongest = max(long["baselines"][name]["MaxBoxAccV2"] for name in FIXED)
+    strongest = strongest_fixed(long["baselines"])
     rows.append(
         [run, f"{config['epochs']:g} epochs", f"{results['cls']['steps']:,}"]
         + [f"all {config['eval_images']:,} `{config['eval_split']}`"]
@@ -491,7 +504,7 @@ def _probe_head_rows(results: list[dict], variants: list[str]) -> list[list]:
     :func:`simpool.evaluate.attention_quality.read_scores`)."""
     from simpool.evaluate.attention_quality import read_scores
 
-    strongest = [max(r["baselines"][name]["MaxBoxAccV2"] for name in FIXED) for r in results]
+    strongest = [strongest_fixed(r["baselines"]) for r in results]
     rows = []
     for index, head in enumerate([*results[0]["heads"], results[0]["knn"]]):
         runs = [read_scores([*r["heads"], r["knn"]][index]) for r in results]

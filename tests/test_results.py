@@ -112,3 +112,15 @@ def test_longer_schedule_reads_each_run_at_its_end_and_refuses_other_curve_image
     reports[long] = _demo_report(400, 4.0, 1250, (33.0, 53.0), depth=12)
     with pytest.raises(SystemExit, match="not the run of 8 blocks, seed 1"):
         module.longer_schedule()
+
+
+def test_depth_sweep_refuses_a_row_whose_runs_trained_for_another_schedule(monkeypatch):
+    spec = importlib.util.spec_from_file_location("results_tables_depth", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "DEPTH_FOLDERS", (("8, 4 epochs", 8, 4.0, "made_up"),))
+    monkeypatch.setattr(module, "load", lambda path: {"runs": [{"run": "a", "seed": 0}, {"run": "b", "seed": 1}]})
+    configs = {"a": {"depth": 8, "epochs": 4.0}, "b": {"depth": 8, "epochs": 2.0}}
+    monkeypatch.setattr(module, "load_run", lambda run: {"config": configs[run]})
+    with pytest.raises(SystemExit, match="made_up: runs not of depth 8 and 4 epochs"):
+        module.depth_sweep()

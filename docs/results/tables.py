@@ -66,15 +66,11 @@ def _source(output: dict, path: str) -> str:
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% confidence interval (Student's t; 0 for one value)."""
-    from scipy import stats
+    """Mean and the half-width of its 95% confidence interval (simpool's Student-t interval; 0 for one value)."""
+    from simpool.experiments.demo.intervals import t_interval
 
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
+    mean, ci = t_interval(values)
+    return mean, 0.0 if ci is None else ci[1] - mean
 
 
 # ---------------------------------------------------------------------------------------------------- the tables
@@ -376,12 +372,13 @@ def lr_choice(folder: str, settings: str = "") -> Callable[[], str]:
     return table
 
 
-DEPTH_FOLDERS = (  # (row label, blocks, folder of paired.json): the sweep's 3 seeds, then the 5-seed follow-ups
-    ("4", 4, "demo_default"),
-    ("8", 8, "demo_depth/depth_8"),
-    ("8, seeds 0-4 (follow-up)", 8, "demo_depth/depth_8/five_seeds"),
-    ("12", 12, "demo_depth/depth_12"),
-    ("12, seeds 0-4 (follow-up)", 12, "demo_depth/depth_12/five_seeds"),
+DEPTH_FOLDERS = (  # (row label, blocks, epochs, folder of paired.json): the sweep's 3 seeds, the 5-seed follow-ups
+    ("4", 4, 2.0, "demo_default"),
+    ("8", 8, 2.0, "demo_depth/depth_8"),
+    ("8, seeds 0-4 (follow-up)", 8, 2.0, "demo_depth/depth_8/five_seeds"),
+    ("8, seeds 0-4, 4 epochs", 8, 4.0, "demo_depth/depth_8/epochs_4"),
+    ("12", 12, 2.0, "demo_depth/depth_12"),
+    ("12, seeds 0-4 (follow-up)", 12, 2.0, "demo_depth/depth_12/five_seeds"),
 )
 
 
@@ -399,11 +396,11 @@ def depth_sweep() -> str:
     header += ["MaxBoxAccV2 CLS / SimPool", "SimPool - CLS", "PxAP SimPool - CLS", "strongest fixed map"]
     header += ["CLS - strongest fixed map", "SimPool - strongest fixed map", "own mean maps CLS / SimPool"]
     rows, sources = [], []
-    for label, depth, folder in DEPTH_FOLDERS:
+    for label, depth, epochs, folder in DEPTH_FOLDERS:
         paired = load(f"{folder}/paired.json")
         reports = [load_run(run["run"]) for run in paired["runs"]]
-        if {report["config"]["depth"] for report in reports} != {depth}:
-            raise SystemExit(f"docs/results/{folder}: runs not of depth {depth}")
+        if {(report["config"]["depth"], report["config"]["epochs"]) for report in reports} != {(depth, epochs)}:
+            raise SystemExit(f"docs/results/{folder}: runs not of depth {depth} and {epochs:g} epochs")
         final, over, results = paired["final"], paired["over_strongest_baseline"], reports[0]["results"]
         strongest = max(paired["baselines"][name]["MaxBoxAccV2"]["mean"] for name in FIXED)
         row = [label, f"{results['cls']['parameters']:,} / {results['simpool']['parameters']:,}"]
@@ -415,10 +412,13 @@ def depth_sweep() -> str:
         mean_map = paired["mean_map"]["MaxBoxAccV2"]
         rows.append(row + [f"{mean_map['cls']:.1f} / {mean_map['simpool']:.1f}"])
         seeds = ", ".join(str(run["seed"]) for run in paired["runs"])
-        sources.append(f"- {depth} blocks: `docs/results/{folder}/paired.json` (seeds {seeds}); {_demo_runs(reports)}")
+        schedule = "" if epochs == 2.0 else f", {epochs:g} epochs"
+        sources.append(
+            f"- {depth} blocks{schedule}: `docs/results/{folder}/paired.json` (seeds {seeds}); {_demo_runs(reports)}"
+        )
     note = (
         "\nMeans over the runs; each difference is paired by seed, mean [95% CI] and its reading. Made by "
-        "`simpool demo depth=D seed=S --out DIR` (4 blocks: the default demo) and "
+        "`simpool demo depth=D seed=S --out DIR` (4 blocks: the default demo; 4 epochs: `epochs=4` added) and "
         "`simpool demo --pair DIR...` per depth:\n\n"
     )
     return markdown(header, rows) + note + "\n".join(sources) + "\n"

@@ -14,12 +14,18 @@ ROOT = Path(__file__).parents[1]
 SCRIPT = ROOT / "docs" / "results" / "tables.py"
 
 
-@pytest.fixture
-def tables(monkeypatch, tmp_path):
-    """docs/results/tables.py as a module, with two made-up tables and RESULTS.md pointed at a file in tmp_path."""
+def _tables_module():
+    """A fresh import of docs/results/tables.py (monkeypatching it leaves no other test's copy changed)."""
     spec = importlib.util.spec_from_file_location("results_tables", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def tables(monkeypatch, tmp_path):
+    """docs/results/tables.py as a module, with two made-up tables and RESULTS.md pointed at a file in tmp_path."""
+    module = _tables_module()
     monkeypatch.setattr(module, "TABLES", {"one": lambda: "| a |\n|---|\n| 1 |\n", "two-b": lambda: "text 2\n"})
     monkeypatch.setattr(module, "RESULTS", tmp_path / "RESULTS.md")
     return module
@@ -95,9 +101,7 @@ def _demo_report(subset_images: int, epochs: float, steps: int, maxbox: tuple[fl
 
 
 def test_longer_schedule_reads_each_run_at_its_end_and_refuses_other_curve_images(monkeypatch):
-    spec = importlib.util.spec_from_file_location("results_tables_longer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _tables_module()
     short, long = "demo_depth/depth_8/seed_1/report.json", "demo_depth/depth_8/longer/seed_1/report.json"
     reports = {short: _demo_report(400, 2.0, 625, (24.0, 18.0)), long: _demo_report(400, 4.0, 1250, (33.0, 53.0))}
     monkeypatch.setattr(module, "LONGER", ((8, 1),))
@@ -115,9 +119,7 @@ def test_longer_schedule_reads_each_run_at_its_end_and_refuses_other_curve_image
 
 
 def test_depth_sweep_refuses_a_row_whose_runs_trained_for_another_schedule(monkeypatch):
-    spec = importlib.util.spec_from_file_location("results_tables_depth", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _tables_module()
     monkeypatch.setattr(module, "DEPTH_FOLDERS", (("8, 4 epochs", 8, 4.0, "made_up"),))
     monkeypatch.setattr(module, "load", lambda path: {"runs": [{"run": "a", "seed": 0}, {"run": "b", "seed": 1}]})
     configs = {"a": {"depth": 8, "epochs": 4.0}, "b": {"depth": 8, "epochs": 2.0}}

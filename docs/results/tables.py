@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from simpool.evaluate.baselines import FIXED  # the maps that ignore the image and need no model
+from simpool.experiments.demo.config import DemoConfig
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "RESULTS.md"
@@ -412,7 +413,7 @@ def depth_sweep() -> str:
         mean_map = paired["mean_map"]["MaxBoxAccV2"]
         rows.append(row + [f"{mean_map['cls']:.1f} / {mean_map['simpool']:.1f}"])
         seeds = ", ".join(str(run["seed"]) for run in paired["runs"])
-        schedule = "" if epochs == 2.0 else f", {epochs:g} epochs"
+        schedule = "" if epochs == DemoConfig.epochs else f", {epochs:g} epochs"
         sources.append(
             f"- {depth} blocks{schedule}: `docs/results/{folder}/paired.json` (seeds {seeds}); {_demo_runs(reports)}"
         )

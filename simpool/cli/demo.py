@@ -18,6 +18,8 @@ EXAMPLE = """examples:
   simpool demo seed=1 --out outputs/demo_s1
   simpool demo --preset converge eval_split=val
   simpool demo --preset gpu
+an interrupted run resumes each arm from its last saved state when the same command runs again (--no-resume:
+train afresh in the same folder)
   simpool demo --pair outputs/demo_s1 outputs/demo_s2 outputs/demo_s3 --out outputs/demo_paired
   simpool demo --choose-lr outputs/lr_3e-4 outputs/lr_1e-3 outputs/lr_3e-3 --out outputs/lr_choice
 each arm's learning rate, chosen on val (runs of one setting but lr, with eval_split=val), then scored on test:
@@ -53,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"for paired.json (default {PAIR_OUT}); with --choose-lr, for lr_choice.json (default {CHOICE_OUT})",
     )
     parser.add_argument("--fashion-mnist-dir", default=None, help="folder of the Fashion-MNIST IDX files")
+    parser.add_argument(  # not dest no_resume: that would add train.resume=false, which DemoConfig does not have
+        "--no-resume",
+        dest="fresh",
+        action="store_true",
+        help="train both arms afresh even if --out holds a stopped run of the same settings (it resumes by default)",
+    )
     add_no_progress(parser)
 
 
@@ -65,9 +73,9 @@ READERS = {
 
 def read_finished(args: argparse.Namespace, option: str) -> int:
     """``--pair`` or ``--choose-lr``: a table of finished runs, printed and written to a JSON file in ``--out``."""
-    if args.overrides or args.quick:
+    if args.overrides or args.quick or args.fresh:
         flag = "--" + option.replace("_", "-")
-        raise ValueError(f"{flag} reads finished runs: it takes no key=value overrides and no --quick")
+        raise ValueError(f"{flag} reads finished runs: it takes no key=value overrides, no --quick and no --no-resume")
     default, reader, label, key = READERS[option]
     out = args.out or default
     check_writable(out, kind="folder")
@@ -90,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if name == "gpu" and not torch.cuda.is_available():
         print("note: --preset gpu without CUDA runs on the CPU and will take long")
     device = torch.device("cuda" if name == "gpu" and torch.cuda.is_available() else "cpu")
-    report = run_demo(config, args.out, device, progress=not args.no_progress)
+    report = run_demo(config, args.out, device, progress=not args.no_progress, resume=not args.fresh)
     print(report["table"])
     for sentence in report["baseline_summary"] + report["curve_summary"]:
         print(sentence)

@@ -387,9 +387,12 @@ def check_resume_config(
     refused = [key for key in changes if key not in allowed]
     if refused:
         listed = "; ".join(f"{key}: {_lookup(saved, key)!r} -> {_lookup(new, key)!r}" for key in refused)
+        present = [key for key in allowed if _lookup(new, key) != "(absent)"]  # the demo's flat config has none
+        may = f"only {', '.join(present)} may change" if present else "no setting may change"
+        fresh = "--no-resume (train.resume=false)" if "train" in new else "--no-resume"
         raise ValueError(
-            f"the config differs from the saved config.yaml ({listed}) and only {', '.join(allowed)} may change "
-            "on resume: undo the change, or start over with --no-resume (train.resume=false)"
+            f"the config differs from the saved config.yaml ({listed}) and {may} on resume: undo the change, "
+            f"or start over with {fresh}"
         )
     if not changes:
         return None

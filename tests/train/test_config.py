@@ -145,6 +145,15 @@ def test_resume_refuses_other_changes_listing_them(tmp_path):
     with pytest.raises(ValueError, match="optim.lr: 0.0005 -> 0.5; train.batch_size: 256 -> 32") as error:
         check_resume_config(saved, new)
     assert "--no-resume" in str(error.value) and "\n" not in str(error.value)
+    assert "only train.epochs may change on resume" in str(error.value)
+    assert str(error.value).endswith("start over with --no-resume (train.resume=false)")
+    # a flat config (the demo's) has neither train.epochs nor train.resume: the message names neither
+    with pytest.raises(ValueError) as flat:
+        check_resume_config({"lr": 0.001, "seed": 1}, {"lr": 0.003, "seed": 1})
+    assert str(flat.value) == (
+        "the config differs from the saved config.yaml (lr: 0.001 -> 0.003) and no setting may change on resume: "
+        "undo the change, or start over with --no-resume"
+    )
 
 
 @pytest.mark.parametrize(

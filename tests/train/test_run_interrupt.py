@@ -42,3 +42,15 @@ def test_a_run_without_a_folder_says_to_start_it_again():
     from simpool.train.run import RunFolder
 
     assert RunFolder.after_interrupt(None) == "interrupted: run the same command again to start it again"
+
+
+def test_a_study_whose_arms_saved_a_state_says_to_resume(tmp_path):
+    from simpool.train.run import RunFolder
+
+    out = tmp_path / "demo"
+    (out / "training" / "cls").mkdir(parents=True)
+    assert RunFolder.after_interrupt(out).startswith("interrupted before")  # nothing saved yet
+    (out / "training" / "cls" / "last.pt").write_bytes(b"")  # an arm's state (the demo's run_dir/training/<kind>)
+    assert RunFolder.after_interrupt(out) == (
+        f"interrupted: run the same command again to resume {out} from its last checkpoint (last.pt)"
+    )

@@ -60,7 +60,7 @@ from .scoring import (
     score_model,
 )
 from .seeds import pair_runs, paired_differences, paired_table
-from .study import CHECKPOINTS, DemoStudy, run_demo
+from .study import CHECKPOINTS, TRAINING, DemoStudy, run_demo
 
 __all__ = [
     "ATTENTION_KEYS",
@@ -76,6 +76,7 @@ __all__ = [
     "MODELS",
     "PRESETS",
     "PRIOR_IMAGES",
+    "TRAINING",
     "attention_scores",
     "bench_vit",
     "choose_lr",

@@ -3,6 +3,7 @@ measured as it trains."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -15,11 +16,14 @@ from ...data.bench import SimPoolBench, normalize_images
 from ...models import save_checkpoint
 from ...train.engine import Engine
 from ...train.recipe import Loop, Parts, Recipe
+from ...train.run import RunFolder
 from ...train.schedule import Schedule
 from ...utils import warmup_cosine
 from .config import DemoConfig
 from .fairness import decay_groups, initial_vit
 from .scoring import CURVE_SPLIT, CURVE_VARIANTS, curve_point, curve_steps
+
+CHECKPOINTS_PER_ARM = 10  # training states saved per arm when it runs in a run folder (the last one replaces)
 
 
 class BenchArm(Recipe):
@@ -36,6 +40,11 @@ class BenchArm(Recipe):
     ``checkpoint_dir`` is given; they use no random number, so the trained model is the same with or without
     them. Images drawn more than once (more than one epoch; the curve subset) are rendered once and kept in
     memory: the same uint8 images, so the same model, without rendering each again.
+
+    Run with a run folder (``train_model(..., folder=...)``), the engine saves the training state there about
+    ``CHECKPOINTS_PER_ARM`` times (``last.pt``: the model, AdamW, the schedule, and this arm's own state,
+    :meth:`state_dict`: the flips' generator, the curves so far, the losses and the clock), and a run started
+    again in the folder resumes from it, training the same model as one that was never stopped.
     """
 
     def __init__(
@@ -45,14 +54,18 @@ class BenchArm(Recipe):
         device: torch.device,
         progress: bool = True,
         checkpoint_dir: str | Path | None = None,
+        resume: bool = True,
     ):
         self.kind, self.config, self.device, self.progress = kind, config, device, progress
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.name = f"train {kind}"
-        self.loop = Loop(progress=progress, log_every=10)
+        self.steps = arm_steps(config)
+        every = math.ceil(self.steps / CHECKPOINTS_PER_ARM)  # with a run folder only
+        self.loop = Loop(progress=progress, log_every=10, checkpoint_every=every, resume=resume, seed=config.seed)
         self.losses: list[torch.Tensor] = []  # on the device: read once at the end
         self.curves: list[dict] = []
         self.curve_seconds = 0.0
+        self.earlier_seconds = 0.0  # the wall time of the processes before a resume
 
     def build(self, info) -> Parts:
         config = self.config
@@ -64,7 +77,6 @@ class BenchArm(Recipe):
             variant: SimPoolBench(CURVE_SPLIT, variant, config.bench(), num_images=config.curve_images).rendered()
             for variant in (CURVE_VARIANTS if config.curve_points > 0 else ())
         }
-        self.steps = max(1, int(config.epochs * len(self.data) / config.batch_size))
         optimizer = torch.optim.AdamW(decay_groups(self.model, config.weight_decay), lr=config.arm_lr(self.kind))
         schedule = warmup_cosine(optimizer, self.steps, max(1, int(config.warmup * self.steps)))
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -72,10 +84,14 @@ class BenchArm(Recipe):
         self.order = torch.cat([torch.randperm(len(self.data), generator=self.generator) for _ in range(passes)])
         self.measure_at = set(curve_steps(self.steps, config.curve_points))
         self.started = time.perf_counter()
-        self.after_update(0)  # the initialisation's point
-        return Parts(self.model, optimizer, epochs=1, updates_per_epoch=self.steps, schedule=Schedule(schedule))
+        state = {"model": self.model, "optimizer": optimizer, "scheduler": schedule, "arm": self}  # last.pt holds
+        return Parts(
+            self.model, optimizer, epochs=1, updates_per_epoch=self.steps, schedule=Schedule(schedule), state=state
+        )
 
     def batches(self, epoch: int, start_update: int):
+        if start_update == 0:
+            self.after_update(0)  # the initialisation's point (a resumed run has it)
         size = self.config.batch_size
         for step in range(start_update, self.steps):
             images, labels, _, _ = self.data.batch(self.order[step * size : (step + 1) * size].numpy())
@@ -108,6 +124,25 @@ class BenchArm(Recipe):
             )
         self.curve_seconds += time.perf_counter() - start
 
+    def state_dict(self) -> dict:
+        """What a resume needs besides the model, AdamW and the schedule (saved in ``last.pt`` after an update):
+        the flips' generator, the curve points so far, every update's loss, and the seconds spent so far."""
+        return {
+            "generator": self.generator.get_state(),
+            "curves": json.loads(json.dumps(self.curves)),  # plain numbers and strings: weights_only reads them
+            "losses": torch.stack(self.losses).cpu() if self.losses else torch.zeros(0),
+            "curve_seconds": self.curve_seconds,
+            "wall_seconds": self.earlier_seconds + time.perf_counter() - self.started,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict` (after :meth:`build`, which drew the same order of the images)."""
+        self.generator.set_state(state["generator"])
+        self.curves = list(state["curves"])
+        self.losses = list(state["losses"].to(self.device).unbind())
+        self.curve_seconds, self.earlier_seconds = state["curve_seconds"], state["wall_seconds"]
+        self.started = time.perf_counter()
+
     def summary(self, row: dict) -> dict:
         """``{"model", "initial_state", "seconds", "steps", "loss", "curves", "curve_seconds"}`` (``seconds``:
         training alone, ``curve_seconds``: the curve evaluations and checkpoints; ``loss``: the mean of the last 20
@@ -115,7 +150,7 @@ class BenchArm(Recipe):
         return {
             "model": self.model,
             "initial_state": self.initial_state,
-            "seconds": time.perf_counter() - self.started - self.curve_seconds,
+            "seconds": self.earlier_seconds + time.perf_counter() - self.started - self.curve_seconds,
             "steps": self.steps,
             "loss": float(torch.stack(self.losses[-20:]).double().mean()),
             "curves": self.curves,
@@ -129,7 +164,18 @@ def train_model(
     device: torch.device,
     progress: bool = True,
     checkpoint_dir: str | Path | None = None,
+    folder: RunFolder | None = None,
+    resume: bool = True,
 ) -> dict:
-    """Train one arm (:class:`BenchArm`) by :class:`~simpool.train.engine.Engine`; returns its summary."""
-    arm = BenchArm(kind, config, device, progress, checkpoint_dir)
-    return Engine(arm, arm.loop).run()
+    """Train one arm (:class:`BenchArm`) by :class:`~simpool.train.engine.Engine`; returns its summary.
+
+    With ``folder``, the training state is saved there as it trains and, when ``resume`` and the folder holds
+    one, the arm continues from it (a config that differs from the folder's ``config.yaml`` is refused in one
+    line, :class:`~simpool.train.state.ResumeError`)."""
+    arm = BenchArm(kind, config, device, progress, checkpoint_dir, resume)
+    return Engine(arm, arm.loop, folder=folder).run()
+
+
+def arm_steps(config: DemoConfig) -> int:
+    """The arm's optimizer updates: ``config.epochs`` passes over ``config.train_images`` in ``batch_size``."""
+    return max(1, int(config.epochs * config.train_images / config.batch_size))

@@ -12,6 +12,7 @@ import torch
 
 from ...models import save_checkpoint
 from ...train.launch import launch
+from ...train.run import RunFolder
 from ..bench_report import save_curves, save_figure, write_report
 from .arm import train_model
 from .baselines import demo_baselines, fixed_baselines, train_masks
@@ -21,28 +22,38 @@ from .matched import matched_report
 from .scoring import CURVE_SPLIT, CURVE_VARIANTS, GATE, eval_datasets, score_model
 
 CHECKPOINTS = "curve_checkpoints"  # <out>/curve_checkpoints/<kind>_<update>.safetensors: a model at each curve point
+TRAINING = "training"  # <out>/training/<kind>/: each arm's run folder (config.yaml, log.csv, last.pt to resume from)
 
 
 class DemoStudy:
     """Train both arms (:class:`~.arm.BenchArm`), evaluate them (:func:`~.scoring.score_model`) and the maps they
     are compared with (:func:`~.baselines.demo_baselines`), score both at matched accuracy
     (:func:`~.matched.matched_report`), and write ``report.md``, ``report.json``, ``figure.png``, ``curves.png``,
-    the weights and the curve checkpoints to ``run_dir``.
+    the weights and the curve checkpoints to ``run_dir``. Each arm trains in its own run folder,
+    ``run_dir/training/<kind>``, so that a study stopped while it trains (Ctrl-C, a lost machine) resumes each arm
+    where it was saved when it is run again in ``run_dir`` with the same settings.
 
     Args:
         config: the demo's settings.
         run_dir: the output folder (locked while the study runs).
         device: where the models train and are evaluated.
         progress: progress bars and the curve points as they are measured.
+        resume: continue each arm from its saved state when there is one (False: train both afresh).
     """
 
-    def __init__(self, config: DemoConfig, run_dir: str | Path, device: torch.device, progress: bool = True):
+    def __init__(
+        self, config: DemoConfig, run_dir: str | Path, device: torch.device, progress: bool = True, resume: bool = True
+    ):
         self.config, self.run_dir, self.device, self.progress = config, Path(run_dir), device, progress
+        self.resume = resume
 
     def train_arm(self, kind: str, datasets: dict) -> dict:
         """One arm trained (:func:`~.arm.train_model`) and scored on the evaluation images: its summary, plus
         ``result``, ``outputs`` (the maps on ``original``), ``parameters`` and ``evaluation_seconds``."""
-        trained = train_model(kind, self.config, self.device, self.progress, self.run_dir / CHECKPOINTS)
+        folder = RunFolder(self.run_dir / TRAINING / kind)
+        trained = train_model(
+            kind, self.config, self.device, self.progress, self.run_dir / CHECKPOINTS, folder, self.resume
+        )
         start = time.perf_counter()
         result, outputs = score_model(kind, trained["model"], self.config, self.device, datasets, self.progress)
         parameters = parameter_count(trained["model"])
@@ -137,11 +148,18 @@ class DemoStudy:
         }
 
 
-def run_demo(config: DemoConfig, out: str | Path, device: torch.device | None = None, progress: bool = True) -> dict:
+def run_demo(
+    config: DemoConfig,
+    out: str | Path,
+    device: torch.device | None = None,
+    progress: bool = True,
+    resume: bool = True,
+) -> dict:
     """Launch :class:`DemoStudy` in ``out`` (locked; SIGTERM and errors as every training's); returns the report
-    plus ``run_dir``.
+    plus ``run_dir``. An arm that ``out`` holds a saved state of resumes from it (unless ``resume`` is False).
 
     Raises:
-        ValueError: one line: ``out`` is locked by a live run, or a setting is bad.
+        ValueError: one line: ``out`` is locked by a live run, a setting is bad, or ``out`` holds a run of other
+            settings (:class:`~simpool.train.state.ResumeError`: start afresh with ``resume=False``).
     """
-    return launch(DemoStudy(config, out, device or torch.device("cpu"), progress))
+    return launch(DemoStudy(config, out, device or torch.device("cpu"), progress, resume))

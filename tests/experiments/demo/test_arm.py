@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from simpool.experiments.demo import (
@@ -17,7 +18,21 @@ from simpool.experiments.demo import (
     train_model,
 )
 from simpool.models import load_checkpoint
+from simpool.train.engine import Engine
+from simpool.train.run import RunFolder
 from tests.experiments.conftest import needs_fmnist
+
+
+class Stopped(Exception):
+    """What the injected hook raises: the run dies after an update, before that update's state is saved."""
+
+
+def _stop_after(update: int):
+    def hook(engine) -> None:
+        if engine.counters.update == update:
+            raise Stopped
+
+    return hook
 
 
 @needs_fmnist
@@ -60,3 +75,33 @@ def test_curves_are_val_evaluations_with_checkpoints_and_leave_the_training_unch
     assert plain["curves"] == [] and plain["loss"] == trained["loss"] and plain["curve_seconds"] == 0.0
     for name, value in plain["model"].state_dict().items():
         assert torch.equal(value, trained["model"].state_dict()[name]), name
+
+
+@needs_fmnist
+def test_an_arm_stopped_mid_training_resumes_to_the_model_of_a_run_never_stopped(tmp_path, monkeypatch, capsys):
+    torch.set_num_threads(1)
+    # 96 images in batches of 16: 6 updates, a state saved after each (ceil(6 / 10) = 1), curves at 0, 2, 4, 6
+    config = demo_config("quick", train_images=96, batch_size=16, depth=1, curve_points=3, curve_images=8)
+    device = torch.device("cpu")
+    whole = train_model("simpool", config, device, progress=False)
+    folder = tmp_path / "simpool"
+    monkeypatch.setattr(Engine, "update_hooks", (_stop_after(4),))  # dies after update 4, before saving it
+    with pytest.raises(Stopped):
+        train_model("simpool", config, device, progress=False, folder=RunFolder(folder))
+    monkeypatch.setattr(Engine, "update_hooks", ())
+    resumed = train_model("simpool", config, device, progress=False, folder=RunFolder(folder))
+    assert f"resumed {folder} at epoch 0, update 3" in capsys.readouterr().out
+    # the same weights, losses and curves (the flips' generator, AdamW and the cosine schedule resumed exactly)
+    assert resumed["curves"] == whole["curves"] and [p["step"] for p in resumed["curves"]] == [0, 2, 4, 6]
+    assert resumed["loss"] == whole["loss"] and resumed["steps"] == 6
+    for name, value in whole["model"].state_dict().items():
+        assert torch.equal(value, resumed["model"].state_dict()[name]), name
+    # a finished arm run again is read back, not retrained; another setting is refused in one line
+    again = train_model("simpool", config, device, progress=False, folder=RunFolder(folder))
+    assert (again["curves"], again["loss"]) == (whole["curves"], whole["loss"])
+    other = dataclasses.replace(config, lr=3e-3)
+    with pytest.raises(ValueError, match=r"cannot resume .*lr: 0\.001 -> 0\.003") as refused:
+        train_model("simpool", other, device, progress=False, folder=RunFolder(folder))
+    assert "\n" not in str(refused.value)
+    fresh = train_model("simpool", other, device, progress=False, folder=RunFolder(folder), resume=False)
+    assert fresh["loss"] == train_model("simpool", other, device, progress=False)["loss"] != whole["loss"]

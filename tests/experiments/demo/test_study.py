@@ -14,6 +14,7 @@ from simpool.experiments.demo import (
     CHECKPOINTS,
     CURVE_VARIANTS,
     GATE,
+    TRAINING,
     DemoConfig,
     bench_vit,
     eval_datasets,
@@ -26,6 +27,7 @@ from simpool.experiments.demo import (
 from simpool.models import load_checkpoint
 from simpool.train.run import RunFolder
 from tests.experiments.conftest import needs_fmnist
+from tests.train.conftest import run_cli_killed_at
 
 TINY = ["train_images=256", "epochs=1", "batch_size=64", "eval_images=40", "figure_images=2", "depth=1"]
 TINY += ["curve_points=4", "curve_images=24"]
@@ -48,8 +50,11 @@ def test_demo_end_to_end_writes_report_figures_and_weights(tmp_path, capsys):
     printed = capsys.readouterr().out  # the command's summary
     report = json.loads((out / "report.json").read_text())
     assert sorted(os.listdir(out)) == sorted(
-        [CHECKPOINTS, "cls.safetensors", "curves.png", "figure.png", "report.json", "report.md", "simpool.safetensors"]
+        [CHECKPOINTS, TRAINING, "cls.safetensors", "curves.png", "figure.png", "report.json", "report.md"]
+        + ["simpool.safetensors"]
     )  # and no lock left
+    for kind in ("cls", "simpool"):  # each arm's run folder: what a stopped run resumes from
+        assert {"config.yaml", "log.csv", "last.pt"} <= set(os.listdir(out / TRAINING / kind))
     config = DemoConfig(**report["config"])
     assert (config.train_images, config.depth, config.eval_split, report["gate"]) == (256, 1, "test", GATE)
     assert report["versions"]["torch"] == torch.__version__
@@ -114,3 +119,32 @@ def test_demo_end_to_end_writes_report_figures_and_weights(tmp_path, capsys):
     assert set(report["seconds"]) == {"training", "curves", "evaluation", "baselines", "matched"}
     for figure in ("figure.png", "curves.png"):
         assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+@needs_fmnist
+def test_a_demo_killed_while_it_trains_resumes_when_run_again(tmp_path, capsys):
+    torch.set_num_threads(1)
+    out = tmp_path / "demo"
+    args = ["demo", "--quick", "--out", str(out), "--no-progress", *TINY]
+    killed = run_cli_killed_at(2, args)  # SIGKILL after the CLS arm's update 2 (of 4), before its state is saved
+    assert killed.returncode == -9 and not (out / "report.json").exists()
+    assert main(args) == 0  # the same command again: the dead run's lock is stale, the CLS arm resumes
+    printed = capsys.readouterr().out
+    assert f"resumed {out / TRAINING / 'cls'} at epoch 0, update 1" in printed
+    assert f"resumed {out / TRAINING / 'simpool'}" not in printed  # it had not started
+    report = json.loads((out / "report.json").read_text())
+    config = DemoConfig(**report["config"])
+    trained = train_model("cls", config, torch.device("cpu"), progress=False)  # never stopped
+    assert report["results"]["cls"]["loss"] == trained["loss"]
+    assert [{k: v for k, v in p.items() if k != "checkpoint"} for p in report["curves"]["cls"]] == trained["curves"]
+    # a run of other settings in the folder is refused in one line; --no-resume trains afresh there
+    assert main([*args, "lr=3e-3"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        f"simpool demo: error: cannot resume {out / TRAINING / 'cls'}: the config differs from the saved config.yaml "
+        "(lr: 0.001 -> 0.003) and no setting may change on resume: undo the change, or start over with --no-resume"
+    )
+    assert main([*args, "lr=3e-3", "--no-resume"]) == 0
+    assert "resumed" not in capsys.readouterr().out
+    assert json.loads((out / "report.json").read_text())["config"]["lr"] == 3e-3

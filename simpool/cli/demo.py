@@ -18,13 +18,13 @@ EXAMPLE = """examples:
   simpool demo seed=1 --out outputs/demo_s1
   simpool demo --preset converge eval_split=val
   simpool demo --preset gpu
-an interrupted run resumes each arm from its last saved state when the same command runs again (--no-resume:
-train afresh in the same folder)
   simpool demo --pair outputs/demo_s1 outputs/demo_s2 outputs/demo_s3 --out outputs/demo_paired
   simpool demo --choose-lr outputs/lr_3e-4 outputs/lr_1e-3 outputs/lr_3e-3 --out outputs/lr_choice
 each arm's learning rate, chosen on val (runs of one setting but lr, with eval_split=val), then scored on test:
   simpool demo lr=3e-4 eval_split=val --out outputs/lr_3e-4     (and lr=1e-3, lr=3e-3)
   simpool demo cls_lr=... simpool_lr=... --out outputs/demo     (the rates --choose-lr prints)
+a stopped run resumes each arm from its last saved state when the same command runs again (--no-resume: train
+afresh in the same folder)
 """
 DEMO_OUT, PAIR_OUT, CHOICE_OUT = "outputs/demo", "outputs/demo_paired", "outputs/lr_choice"
 

@@ -51,10 +51,10 @@ class RunFolder:
     @staticmethod
     def after_interrupt(path: str | os.PathLike | None) -> str:
         """What to do after a Ctrl-C of the run in folder ``path``: resume it when it saved a ``last.pt`` (its own,
-        or one of the run folders inside it, as the demo's arms), else start it again (nothing to resume from)."""
+        or one of a run folder inside it, as the demo's arms do), else start it again (nothing to resume from)."""
         if path is None:
             return "interrupted: run the same command again to start it again"
-        if not (Path(path) / "last.pt").is_file() and next(Path(path).glob("*/*/last.pt"), None) is None:
+        if next(Path(path).rglob("last.pt"), None) is None:
             return f"interrupted before {path} saved a checkpoint: run the same command again to start afresh"
         return f"interrupted: run the same command again to resume {path} from its last checkpoint (last.pt)"
 

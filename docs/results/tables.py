@@ -350,10 +350,10 @@ def demo_seeds(folder: str, command: str = "simpool demo seed=S --out DIR", how:
     return table
 
 
-def lr_choice(folder: str, settings: str = "") -> Callable[[], str]:
+def lr_choice(folder: str, settings: str = "", how: str = "") -> Callable[[], str]:
     """Each arm's learning rate chosen on ``val`` (``simpool demo --choose-lr``, kept in ``folder/lr_choice.json``),
     rebuilt by the library's own :func:`simpool.experiments.demo.lr_choice.lr_table`, then the grid runs' commands
-    (``settings``: their overrides other than the rate, ``depth=8 `` for example)."""
+    (``settings``: their overrides other than the rate, ``depth=8 `` for example; ``how``: how the runs went)."""
 
     def table() -> str:
         from simpool.experiments.demo.lr_choice import lr_table
@@ -366,7 +366,7 @@ def lr_choice(folder: str, settings: str = "") -> Callable[[], str]:
             f"\nFrom `docs/results/{folder}/lr_choice.json` (`simpool demo --choose-lr` of the {len(runs)} folders "
             f"`{folder}/lr_L`) and `lr_L/report.json` (`simpool demo {settings}lr=L eval_split=val --out DIR`, "
             f"L = {lrs}); "
-            f"{_demo_runs(reports)}.\n"
+            f"{_demo_runs(reports)}{how}.\n"
         )
         return lr_table(choice) + "\n" + source
 
@@ -627,6 +627,12 @@ TABLES: dict[str, Callable[[], str]] = {
         "demo_default", how=" (seed 0 on the idle machine, seeds 1 and 2 two at a time beside other work)"
     ),
     "demo-seed-0": demo_run("demo_default/seed_0/report.json"),
+    "lr-choice-converge": lr_choice(
+        "demo_converge_new/lr_grid",
+        "--preset converge ",
+        " (lr 3e-4 was stopped in its CLS arm and resumed by the same command: its wall minutes are the resumed"
+        " run's; its report's CLS training seconds, 2,330, count both parts, the updates redone after the stop once)",
+    ),
     "converge-seeds": demo_seeds(
         "demo_converge_new",
         "simpool demo --preset converge seed=S --out DIR",

@@ -20,7 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_out(parser, required=True, help="output folder")
     parser.add_argument("--num-images", type=int, default=None, help="the first N images of the split; unset: all")
     add_img_size(parser, default=BenchConfig.image_size, help="bench image side in pixels")
-    parser.add_argument("--bg-correlation", type=float, default=BenchConfig.bg_correlation)
+    parser.add_argument(
+        "--bg-correlation",
+        type=float,
+        default=BenchConfig.bg_correlation,
+        help="probability in [0, 1] that an original image's background comes from its class's own pool "
+        "(0: the background says nothing of the class)",
+    )
     add_seed(parser, default=BenchConfig.seed, help="seed of the bench")
     parser.add_argument("--fashion-mnist-dir", default=None, help="folder of the Fashion-MNIST IDX files")
     parser.add_argument(

@@ -631,7 +631,7 @@ TABLES: dict[str, Callable[[], str]] = {
         "demo_converge_new/lr_grid",
         "--preset converge ",
         " (lr 3e-4 was stopped in its CLS arm and resumed by the same command: its wall minutes are the resumed"
-        " run's; its report's CLS training seconds, 2,330, count both parts, the updates redone after the stop once)",
+        " run's; its report's CLS training seconds count both parts, the updates redone after the stop once)",
     ),
     "converge-seeds": demo_seeds(
         "demo_converge_new",

@@ -51,7 +51,7 @@ class RunFolder:
     @staticmethod
     def after_interrupt(path: str | os.PathLike | None) -> str:
         """What to do after a Ctrl-C of the run in folder ``path``: resume it when it saved a ``last.pt`` (its own,
-        or one of a run folder inside it, as the demo's arms do), else start it again (nothing to resume from)."""
+        or that of a run folder inside it, as the demo's arms have), else start it again (nothing to resume from)."""
         if path is None:
             return "interrupted: run the same command again to start it again"
         if next(Path(path).rglob("last.pt"), None) is None:

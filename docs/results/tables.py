@@ -528,25 +528,29 @@ def _probe_head_rows(results: list[dict], variants: list[str]) -> list[list]:
     return rows
 
 
-def dino_backbone() -> str:
-    """The DINO bench backbone of the probing study: per epoch its loss and the k-NN top-1 its monitor measured."""
-    folder = "probe_bench/dino_backbone"
-    run = load(f"{folder}/run.json")
-    with open(HERE / folder / "log.csv", newline="") as handle:
-        epochs = list(csv.DictReader(handle))
-    header = ["epoch", "updates", "train loss", "k-NN top-1 `val`", "k-NN top-5 `val`", "images/s"]
-    rows = [
-        [int(e["epoch"]) + 1, e["update"], f"{float(e['train_loss']):.3f}", f"{float(e['knn_top1']):.1f}"]
-        + [f"{float(e['knn_top5']):.1f}", f"{float(e['images_per_s']):.0f}"]
-        for e in epochs
-    ]
-    minutes = sum(float(e["time_s"]) for e in epochs) / 60
-    commands = "; ".join(f"`{command}`" for command in run["commands"])
-    source = (
-        f"\nFrom `docs/results/{folder}/log.csv` and `config.yaml` (the run's own) and `run.json`: {commands} on "
-        f"{run['machine']}, {run['date']}; {minutes:.0f} minutes of training ({run['note']}).\n"
-    )
-    return markdown(header, rows) + source
+def dino_backbone(folder: str) -> Callable[[], str]:
+    """A DINO bench backbone of the probing study, kept in ``folder``: per epoch its loss and the k-NN top-1 its
+    monitor measured, then its commands (``run.json``)."""
+
+    def table() -> str:
+        run = load(f"{folder}/run.json")
+        with open(HERE / folder / "log.csv", newline="") as handle:
+            epochs = list(csv.DictReader(handle))
+        header = ["epoch", "updates", "train loss", "k-NN top-1 `val`", "k-NN top-5 `val`", "images/s"]
+        rows = [
+            [int(e["epoch"]) + 1, e["update"], f"{float(e['train_loss']):.3f}", f"{float(e['knn_top1']):.1f}"]
+            + [f"{float(e['knn_top5']):.1f}", f"{float(e['images_per_s']):.0f}"]
+            for e in epochs
+        ]
+        minutes = sum(float(e["time_s"]) for e in epochs) / 60
+        commands = "; ".join(f"`{command}`" for command in run["commands"])
+        source = (
+            f"\nFrom `docs/results/{folder}/log.csv` and `config.yaml` (the run's own) and `run.json`: {commands} on "
+            f"{run['machine']}, {run['date']}; {minutes:.0f} minutes of training ({run['note']}).\n"
+        )
+        return markdown(header, rows) + source
+
+    return table
 
 
 def _probe_runs(runs: list[dict]) -> str:
@@ -594,6 +598,11 @@ def probe_bench(folder: str) -> Callable[[], str]:
             f"\nFrom `docs/results/{folder}/study.json` and the `results.json` beside it: `{study['command']}` on "
             f"{study['machine']}, {study['date']}; wall minutes: {walls}. The probe runs:\n\n{commands}"
         )
+        data = HERE / folder / "data.json"
+        if data.exists():
+            record = load(f"{folder}/data.json")
+            exports = "; ".join(f"`{command}`" for command in record["commands"])
+            source += f"\nTheir data (`docs/results/{folder}/data.json`): {exports} ({record['note']}).\n"
         return "\n".join(parts) + source
 
     return table
@@ -638,6 +647,11 @@ TABLES: dict[str, Callable[[], str]] = {
         "simpool demo --preset converge seed=S --out DIR",
         " (seed 1 with 2 threads beside other work; seeds 2 and 3 side by side, one thread each)",
     ),
+    "converge-seeds-3e-3": demo_seeds(
+        "demo_converge_new/lr_3e-3",
+        "simpool demo --preset converge cls_lr=0.003 simpool_lr=0.003 seed=S --out DIR",
+        " (seed 1 alone; seed 2 beside a CI run; seed 3 beside a probe run on one thread at nice 10)",
+    ),
     "make-demo-time": make_demo_time,
     "old-bench-converge": old_bench_converge,
     "lr-choice": lr_choice("demo_default/lr_grid"),
@@ -646,7 +660,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "longer-schedule": longer_schedule,
     "lr-choice-depth-12": lr_choice("demo_depth/depth_12/lr_grid", "depth=12 "),
     "probe-bench": probe_bench("probe_bench"),
-    "dino-backbone": dino_backbone,
+    "dino-backbone": dino_backbone("probe_bench/dino_backbone"),
     "pxap-parity": pxap_parity,
     "maxboxacc-parity": maxboxacc_parity,
     "probe-heads-parity": probe_heads_parity,

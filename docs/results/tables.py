@@ -661,6 +661,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "lr-choice-depth-12": lr_choice("demo_depth/depth_12/lr_grid", "depth=12 "),
     "probe-bench": probe_bench("probe_bench"),
     "dino-backbone": dino_backbone("probe_bench/dino_backbone"),
+    "dino-bg0-backbone": dino_backbone("probe_bench/dino_bg0_backbone"),
     "pxap-parity": pxap_parity,
     "maxboxacc-parity": maxboxacc_parity,
     "probe-heads-parity": probe_heads_parity,

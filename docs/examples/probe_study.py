@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from record import record_head, write_record  # noqa: E402
+from record import machine, record_head, write_record  # noqa: E402
 
 from simpool.cli.main import main as simpool  # noqa: E402
 
@@ -38,7 +38,8 @@ def backbone(text: str) -> tuple[str, str]:
 
 
 def probe_one(name: str, checkpoint: str, seed: int, runs: Path, out: Path, probe_args: list[str]) -> dict:
-    """One probe run, its results.json copied under ``out``: ``{"name", "seed", "command", "wall_s"}``."""
+    """One probe run, its results.json copied under ``out``: ``{"name", "seed", "command", "wall_s", "machine",
+    "date"}`` (a study's runs may span machines and days)."""
     run = runs / f"{name}_s{seed}"
     args = ["probe", *probe_args, "--checkpoint", checkpoint, "--seed", str(seed), "--out", str(run)]
     start = time.perf_counter()
@@ -49,7 +50,15 @@ def probe_one(name: str, checkpoint: str, seed: int, runs: Path, out: Path, prob
     kept.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run / "results.json", kept)
     command = "simpool " + shlex.join(args)
-    return {"name": name, "seed": seed, "command": command, "wall_s": round(time.perf_counter() - start, 1)}
+    wall = round(time.perf_counter() - start, 1)
+    return {
+        "name": name,
+        "seed": seed,
+        "command": command,
+        "wall_s": wall,
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
 
 def merged(record: Path, runs: list[dict]) -> list[dict]:

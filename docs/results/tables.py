@@ -561,6 +561,18 @@ def _probe_runs(runs: list[dict]) -> str:
     return "probe seed " + ", ".join(f"{run['seed']} on `{c}`" for run, c in zip(runs, checkpoints, strict=True))
 
 
+def _where(study: dict) -> str:
+    """Where and when a study's runs ran: ``on M, D`` per group of runs (a run without its own record: the study's)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for run in study["runs"]:
+        place = (run.get("machine", study["machine"]), run.get("date", study["date"]))
+        groups.setdefault(place, []).append(run["name"])
+    if len(groups) == 1:
+        ((machine_, date),) = groups
+        return f"on {machine_}, {date}"
+    return "; ".join(f"{', '.join(dict.fromkeys(names))} on {m}, {d}" for (m, d), names in groups.items())
+
+
 def probe_bench(folder: str) -> Callable[[], str]:
     """The probing study kept in ``folder`` (``docs/examples/probe_study.py``): per backbone, each head's top-1 on
     the test split and on IN-9 variants, its BG-gap, MaxBoxAccV2 and PxAP, and its margin over the strongest map
@@ -595,8 +607,8 @@ def probe_bench(folder: str) -> Callable[[], str]:
         walls = ", ".join(f"{run['name']} seed {run['seed']} {run['wall_s'] / 60:.1f}" for run in study["runs"])
         commands = "".join(f"- `{run['command']}`\n" for run in study["runs"])
         source = (
-            f"\nFrom `docs/results/{folder}/study.json` and the `results.json` beside it: `{study['command']}` on "
-            f"{study['machine']}, {study['date']}; wall minutes: {walls}. The probe runs:\n\n{commands}"
+            f"\nFrom `docs/results/{folder}/study.json` and the `results.json` beside it: `{study['command']}` (its "
+            f"latest invocation), {_where(study)}; wall minutes: {walls}. The probe runs:\n\n{commands}"
         )
         data = HERE / folder / "data.json"
         if data.exists():

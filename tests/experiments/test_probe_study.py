@@ -35,6 +35,9 @@ def test_the_study_keeps_each_run_writes_a_true_board_and_a_table(tmp_path, monk
     record = json.loads((out / "study.json").read_text())
     assert [(run["name"], run["seed"]) for run in record["runs"]] == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
     assert all("--checkpoint" in run["command"] and run["wall_s"] > 0 for run in record["runs"])
+    from record import machine  # each run records where and when it ran: a study may span machines and days
+
+    assert all(run["machine"] == machine() and len(run["date"]) == 10 for run in record["runs"])
     assert (
         study(["--backbone", "a=a.safetensors", "--seeds", "2", "--runs", "runs", "--out", str(out), "--", *probe]) == 0
     )

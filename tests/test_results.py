@@ -126,3 +126,45 @@ def test_depth_sweep_refuses_a_row_whose_runs_trained_for_another_schedule(monke
     monkeypatch.setattr(module, "load_run", lambda run: {"config": configs[run]})
     with pytest.raises(SystemExit, match="made_up: runs not of depth 8 and 4 epochs"):
         module.depth_sweep()
+
+
+def test_where_groups_a_studys_runs_by_their_own_machine_and_date():
+    where = _tables_module()._where
+    study = {"machine": "m2", "date": "d2", "runs": [{"name": "a"}, {"name": "b"}]}
+    assert where(study) == "on m2, d2"  # runs without their own record: the study's
+    study["runs"] = [
+        {"name": "a", "machine": "m1", "date": "d1"},
+        {"name": "a", "machine": "m1", "date": "d1"},
+        {"name": "b", "machine": "m1", "date": "d1"},
+        {"name": "c"},
+    ]
+    assert where(study) == "a, b on m1, d1; c on m2, d2"  # each name once per group, groups in order of first run
+
+
+def test_feature_cues_rows_name_each_backbone_with_its_intervals(monkeypatch):
+    module = _tables_module()
+    score = {"top1": 12.5, "low": 10.0, "high": 15.0}
+    answers = {q: score for q in module.CUE_COLUMNS}
+    output = {
+        "command": "python docs/examples/feature_cues.py ...",
+        "machine": "m",
+        "date": "d",
+        "bench": {"seed": 1, "image_size": 64, "num_images": 2000},
+        "k": 20,
+        "temperature": 0.07,
+        "chance": {"class": 10.0, "photo": 5.0},
+        "backbones": [
+            {"name": "random", "seed": 0, "cls": answers, "patch_mean": answers},
+            {
+                "name": "dino",
+                "checkpoint": "d.safetensors",
+                "cls": answers,
+                "patch_mean": {**answers, "photo_mixed_rand": {"top1": 80.0, "low": 78.25, "high": 81.75}},
+            },
+        ],
+    }
+    monkeypatch.setattr(module, "load", lambda path: output)
+    lines = module.feature_cues().splitlines()
+    assert lines[2] == "| random (seed 0) |" + " 12.5 [10.0, 15.0] |" * 6
+    assert lines[3].startswith("| dino (`d.safetensors`) |") and "| 80.0 [78.2, 81.8] |" in lines[3]
+    assert "Chance: class 10, photo 5." in module.feature_cues() and "first 2,000 `val` images" in lines[5]

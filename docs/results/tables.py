@@ -553,6 +553,41 @@ def dino_backbone(folder: str) -> Callable[[], str]:
     return table
 
 
+CUE_COLUMNS = {
+    "class_mixed_rand": "class `mixed_rand`",
+    "photo_mixed_rand": "photo `mixed_rand`",
+    "class_only_fg": "class `only_fg`",
+}
+
+
+def feature_cues() -> str:
+    """What each backbone's features tell apart (``docs/examples/feature_cues.py``): DINO's k-NN top-1 with its 95%
+    bootstrap interval over the queries, for the class and the background photo, through the CLS token and the patch
+    mean; one row per backbone, the random ones by seed."""
+    output = load("probe_bench/cues.json")
+    header = [
+        "backbone",
+        *(f"CLS: {c}" for c in CUE_COLUMNS.values()),
+        *(f"patch mean: {c}" for c in CUE_COLUMNS.values()),
+    ]
+    rows = []
+    for row in output["backbones"]:
+        name = f"{row['name']} (seed {row['seed']})" if "seed" in row else f"{row['name']} (`{row['checkpoint']}`)"
+        cells = [
+            f"{row[feature][q]['top1']:.1f} [{row[feature][q]['low']:.1f}, {row[feature][q]['high']:.1f}]"
+            for feature in ("cls", "patch_mean")
+            for q in CUE_COLUMNS
+        ]
+        rows.append([name, *cells])
+    bench, chance = output["bench"], output["chance"]
+    note = (
+        f"\nChance: class {chance['class']:.0f}, photo {chance['photo']:.0f}. k-NN with k = {output['k']}, "
+        f"T = {output['temperature']}; bank: the first {bench['num_images']:,} `val` images, queries: as many `test` "
+        f"images (bench seed {bench['seed']}, {bench['image_size']} px).\n"
+    )
+    return markdown(header, rows) + note + source_line(output, "probe_bench/cues.json")
+
+
 def _probe_runs(runs: list[dict]) -> str:
     """``probe seeds 0, 1, 2 on `a.safetensors```, or per seed its checkpoint when the runs probe several."""
     checkpoints = [re.search(r"--checkpoint (\S+)", run["command"]).group(1) for run in runs]
@@ -674,6 +709,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "probe-bench": probe_bench("probe_bench"),
     "dino-backbone": dino_backbone("probe_bench/dino_backbone"),
     "dino-bg0-backbone": dino_backbone("probe_bench/dino_bg0_backbone"),
+    "feature-cues": feature_cues,
     "pxap-parity": pxap_parity,
     "maxboxacc-parity": maxboxacc_parity,
     "probe-heads-parity": probe_heads_parity,

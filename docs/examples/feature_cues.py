@@ -132,6 +132,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.backbone and args.random < 1:
         parser.error("give --backbone NAME=CHECKPOINT or --random N")
+    if args.num_images < K:
+        parser.error(f"--num-images must be at least k = {K} (the bank's size), got {args.num_images}")
+    missing = [checkpoint for _, checkpoint in args.backbone if not Path(checkpoint).is_file()]
+    if missing:
+        parser.error(f"--backbone: no such checkpoint file: {', '.join(missing)}")
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError) as error:  # a checkpoint that does not fit, no Fashion-MNIST: one line
+        parser.error(str(error))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Ask every backbone every question and write the record."""
     head = record_head()
     kwargs = parse_kv(args.model_kwargs)
     config = BenchConfig(image_size=int(kwargs.get("img_size", 64)), seed=args.bench_seed)

@@ -98,3 +98,28 @@ def test_the_script_writes_each_backbones_answers_with_the_random_floor(tmp_path
     with pytest.raises(SystemExit):  # nothing to ask
         CUES["main"](["--model", "vit_tiny_patch16_224", "--out", str(out)])
     assert "give --backbone" in capsys.readouterr().err
+
+
+def test_a_persons_mistake_is_one_line_before_any_work(tmp_path, capsys):
+    base = ["--model", "vit_tiny_patch16_224", "--out", str(tmp_path / "cues.json")]
+    for args, message in (
+        (["--random", "1", "--num-images", "5"], "--num-images must be at least k = 20"),
+        (["--backbone", "a=missing.safetensors"], "no such checkpoint file: missing.safetensors"),
+        (["--backbone", "nameless"], "'nameless': give NAME=CHECKPOINT"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            CUES["main"]([*base, *args])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "cues.json").exists()
+
+
+@needs_fmnist
+def test_a_checkpoint_of_another_model_is_one_line(tmp_path, capsys):
+    model = simpool.create_model("vit_tiny_patch16_224", pool="default", num_classes=0, **{**TINY, "embed_dim": 64})
+    save_checkpoint(model, tmp_path / "wide.safetensors")
+    args = ["--model", "vit_tiny_patch16_224", "--model-kwargs", *(f"{k}={v}" for k, v in TINY.items())]
+    with pytest.raises(SystemExit) as exit_:
+        CUES["main"](
+            [*args, "--backbone", f"w={tmp_path / 'wide.safetensors'}", "--num-images", "20", "--out", "x.json"]
+        )
+    assert exit_.value.code == 2 and "wide.safetensors" in capsys.readouterr().err

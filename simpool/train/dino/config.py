@@ -89,6 +89,9 @@ class DinoDataConfig:
 
     dataset: str = "imagefolder"  # imagefolder | imagenet | bench (exported with `simpool bench export`)
     root: str = ""
+    # a second export of the same images on other backgrounds (`simpool bench export --variant mixed_rand`, same
+    # split, seed and count): the second global crop and every odd local crop come from it (simpool.data.paired)
+    pair_root: str = ""
     train_split: str = "train"
     fraction: float = 1.0
     num_workers: int = field(default_factory=default_workers)  # per process; default: the CPUs per local process

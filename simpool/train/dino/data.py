@@ -95,10 +95,14 @@ class MultiCropTransform:
         """Views per image: 2 global + the local ones."""
         return 2 + self.local_crops_number
 
-    def __call__(self, image: Image.Image) -> list[torch.Tensor]:
-        image = image.convert("RGB")
-        crops = [self.global_1(image), self.global_2(image)]
-        crops += [self.local(image) for _ in range(self.local_crops_number)]
+    def __call__(self, image: Image.Image | tuple[Image.Image, Image.Image]) -> list[torch.Tensor]:
+        """The crops of one image, or of a pair of renderings of one image (:class:`~simpool.data.paired.PairedViews`):
+        the first global crop and the even local crops from the first, the second global crop and the odd local crops
+        from the second. A pair of one image twice gives exactly the crops of that image."""
+        first, second = image if isinstance(image, tuple) else (image, image)
+        first, second = first.convert("RGB"), second.convert("RGB")
+        crops = [self.global_1(first), self.global_2(second)]
+        crops += [self.local(second if i % 2 else first) for i in range(self.local_crops_number)]
         return crops
 
 

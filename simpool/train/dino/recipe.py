@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from ...data.datasets import StepSampler, create_dataset
+from ...data.paired import PairedViews
 from ...models import create_model, save_checkpoint
 from ..distributed import DistInfo, barrier
 from ..engine import configure_backends
@@ -87,6 +88,21 @@ def wrap_teacher(teacher: nn.Module, device_ids: list[int] | None) -> Distribute
     return wrapped
 
 
+def training_set(config: DinoConfig, transform: MultiCropTransform):
+    """``data.root``'s training split through ``transform``; with ``data.pair_root``, each image paired with its
+    rendering there (:class:`~simpool.data.paired.PairedViews`), so that the views share the object only."""
+    data, seed = config.data, config.train.seed
+    if not data.pair_root:
+        return create_dataset(data.dataset, data.root, data.train_split, transform, data.fraction, seed)
+    if data.fraction < 1.0:
+        raise ValueError("data.pair_root takes whole splits: leave data.fraction at 1 (export fewer images instead)")
+    folders = [Path(root) / data.train_split for root in (data.root, data.pair_root)]
+    missing = [str(folder) for folder in folders if not folder.is_dir()]
+    if missing:
+        raise ValueError(f"data.pair_root pairs two exported ImageFolders; no folder at {', '.join(missing)}")
+    return PairedViews(*folders, transform, seed)
+
+
 def build_loader(config: DinoConfig, info: DistInfo):
     """The multi-crop training set and its loader (each process takes its slice of every global batch)."""
     data, run = config.data, config.train
@@ -99,7 +115,7 @@ def build_loader(config: DinoConfig, info: DistInfo):
         data.mean,
         data.std,
     )
-    dataset = create_dataset(data.dataset, data.root, data.train_split, transform, data.fraction, run.seed)
+    dataset = training_set(config, transform)
     if run.batch_size % info.world_size:
         raise ValueError(f"train.batch_size={run.batch_size} is not divisible by the {info.world_size} processes")
     sampler = StepSampler(len(dataset), run.batch_size, info.rank, info.world_size, run.seed)

@@ -179,6 +179,29 @@ def test_sigkill_then_resume_through_the_cli(dino_data, straight, tmp_path):
     assert_same_run(straight, tmp_path / "run")
 
 
+def test_pair_root_trains_on_views_of_two_renderings_and_refuses_what_it_cannot_pair(dino_data, tmp_path, capsys):
+    from simpool.cli import main
+    from simpool.data.paired import PairedViews
+    from simpool.train.dino.recipe import training_set
+
+    other = tmp_path / "other"
+    write_image_folder(other / "train", per_class=16, seed=7)  # the same names, other pixels
+    config = dino_config(dino_data, tmp_path, data__pair_root=str(other), **{**RUN, "train__epochs": 1})
+    data = training_set(config, lambda pair: pair)
+    assert isinstance(data, PairedViews) and len(data) == 32
+    first, second = data[(0, 5)][0]
+    assert first.tobytes() != second.tobytes()  # image 5 of each folder
+    (row,) = read_log(Path(train_dino(config)["run_dir"]))  # one epoch: 4 updates of 8 pairs
+    assert int(row["update"]) == 4 and math.isfinite(float(row["train_loss"]))
+    for extra, message in (
+        ({"data__pair_root": str(tmp_path / "none")}, f"no folder at {tmp_path / 'none' / 'train'}"),
+        ({"data__pair_root": str(other), "data__fraction": 0.5}, "leave data.fraction at 1"),
+    ):
+        overrides = dino_overrides(dino_data, tmp_path / "refused", **extra, **RUN)
+        assert main(["train-dino", *overrides]) == 2
+        assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "configs").glob("dino_*.yaml")))
 def test_every_recipe_resolves(recipe):
     config = load_config(DinoConfig, REPO / "configs" / recipe)

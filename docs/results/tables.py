@@ -709,6 +709,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "probe-bench": probe_bench("probe_bench"),
     "dino-backbone": dino_backbone("probe_bench/dino_backbone"),
     "dino-bg0-backbone": dino_backbone("probe_bench/dino_bg0_backbone"),
+    "dino-pairs-backbone": dino_backbone("probe_bench/dino_pairs_backbone"),
     "feature-cues": feature_cues,
     "pxap-parity": pxap_parity,
     "maxboxacc-parity": maxboxacc_parity,

@@ -30,11 +30,13 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from probe_study import backbone  # noqa: E402  (NAME=CHECKPOINT, as the probing study takes it)
 from record import record_head, write_record  # noqa: E402
 
 import simpool  # noqa: E402
 from simpool.data.bench import BACKGROUNDS, NUM_CLASSES, BenchConfig, SimPoolBench, normalize_images  # noqa: E402
-from simpool.evaluate.knn import knn_classify_many  # noqa: E402
+from simpool.evaluate.knn import knn_predict  # noqa: E402
 from simpool.models.loading import load_model  # noqa: E402
 from simpool.utils import parse_kv  # noqa: E402
 
@@ -68,17 +70,11 @@ def features(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 250
 
 
 def knn_hits(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-    """Per query, 1 where DINO's weighted k-NN (:func:`~simpool.evaluate.knn.knn_classify_many`, the library's own)
-    names its label, else 0: ``(N_query,)``, one query at a time so that the bootstrap can resample them."""
+    """Per query, 1 where DINO's weighted k-NN (the library's :func:`~simpool.evaluate.knn.knn_predict`) names its
+    label, else 0: ``(N_query,)``, so that the bootstrap can resample the queries."""
     num_classes = int(max(bank_labels.max(), labels.max())) + 1
-    hits = [
-        knn_classify_many(bank, bank_labels, query[i : i + 1], labels[i : i + 1], (K,), TEMPERATURE, num_classes)[K][
-            "top1"
-        ]
-        > 0
-        for i in range(len(query))
-    ]
-    return np.asarray(hits, dtype=np.float64)
+    predicted = knn_predict(bank, bank_labels, query, K, TEMPERATURE, num_classes)  # (N_query,)
+    return (predicted == labels).double().numpy()
 
 
 def top1_interval(hits: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> dict[str, float]:
@@ -102,13 +98,6 @@ def ask(model: torch.nn.Module, data: dict[str, dict[str, dict]]) -> dict[str, d
             hits = knn_hits(feats[variant]["bank"][name], bank[label], feats[variant]["query"][name], query[label])
             out.setdefault(name, {})[question] = top1_interval(hits)
     return out
-
-
-def backbone(text: str) -> tuple[str, str]:
-    name, sep, checkpoint = text.partition("=")
-    if not sep or not name or not checkpoint:
-        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=CHECKPOINT")
-    return name, checkpoint
 
 
 def models(args: argparse.Namespace, kwargs: dict):

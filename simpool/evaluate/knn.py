@@ -6,7 +6,7 @@ The paper reports k-NN top-1 of DINO-pretrained ViT-S/16 with each pool (Tables 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,56 @@ from torch import nn
 
 from ..data.folders import image_folder
 from .features import chunks, data_loader, eval_transform, extract_features, rows_per_chunk
+
+
+def _check(train_features, train_labels, test_features, ks, temperature) -> list[int]:
+    """The sorted distinct ``ks``, after refusing features, training labels, ``k`` or ``temperature`` that do not
+    fit."""
+    if train_features.ndim != 2 or test_features.ndim != 2 or train_features.shape[1] != test_features.shape[1]:
+        raise ValueError(
+            f"features must be (N, D) with the same D: train {tuple(train_features.shape)}, "
+            f"test {tuple(test_features.shape)}"
+        )
+    if len(train_labels) != len(train_features):
+        raise ValueError("train_labels / test_labels must have one label per feature row")
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1 or ks[-1] > len(train_features):
+        raise ValueError(f"k must be in [1, {len(train_features)}] (the number of training features), got {ks}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    return ks
+
+
+def knn_rankings(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    ks: Sequence[int],
+    temperature: float,
+    num_classes: int,
+    memory_bytes: int = 2**29,
+) -> Iterator[tuple[slice, dict[int, torch.Tensor]]]:
+    """Per chunk of test rows, each ``k``'s classes ranked by DINO's weighted vote: ``(rows, {k: (b, classes)})``.
+
+    The vote of :func:`knn_classify`; a stable descending sort ranks equal votes' lower class index first. ``ks``
+    must already be checked (:func:`knn_classify_many` does).
+    """
+    device = train_features.device
+    train_labels = train_labels.to(device).long()
+    train = F.normalize(train_features.float(), dim=1)  # (N_train, D)
+    test = F.normalize(test_features.float().to(device), dim=1)  # (N_test, D)
+    k_max = max(ks)
+    for rows in chunks(len(test), rows_per_chunk(len(train), memory_bytes)):
+        similarity = test[rows] @ train.T  # (b, D) x (D, N_train) -> (b, N_train)
+        nearest, index = similarity.topk(k_max, dim=1, largest=True, sorted=True)  # (b, k_max)
+        neighbour_labels = train_labels[index]  # (b, k_max)
+        weights = (nearest / temperature).exp()  # (b, k_max): exp(cos / T)
+        rankings = {}
+        for k in ks:
+            votes = torch.zeros(len(nearest), num_classes, device=device)  # (b, classes)
+            votes.scatter_add_(1, neighbour_labels[:, :k], weights[:, :k])  # sum of weights per class
+            rankings[k] = votes.sort(dim=1, descending=True, stable=True).indices  # (b, classes)
+        yield rows, rankings
 
 
 def knn_classify_many(
@@ -27,43 +77,40 @@ def knn_classify_many(
     memory_bytes: int = 2**29,
 ) -> dict[int, dict[str, float]]:
     """:func:`knn_classify` for several ``k`` from one similarity pass: ``{k: {"top1", "top5"}}``."""
-    if train_features.ndim != 2 or test_features.ndim != 2 or train_features.shape[1] != test_features.shape[1]:
-        raise ValueError(
-            f"features must be (N, D) with the same D: train {tuple(train_features.shape)}, "
-            f"test {tuple(test_features.shape)}"
-        )
-    if len(train_labels) != len(train_features) or len(test_labels) != len(test_features):
+    ks = _check(train_features, train_labels, test_features, ks, temperature)
+    if len(test_labels) != len(test_features):
         raise ValueError("train_labels / test_labels must have one label per feature row")
-    ks = sorted({int(k) for k in ks})
-    if not ks or ks[0] < 1 or ks[-1] > len(train_features):
-        raise ValueError(f"k must be in [1, {len(train_features)}] (the number of training features), got {ks}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
     device = train_features.device
-    train_labels = train_labels.to(device).long()
     test_labels = test_labels.to(device).long()
     if num_classes is None:
         num_classes = int(max(train_labels.max(), test_labels.max())) + 1
-    train = F.normalize(train_features.float(), dim=1)  # (N_train, D)
-    test = F.normalize(test_features.float().to(device), dim=1)  # (N_test, D)
-    k_max = ks[-1]
     correct = {k: torch.zeros(2, dtype=torch.long, device=device) for k in ks}  # top1, top5 counts
-    for rows in chunks(len(test), rows_per_chunk(len(train), memory_bytes)):
-        similarity = test[rows] @ train.T  # (b, D) x (D, N_train) -> (b, N_train)
-        nearest, index = similarity.topk(k_max, dim=1, largest=True, sorted=True)  # (b, k_max)
-        neighbour_labels = train_labels[index]  # (b, k_max)
-        weights = (nearest / temperature).exp()  # (b, k_max): exp(cos / T)
+    args = (train_features, train_labels, test_features, ks, temperature, num_classes, memory_bytes)
+    for rows, rankings in knn_rankings(*args):
         targets = test_labels[rows, None]  # (b, 1)
-        for k in ks:
-            votes = torch.zeros(len(targets), num_classes, device=device)  # (b, classes)
-            votes.scatter_add_(1, neighbour_labels[:, :k], weights[:, :k])  # sum of weights per class
-            # a stable descending sort: equal votes rank the lower class index first
-            ranking = votes.sort(dim=1, descending=True, stable=True).indices  # (b, classes)
+        for k, ranking in rankings.items():
             hits = ranking == targets  # (b, classes)
             correct[k][0] += hits[:, :1].sum()
             correct[k][1] += hits[:, : min(5, k, num_classes)].sum()  # DINO: top-5 over min(5, k) classes
-    total = len(test)
+    total = len(test_features)
     return {k: {"top1": 100.0 * c[0].item() / total, "top5": 100.0 * c[1].item() / total} for k, c in correct.items()}
+
+
+def knn_predict(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    k: int = 20,
+    temperature: float = 0.07,
+    num_classes: int | None = None,
+) -> torch.Tensor:
+    """The class :func:`knn_classify` predicts for each test feature: ``(N_test,)`` int64 on the features' device
+    (its top-1 is the share of these equal to the labels)."""
+    (k,) = _check(train_features, train_labels, test_features, (k,), temperature)
+    if num_classes is None:
+        num_classes = int(train_labels.max()) + 1
+    args = (train_features, train_labels, test_features, (k,), temperature, num_classes)
+    return torch.cat([rankings[k][:, 0] for _, rankings in knn_rankings(*args)])
 
 
 def knn_classify(

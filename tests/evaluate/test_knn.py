@@ -11,7 +11,7 @@ import torch
 from simpool.cli import main
 from simpool.data.folders import image_folder
 from simpool.evaluate.features import eval_transform, extract_features
-from simpool.evaluate.knn import knn_classify, knn_classify_many
+from simpool.evaluate.knn import knn_classify, knn_classify_many, knn_predict
 
 
 def unit(degrees):
@@ -88,6 +88,23 @@ def test_parity_with_plain_loop_and_chunking(k):
     whole = knn_classify(*args, k=k, temperature=0.07, num_classes=12)
     assert (whole["top1"], whole["top5"]) == pytest.approx(expected)
     assert tiny_memory[k] == whole  # 3 test rows per chunk give the same answer
+
+
+def test_predictions_are_the_hand_made_votes_and_give_the_top1():
+    # the cases above: T decides between one close class-0 neighbour and two far class-1 ones; a tie goes to class 0
+    train, labels = unit([0, 90, -90]), torch.tensor([0, 1, 1])
+    assert knn_predict(train, labels, unit([0]), k=3, temperature=0.07).tolist() == [0]
+    assert knn_predict(train, labels, unit([0]), k=3, temperature=10.0).tolist() == [1]
+    assert knn_predict(torch.eye(2), torch.tensor([0, 1]), torch.ones(1, 2), k=2).tolist() == [0]
+    rng = np.random.default_rng(3)
+    train, test = torch.tensor(rng.normal(size=(300, 16))), torch.tensor(rng.normal(size=(57, 16)))
+    train_y, test_y = torch.tensor(rng.integers(0, 12, 300)), torch.tensor(rng.integers(0, 12, 57))
+    predicted = knn_predict(train, train_y, test, k=10, num_classes=12)
+    assert predicted.shape == (57,) and predicted.dtype == torch.long
+    top1 = knn_classify(train, train_y, test, test_y, k=10, num_classes=12)["top1"]
+    assert 100.0 * (predicted == test_y).double().mean().item() == pytest.approx(top1)
+    with pytest.raises(ValueError, match="k must be in"):
+        knn_predict(train, train_y, test, k=301)
 
 
 def test_rejects_bad_shapes():
